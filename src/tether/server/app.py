@@ -1,0 +1,118 @@
+"""The ASGI application: routes, error handling, authentication and the lifespan that opens and
+closes the database and the event bus."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar, Router, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+
+from tether._version import __version__
+from tether.server import data, identity, pairing, resources, sessions
+from tether.server.authn import AuthenticationMiddleware
+from tether.server.bootstrap import FirstAdmin, prepare
+from tether.server.credentials import AccessTokens
+from tether.server.database import create_engine
+from tether.server.settings import Settings
+from tether.server.state import LoginLimiter, ServerState
+
+logger = logging.getLogger("tether.server")
+
+API_PREFIX = "/api/v1"
+
+
+@get("/health", opt={"exclude_from_auth": True}, tags=["server"], summary="Ready check")
+async def health() -> dict[str, str]:
+    return {"status": "ok", "version": __version__}
+
+
+def _announce(admin: FirstAdmin, settings: Settings) -> None:
+    url = f"http://{settings.host}:{settings.port}"
+    lines = [
+        "",
+        f"Tether created organization {admin.organization!r} with admin {admin.username!r}.",
+    ]
+    if admin.password:
+        lines.append(f"Generated password (shown once): {admin.password}")
+    lines += [
+        "Log in with:",
+        f"  tether login {url} --organization {admin.organization} --username {admin.username}",
+        "",
+    ]
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def provide_state(state: State) -> ServerState:
+    """The running server's state, injected into handlers as `tether`."""
+    return state.tether  # type: ignore[no-any-return]
+
+
+def create_app(
+    settings: Settings | None = None, extra_handlers: list[Any] | None = None
+) -> Litestar:
+    """Build the Tether cloud application. `extra_handlers` mounts more routes under /api/v1."""
+    settings = settings or Settings.load()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if not settings.database_url:
+            settings.data.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            key, admin = await prepare(engine, settings)
+            app.state.tether = ServerState(
+                settings=settings,
+                engine=engine,
+                tokens=AccessTokens(key, settings.access_token_ttl),
+                limiter=LoginLimiter(settings.login_max_failures, settings.login_window),
+            )
+            if admin is not None:
+                _announce(admin, settings)
+            yield
+        finally:
+            await engine.dispose()
+
+    from tether.server.problems import problem_response
+
+    api = Router(
+        API_PREFIX,
+        route_handlers=[
+            health,
+            sessions.router,
+            identity.router,
+            pairing.router,
+            resources.build_router(),
+            data.router,
+            *(extra_handlers or []),
+        ],
+    )
+    app = Litestar(
+        route_handlers=[api],
+        lifespan=[lifespan],
+        exception_handlers={Exception: problem_response},
+        middleware=[
+            DefineMiddleware(
+                AuthenticationMiddleware, exclude=[f"^{API_PREFIX}/(openapi\\.json|docs)"]
+            )
+        ],
+        request_max_body_size=settings.max_data_value + 1024 * 1024,
+        openapi_config=OpenAPIConfig(
+            title="Tether",
+            version=__version__,
+            path=API_PREFIX,
+            render_plugins=[JsonRenderPlugin(), SwaggerRenderPlugin(path="/docs")],
+        ),
+        logging_config=None,
+        dependencies={"tether": Provide(provide_state, sync_to_thread=False)},
+        debug=False,
+    )
+    return app

@@ -1,0 +1,53 @@
+"""First start: migrate the schema, settle the signing key and create the first admin."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from tether.server.database import signing_key, upgrade_schema
+from tether.server.identity import UserCreate, insert_organization, insert_user
+from tether.server.settings import Settings
+from tether.server.tables import organizations
+
+_MIGRATION_LOCK = 7_310_001
+
+
+@dataclass(frozen=True)
+class FirstAdmin:
+    """The admin created on first start; the password is known only when it was generated."""
+
+    organization: str
+    username: str
+    password: str | None
+
+
+async def _create_first_admin(conn: AsyncConnection, settings: Settings) -> FirstAdmin | None:
+    if (await conn.execute(sa.select(organizations.c.id).limit(1))).first() is not None:
+        return None
+    org_name = settings.admin_organization or "main"
+    username = settings.admin_username or "admin"
+    generated = settings.admin_password is None
+    password = settings.admin_password or secrets.token_urlsafe(12)
+    org_id, _ = await insert_organization(conn, org_name)
+    await insert_user(
+        conn,
+        org_id,
+        UserCreate(username=username, password=password, is_admin=True),
+        superuser=True,
+    )
+    return FirstAdmin(org_name, username, password if generated else None)
+
+
+async def prepare(engine: AsyncEngine, settings: Settings) -> tuple[str, FirstAdmin | None]:
+    """Everything a server needs from the database before it serves; servers take turns."""
+    async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+        await conn.run_sync(upgrade_schema)
+        key = await signing_key(conn, settings.secret_key)
+        admin = await _create_first_admin(conn, settings)
+    return key, admin

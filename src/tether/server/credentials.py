@@ -1,0 +1,141 @@
+"""Secrets, their hashes and signed access tokens.
+
+Passwords are chosen by people and get argon2id. Device secrets, API keys, API tokens and
+refresh tokens are 256-bit random values that the server makes, so a SHA-256 digest is as
+strong as a slow hash and keeps per-request authentication cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+API_TOKEN_PREFIX = "tth_"
+REFRESH_TOKEN_PREFIX = "ttr_"
+_ISSUER = "tether"
+_hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash("tether-dummy-password")
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def digest_matches(secret: str, stored: str | None) -> bool:
+    """Constant-time check of a secret against its stored digest (False when none is stored)."""
+    return hmac.compare_digest(digest(secret), stored or "0" * 64)
+
+
+def make_prefixed(prefix: str, row_id: str) -> str:
+    """An opaque token that names its row (`prefix + id + '.' + secret`), for O(1) lookup."""
+    return f"{prefix}{row_id.replace('-', '')}.{new_secret()}"
+
+
+def split_prefixed(prefix: str, token: str) -> str | None:
+    """The row id inside a prefixed token, or None when the token has the wrong shape."""
+    if not token.startswith(prefix) or "." not in token:
+        return None
+    raw = token[len(prefix) :].split(".", 1)[0]
+    if len(raw) != 32 or any(c not in "0123456789abcdef" for c in raw):
+        return None
+    return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+async def verify_password(password: str, stored: str | None) -> bool:
+    """Check a password; an unknown user costs the same time as a wrong password."""
+
+    def check() -> bool:
+        try:
+            return bool(_hasher.verify(stored or _DUMMY_HASH, password)) and stored is not None
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await asyncio.to_thread(check)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a user, device, app or API token, always inside one organization."""
+
+    type: str
+    id: str
+    org_id: str
+    name: str
+    read_only: bool = False
+    project_id: str | None = None
+    is_admin: bool = False
+    is_superuser: bool = False
+    token_id: str | None = None
+
+    def claims(self) -> dict[str, Any]:
+        claims: dict[str, Any] = {
+            "sub": self.id,
+            "typ": self.type,
+            "org": self.org_id,
+            "name": self.name,
+        }
+        if self.read_only:
+            claims["ro"] = True
+        if self.project_id:
+            claims["prj"] = self.project_id
+        if self.is_admin:
+            claims["adm"] = True
+        if self.is_superuser:
+            claims["su"] = True
+        return claims
+
+    @classmethod
+    def from_claims(cls, claims: dict[str, Any]) -> Principal:
+        return cls(
+            type=claims["typ"],
+            id=claims["sub"],
+            org_id=claims["org"],
+            name=claims["name"],
+            read_only=bool(claims.get("ro")),
+            project_id=claims.get("prj"),
+            is_admin=bool(claims.get("adm")),
+            is_superuser=bool(claims.get("su")),
+        )
+
+
+class AccessTokens:
+    """Short-lived signed access tokens (JWT, HS256) carrying the principal."""
+
+    def __init__(self, key: str, ttl: int) -> None:
+        self._key = key
+        self.ttl = ttl
+
+    def issue(self, principal: Principal, now: dt.datetime) -> tuple[str, dt.datetime]:
+        expires = now + dt.timedelta(seconds=self.ttl)
+        claims = principal.claims() | {"iss": _ISSUER, "iat": now, "exp": expires}
+        return jwt.encode(claims, self._key, algorithm="HS256"), expires
+
+    def verify(self, token: str) -> Principal | None:
+        try:
+            claims = jwt.decode(
+                token,
+                self._key,
+                algorithms=["HS256"],
+                issuer=_ISSUER,
+                options={"require": ["exp", "sub", "iss"]},
+            )
+            return Principal.from_claims(claims)
+        except (jwt.PyJWTError, KeyError):
+            return None

@@ -1,0 +1,234 @@
+"""Data items ((group, key) -> JSON value, up to the size setting) and feed entries.
+
+Data items are addressed by group and key, organization-wide or inside a project; `PUT`
+creates or replaces. Feeds are resources whose data is an append-only list of JSON entries.
+"""
+
+# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+
+import datetime as dt
+from typing import Annotated, Any
+
+import msgspec
+import sqlalchemy as sa
+from litestar import Request, Router, delete, get, post, put
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tether.server.database import new_id, utcnow
+from tether.server.events import Event
+from tether.server.pages import Page, check_query, fetch_page, page_limit
+from tether.server.problems import Problem, invalid, not_found
+from tether.server.resources import KINDS, load, resolve_scope
+from tether.server.state import ServerState
+from tether.server.tables import data_items, feed_entries
+
+ORG_SCOPE = "-"
+_SEGMENT = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class DataItemOut(msgspec.Struct):
+    group: str
+    key: str
+    value: Any
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    project_id: str | None = None
+
+
+class FeedEntryIn(msgspec.Struct, forbid_unknown_fields=True):
+    value: Any
+
+
+class FeedEntryOut(msgspec.Struct):
+    id: str
+    value: Any
+    created_at: dt.datetime
+
+
+def _paths(suffix: str) -> list[str]:
+    return [suffix, f"/projects/{{project_id:str}}{suffix}"]
+
+
+def _item_out(row: Any) -> DataItemOut:
+    return DataItemOut(
+        group=row.group,
+        key=row.key,
+        value=msgspec.json.decode(row.value),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        project_id=None if row.scope == ORG_SCOPE else row.scope,
+    )
+
+
+def _check_segment(name: str, value: str) -> None:
+    if not value or len(value) > 200:
+        raise invalid(f"{name} must be 1 to 200 characters.")
+
+
+async def _body(request: Request[Any, Any, Any], limit: int) -> Any:
+    raw = await request.body()
+    if len(raw) > limit:
+        raise Problem(413, f"A value may be at most {limit} bytes.", code="too_large")
+    try:
+        return raw, msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        raise Problem(400, "The body is not valid JSON.", code="malformed") from None
+
+
+async def _scope(conn: AsyncConnection, request: Request[Any, Any, Any]) -> tuple[str, str]:
+    org_id, project_id = await resolve_scope(conn, request)
+    return org_id, project_id or ORG_SCOPE
+
+
+@get(_paths("/data"), tags=["data"], summary="Find data items")
+async def list_items(request: Request[Any, Any, Any], tether: ServerState) -> Page[DataItemOut]:
+    check_query(request, {"group", "key"})
+    limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
+    async with tether.engine.connect() as conn:
+        org_id, scope = await _scope(conn, request)
+        query = sa.select(data_items).where(
+            data_items.c.org_id == org_id, data_items.c.scope == scope
+        )
+        for field in ("group", "key"):
+            if field in request.query_params:
+                query = query.where(data_items.c[field] == request.query_params[field])
+        total, rows, next_url = await fetch_page(conn, request, query, data_items.c.id, limit)
+    return Page(total, [_item_out(r) for r in rows], next_url)
+
+
+@get(
+    _paths("/data/{group:str}/{key:str}"),
+    tags=["data"],
+    summary="Get a data item",
+)
+async def read_item(
+    group: str, key: str, request: Request[Any, Any, Any], tether: ServerState
+) -> DataItemOut:
+    async with tether.engine.connect() as conn:
+        org_id, scope = await _scope(conn, request)
+        row = (
+            await conn.execute(
+                sa.select(data_items).where(
+                    data_items.c.org_id == org_id,
+                    data_items.c.scope == scope,
+                    data_items.c.group == group,
+                    data_items.c.key == key,
+                )
+            )
+        ).first()
+    if row is None:
+        raise not_found("data item")
+    return _item_out(row)
+
+
+@put(
+    _paths("/data/{group:str}/{key:str}"),
+    tags=["data"],
+    summary="Create or replace a data item; the body is its JSON value",
+)
+async def put_item(
+    group: str, key: str, request: Request[Any, Any, Any], tether: ServerState
+) -> DataItemOut:
+    _check_segment("group", group)
+    _check_segment("key", key)
+    raw, _ = await _body(request, tether.settings.max_data_value)
+    now = utcnow()
+    async with tether.engine.begin() as conn:
+        org_id, scope = await _scope(conn, request)
+        where = (
+            data_items.c.org_id == org_id,
+            data_items.c.scope == scope,
+            data_items.c.group == group,
+            data_items.c.key == key,
+        )
+        changed = await conn.execute(
+            data_items.update().where(*where).values(value=raw.decode(), updated_at=now)
+        )
+        action = "updated"
+        if changed.rowcount == 0:
+            action = "created"
+            await conn.execute(
+                data_items.insert().values(
+                    id=new_id(),
+                    org_id=org_id,
+                    scope=scope,
+                    group=group,
+                    key=key,
+                    value=raw.decode(),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        row = (await conn.execute(sa.select(data_items).where(*where))).one()
+    out = _item_out(row)
+    tether.bus.publish(Event(org_id, "data", action, f"{group}/{key}", out))  # type: ignore[arg-type]
+    return out
+
+
+@delete(
+    _paths("/data/{group:str}/{key:str}"),
+    tags=["data"],
+    summary="Delete a data item",
+)
+async def delete_item(
+    group: str, key: str, request: Request[Any, Any, Any], tether: ServerState
+) -> None:
+    async with tether.engine.begin() as conn:
+        org_id, scope = await _scope(conn, request)
+        gone = await conn.execute(
+            data_items.delete().where(
+                data_items.c.org_id == org_id,
+                data_items.c.scope == scope,
+                data_items.c.group == group,
+                data_items.c.key == key,
+            )
+        )
+    if gone.rowcount != 1:
+        raise not_found("data item")
+    tether.bus.publish(Event(org_id, "data", "deleted", f"{group}/{key}", None))
+
+
+@get(
+    _paths("/feeds/{id:str}/data"),
+    tags=["feeds"],
+    summary="A feed's data, oldest first",
+)
+async def feed_data(request: Request[Any, Any, Any], tether: ServerState) -> Page[FeedEntryOut]:
+    check_query(request, ())
+    limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
+    async with tether.engine.connect() as conn:
+        org_id, project_id = await resolve_scope(conn, request)
+        feed = await load(conn, KINDS["feed"], org_id, project_id, request.path_params["id"])
+        query = sa.select(feed_entries).where(feed_entries.c.feed_id == feed.id)
+        total, rows, next_url = await fetch_page(conn, request, query, feed_entries.c.id, limit)
+    entries = [FeedEntryOut(r.id, msgspec.json.decode(r.value), r.created_at) for r in rows]
+    return Page(total, entries, next_url)
+
+
+@post(
+    _paths("/feeds/{id:str}/data"),
+    tags=["feeds"],
+    summary="Append an entry to a feed",
+)
+async def append_feed(
+    data: FeedEntryIn, request: Request[Any, Any, Any], tether: ServerState
+) -> FeedEntryOut:
+    encoded = msgspec.json.encode(data.value).decode()
+    if len(encoded) > tether.settings.max_data_value:
+        raise Problem(413, "The entry is too large.", code="too_large")
+    entry = FeedEntryOut(new_id(), data.value, utcnow())
+    async with tether.engine.begin() as conn:
+        org_id, project_id = await resolve_scope(conn, request)
+        feed = await load(conn, KINDS["feed"], org_id, project_id, request.path_params["id"])
+        await conn.execute(
+            feed_entries.insert().values(
+                id=entry.id, feed_id=feed.id, value=encoded, created_at=entry.created_at
+            )
+        )
+    tether.bus.publish(Event(org_id, "feed", "updated", feed.id, {"entry": entry}))
+    return entry
+
+
+router = Router(
+    "/", route_handlers=[list_items, read_item, put_item, delete_item, feed_data, append_feed]
+)

@@ -1,0 +1,485 @@
+"""The EXP resource model: devices, things, locations, zones, experiences, feeds, content,
+projects and apps, served by one code path.
+
+Each kind is declared once (`KINDS`): which relations it has, whether it holds a secret. From
+that declaration this module builds typed request bodies (unknown fields rejected) and the five
+endpoints of the kind, mounted both organization-wide (`/api/v1/devices`) and inside a project
+(`/api/v1/projects/{project_id}/devices`).
+"""
+
+# No `from __future__ import annotations` here: handlers are built per kind in closures, and
+# Litestar reads their annotations at runtime, so they must be real objects, not strings.
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+import sqlalchemy as sa
+from litestar import Request, Router, delete, get, patch, post
+from litestar.handlers import HTTPRouteHandler
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tether.server.credentials import Principal, digest, new_secret
+from tether.server.database import new_id, utcnow
+from tether.server.events import Event
+from tether.server.pages import Page, check_query, fetch_page, page_limit
+from tether.server.problems import forbidden, invalid, not_found
+from tether.server.state import ServerState
+from tether.server.tables import data_items, resources, zone_members
+
+Name = Annotated[str, msgspec.Meta(max_length=200)]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=36)]
+API = "/api/v1"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What distinguishes one resource kind from another."""
+
+    name: str
+    plural: str
+    placed: bool = False
+    located: bool = False
+    parented: bool = False
+    credential: bool = False
+    in_projects: bool = True
+
+    @property
+    def filters(self) -> frozenset[str]:
+        names = {"name"}
+        if self.placed:
+            names |= {"location_id", "experience_id", "zone_id"}
+        if self.located:
+            names |= {"location_id", "member_id"}
+        if self.parented:
+            names |= {"parent_id"}
+        return frozenset(names)
+
+
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind("device", "devices", placed=True, credential=True),
+        Kind("thing", "things", placed=True),
+        Kind("location", "locations"),
+        Kind("zone", "zones", located=True),
+        Kind("experience", "experiences"),
+        Kind("feed", "feeds"),
+        Kind("content", "content", parented=True),
+        Kind("app", "apps", credential=True),
+        Kind("project", "projects", in_projects=False),
+    )
+}
+
+_REFERENCES = {"location_id": "location", "experience_id": "experience", "parent_id": "content"}
+
+
+class ResourceOut(msgspec.Struct, omit_defaults=True):
+    """A resource as the API shows it; relation fields appear where the kind has them."""
+
+    id: str
+    kind: str
+    name: str
+    document: dict[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    project_id: str | None = None
+    location_id: str | None = None
+    experience_id: str | None = None
+    zone_ids: list[str] | None = None
+    parent_id: str | None = None
+    read_only: bool | None = None
+    url: str | None = None
+    variants: dict[str, str] | None = None
+    layout_url: str | None = None
+    secret: str | None = None
+
+
+def _fields(kind: Kind) -> list[tuple[str, Any, Any]]:
+    fields: list[tuple[str, Any, Any]] = [
+        ("name", Name, ""),
+        ("document", dict[str, Any], msgspec.field(default_factory=dict)),
+    ]
+    if kind.placed:
+        fields += [
+            ("location_id", Id | None, None),
+            ("experience_id", Id | None, None),
+            (
+                "zone_ids",
+                Annotated[list[Id], msgspec.Meta(max_length=100)],
+                msgspec.field(default_factory=list),
+            ),
+        ]
+    if kind.located:
+        fields.append(("location_id", Id | None, None))
+    if kind.parented:
+        fields.append(("parent_id", Id | None, None))
+    if kind.name == "app":
+        fields.append(("read_only", bool, False))
+    return fields
+
+
+def _title(kind: Kind) -> str:
+    return kind.name.title()
+
+
+def create_body(kind: Kind) -> type[msgspec.Struct]:
+    return msgspec.defstruct(f"{_title(kind)}Create", _fields(kind), forbid_unknown_fields=True)
+
+
+def update_body(kind: Kind) -> type[msgspec.Struct]:
+    fields = [(name, tp | msgspec.UnsetType, msgspec.UNSET) for name, tp, _ in _fields(kind)]
+    return msgspec.defstruct(f"{_title(kind)}Update", fields, forbid_unknown_fields=True)
+
+
+def _links(kind: str, row_id: str, document: dict[str, Any]) -> dict[str, Any]:
+    if kind == "content":
+        base = f"{API}/content/{row_id}/data"
+        names = document.get("variants") or []
+        variants = {str(n): f"{base}?variant={n}" for n in names if isinstance(n, str)}
+        return {"url": base, "variants": variants}
+    if kind == "location":
+        return {"layout_url": f"{API}/locations/{row_id}/layout"}
+    return {}
+
+
+def to_out(row: Any, zone_ids: list[str] | None = None, secret: str | None = None) -> ResourceOut:
+    kind = KINDS[row.kind]
+    document = msgspec.json.decode(row.document)
+    return ResourceOut(
+        id=row.id,
+        kind=row.kind,
+        name=row.name,
+        document=document,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        project_id=row.project_id,
+        location_id=row.location_id,
+        experience_id=row.experience_id,
+        zone_ids=zone_ids if kind.placed else None,
+        parent_id=row.parent_id,
+        read_only=row.read_only,
+        secret=secret,
+        **_links(row.kind, row.id, document),
+    )
+
+
+async def zones_of(conn: AsyncConnection, ids: Sequence[str]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {i: [] for i in ids}
+    if ids:
+        rows = await conn.execute(
+            sa.select(zone_members.c.member_id, zone_members.c.zone_id)
+            .where(zone_members.c.member_id.in_(ids))
+            .order_by(zone_members.c.zone_id)
+        )
+        for member_id, zone_id in rows:
+            found[member_id].append(zone_id)
+    return found
+
+
+async def check_references(
+    conn: AsyncConnection, org_id: str, project_id: str | None, values: dict[str, Any]
+) -> None:
+    """Every id a resource points at must be an object of the right kind in the same scope."""
+    wanted: dict[str, str] = {}
+    for field, kind in _REFERENCES.items():
+        if values.get(field):
+            wanted[values[field]] = kind
+    for zone_id in values.get("zone_ids") or []:
+        wanted[zone_id] = "zone"
+    if not wanted:
+        return
+    query = sa.select(resources.c.id, resources.c.kind).where(
+        resources.c.org_id == org_id, resources.c.id.in_(list(wanted))
+    )
+    if project_id is not None:
+        query = query.where(resources.c.project_id == project_id)
+    found = dict((await conn.execute(query)).tuples().all())
+    for ref_id, kind in wanted.items():
+        if found.get(ref_id) != kind:
+            raise invalid(f"{ref_id} is not a {kind} here.", "invalid_reference")
+
+
+async def insert_resource(
+    conn: AsyncConnection,
+    *,
+    org_id: str,
+    kind: str,
+    project_id: str | None,
+    name: str,
+    document: dict[str, Any],
+    **columns: Any,
+) -> ResourceOut:
+    """Store a new resource (with its zone memberships) and return it as the API shows it."""
+    now = utcnow()
+    spec = KINDS[kind]
+    zone_ids: list[str] = list(dict.fromkeys(columns.pop("zone_ids", None) or []))
+    secret = new_secret() if spec.credential else None
+    row = {
+        "id": new_id(),
+        "org_id": org_id,
+        "kind": kind,
+        "project_id": project_id,
+        "name": name,
+        "document": msgspec.json.encode(document).decode(),
+        "location_id": None,
+        "experience_id": None,
+        "parent_id": None,
+        "secret_hash": digest(secret) if secret else None,
+        "read_only": columns.pop("read_only", False) if kind == "app" else None,
+        "created_at": now,
+        "updated_at": now,
+    } | columns
+    await conn.execute(resources.insert().values(row))
+    if zone_ids:
+        await conn.execute(
+            zone_members.insert(), [{"zone_id": z, "member_id": row["id"]} for z in zone_ids]
+        )
+    return to_out(_RowView(row), zone_ids, secret)
+
+
+class _RowView:
+    """Attribute access over a dict of column values, shaped like a result row."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+def principal_of(request: Request[Any, Any, Any]) -> Principal:
+    return request.user  # type: ignore[no-any-return]
+
+
+async def resolve_scope(
+    conn: AsyncConnection, request: Request[Any, Any, Any], kind: Kind | None = None
+) -> tuple[str, str | None]:
+    """The caller's organization and, under `/projects/{project_id}/…`, the project (404 if not
+    one of the organization's projects)."""
+    org_id = principal_of(request).org_id
+    project_id = request.path_params.get("project_id")
+    if project_id is None or (kind is not None and not kind.in_projects):
+        return org_id, None
+    found = (
+        await conn.execute(
+            sa.select(resources.c.id).where(
+                resources.c.id == project_id,
+                resources.c.org_id == org_id,
+                resources.c.kind == "project",
+            )
+        )
+    ).first()
+    if found is None:
+        raise not_found("project")
+    return org_id, project_id
+
+
+def scoped(query: sa.Select[Any], kind: str, org_id: str, project_id: str | None) -> sa.Select[Any]:
+    query = query.where(resources.c.org_id == org_id, resources.c.kind == kind)
+    if project_id is not None:
+        query = query.where(resources.c.project_id == project_id)
+    return query
+
+
+async def load(
+    conn: AsyncConnection, kind: Kind, org_id: str, project_id: str | None, row_id: str
+) -> Any:
+    row = (
+        await conn.execute(
+            scoped(sa.select(resources), kind.name, org_id, project_id).where(
+                resources.c.id == row_id
+            )
+        )
+    ).first()
+    if row is None:
+        raise not_found(kind.name)
+    return row
+
+
+def require_user_for(kind: Kind, request: Request[Any, Any, Any]) -> None:
+    """Only users manage credentialed kinds: a device cannot mint devices or apps."""
+    if kind.credential and principal_of(request).type != "user":
+        raise forbidden(f"Only users can create, delete or re-key {kind.plural}.")
+
+
+def item_id(request: Request[Any, Any, Any], kind: Kind) -> str:
+    return str(request.path_params["project_id" if kind.name == "project" else "id"])
+
+
+async def _forget(conn: AsyncConnection, kind: Kind, row_id: str) -> None:
+    """Drop what pointed at a deleted resource, so nothing dangles."""
+    if kind.name == "project":
+        await conn.execute(resources.delete().where(resources.c.project_id == row_id))
+        await conn.execute(data_items.delete().where(data_items.c.scope == row_id))
+    for field in ("location_id", "experience_id", "parent_id"):
+        if _REFERENCES[field] == kind.name:
+            column = resources.c[field]
+            await conn.execute(resources.update().where(column == row_id).values({field: None}))
+
+
+def _filter(query: sa.Select[Any], request: Request[Any, Any, Any]) -> sa.Select[Any]:
+    params = request.query_params
+    for field in ("name", "location_id", "experience_id", "parent_id"):
+        if field in params:
+            query = query.where(resources.c[field] == params[field])
+    if "zone_id" in params:
+        query = query.where(
+            resources.c.id.in_(
+                sa.select(zone_members.c.member_id).where(
+                    zone_members.c.zone_id == params["zone_id"]
+                )
+            )
+        )
+    if "member_id" in params:
+        query = query.where(
+            resources.c.id.in_(
+                sa.select(zone_members.c.zone_id).where(
+                    zone_members.c.member_id == params["member_id"]
+                )
+            )
+        )
+    return query
+
+
+def _paths(kind: Kind, item: bool) -> list[str]:
+    if kind.name == "project":
+        return ["/projects/{project_id:str}"] if item else ["/projects"]
+    base = f"/{kind.plural}"
+    paths = [base, f"/projects/{{project_id:str}}{base}"]
+    return [f"{p}/{{id:str}}" for p in paths] if item else paths
+
+
+def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
+    """The list, create, get, update and delete endpoints of one kind."""
+    create_type = create_body(kind)
+    update_type = update_body(kind)
+    tag = [kind.plural]
+
+    async def list_(request: Request[Any, Any, Any], tether: ServerState) -> Page[ResourceOut]:
+        check_query(request, kind.filters)
+        limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
+        async with tether.engine.connect() as conn:
+            org_id, project_id = await resolve_scope(conn, request, kind)
+            query = _filter(scoped(sa.select(resources), kind.name, org_id, project_id), request)
+            total, rows, next_url = await fetch_page(conn, request, query, resources.c.id, limit)
+            zones = await zones_of(conn, [r.id for r in rows]) if kind.placed else {}
+        return Page(total, [to_out(r, zones.get(r.id)) for r in rows], next_url)
+
+    async def create(
+        request: Request[Any, Any, Any], tether: ServerState, data: create_type
+    ) -> ResourceOut:  # type: ignore[valid-type]
+        require_user_for(kind, request)
+        values = msgspec.structs.asdict(data)
+        async with tether.engine.begin() as conn:
+            org_id, project_id = await resolve_scope(conn, request, kind)
+            await check_references(conn, org_id, project_id, values)
+            out = await insert_resource(
+                conn, org_id=org_id, kind=kind.name, project_id=project_id, **values
+            )
+        tether.bus.publish(Event(org_id, kind.name, "created", out.id, out))
+        return out
+
+    async def read(request: Request[Any, Any, Any], tether: ServerState) -> ResourceOut:
+        async with tether.engine.connect() as conn:
+            org_id, project_id = await resolve_scope(conn, request, kind)
+            row = await load(conn, kind, org_id, project_id, item_id(request, kind))
+            zones = await zones_of(conn, [row.id]) if kind.placed else {}
+        return to_out(row, zones.get(row.id))
+
+    async def update(
+        request: Request[Any, Any, Any], tether: ServerState, data: update_type
+    ) -> ResourceOut:  # type: ignore[valid-type]
+        values = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
+        async with tether.engine.begin() as conn:
+            org_id, project_id = await resolve_scope(conn, request, kind)
+            row = await load(conn, kind, org_id, project_id, item_id(request, kind))
+            await check_references(conn, org_id, row.project_id, values)
+            zone_ids = values.pop("zone_ids", None)
+            if "document" in values:
+                values["document"] = msgspec.json.encode(values["document"]).decode()
+            values["updated_at"] = utcnow()
+            await conn.execute(resources.update().where(resources.c.id == row.id).values(values))
+            if zone_ids is not None:
+                await conn.execute(zone_members.delete().where(zone_members.c.member_id == row.id))
+                if zone_ids:
+                    await conn.execute(
+                        zone_members.insert(),
+                        [{"zone_id": z, "member_id": row.id} for z in dict.fromkeys(zone_ids)],
+                    )
+            row = await load(conn, kind, org_id, project_id, row.id)
+            zones = await zones_of(conn, [row.id]) if kind.placed else {}
+        out = to_out(row, zones.get(row.id))
+        tether.bus.publish(Event(org_id, kind.name, "updated", out.id, out))
+        return out
+
+    async def remove(request: Request[Any, Any, Any], tether: ServerState) -> None:
+        require_user_for(kind, request)
+        async with tether.engine.begin() as conn:
+            org_id, project_id = await resolve_scope(conn, request, kind)
+            row = await load(conn, kind, org_id, project_id, item_id(request, kind))
+            await _forget(conn, kind, row.id)
+            await conn.execute(resources.delete().where(resources.c.id == row.id))
+        tether.bus.publish(Event(org_id, kind.name, "deleted", row.id, None))
+
+    title = _title(kind)
+    handlers: list[HTTPRouteHandler] = [
+        get(_paths(kind, False), tags=tag, summary=f"List {kind.plural}", name=f"{kind.name}-list")(
+            list_
+        ),
+        post(
+            _paths(kind, False),
+            tags=tag,
+            summary=f"Create a {kind.name}",
+            name=f"{kind.name}-create",
+        )(create),
+        get(_paths(kind, True), tags=tag, summary=f"Get a {kind.name}", name=f"{kind.name}-get")(
+            read
+        ),
+        patch(
+            _paths(kind, True),
+            tags=tag,
+            summary=f"Update a {kind.name}",
+            name=f"{kind.name}-update",
+        )(update),
+        delete(
+            _paths(kind, True),
+            tags=tag,
+            summary=f"Delete a {kind.name}",
+            name=f"{kind.name}-delete",
+        )(remove),
+    ]
+    if kind.credential:
+        handlers.append(_rotate_secret_handler(kind))
+    return handlers
+
+
+def _rotate_secret_handler(kind: Kind) -> HTTPRouteHandler:
+    async def rotate(request: Request[Any, Any, Any], tether: ServerState) -> ResourceOut:
+        require_user_for(kind, request)
+        secret = new_secret()
+        async with tether.engine.begin() as conn:
+            org_id, project_id = await resolve_scope(conn, request, kind)
+            row = await load(conn, kind, org_id, project_id, item_id(request, kind))
+            await conn.execute(
+                resources.update()
+                .where(resources.c.id == row.id)
+                .values(secret_hash=digest(secret), updated_at=utcnow())
+            )
+            row = await load(conn, kind, org_id, project_id, row.id)
+            zones = await zones_of(conn, [row.id]) if kind.placed else {}
+        return to_out(row, zones.get(row.id), secret)
+
+    return post(
+        [f"{p}/secret" for p in _paths(kind, True)],
+        tags=[kind.plural],
+        status_code=200,
+        summary=f"Issue a new secret for a {kind.name}",
+        name=f"{kind.name}-secret",
+    )(rotate)
+
+
+def build_router() -> Router:
+    handlers: list[HTTPRouteHandler] = []
+    for kind in KINDS.values():
+        handlers.extend(kind_handlers(kind))
+    return Router("/", route_handlers=handlers)

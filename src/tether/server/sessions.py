@@ -1,0 +1,305 @@
+"""Signing in: the token endpoint, refresh-token rotation, whoami and logout.
+
+`POST /api/v1/auth/token` takes one of several grants (password, device, app, refresh_token,
+and the OAuth device-code grant used by pairing) and answers a short-lived access token, a
+refresh token and the identity. Failures say only "invalid credentials" and are rate limited
+per identity.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+import msgspec
+import sqlalchemy as sa
+from litestar import Request, Router, get, post
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tether.server.authn import check_limit, principal_for_secret, unauthenticated
+from tether.server.credentials import (
+    REFRESH_TOKEN_PREFIX,
+    Principal,
+    digest,
+    digest_matches,
+    make_prefixed,
+    split_prefixed,
+    verify_password,
+)
+from tether.server.database import new_id, utcnow
+from tether.server.problems import Problem
+from tether.server.state import ServerState
+from tether.server.tables import organizations, refresh_tokens, resources, users
+
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A grant: fields used depend on `grant_type`."""
+
+    grant_type: Literal[
+        "password",
+        "device",
+        "app",
+        "refresh_token",
+        "urn:ietf:params:oauth:grant-type:device_code",
+    ]
+    username: Text | None = None
+    password: Secret | None = None
+    organization: Text | None = None
+    device_id: Text | None = None
+    device_secret: Secret | None = None
+    app_id: Text | None = None
+    api_key: Secret | None = None
+    refresh_token: Secret | None = None
+    device_code: Secret | None = None
+
+
+class Organization(msgspec.Struct):
+    id: str
+    name: str
+
+
+class Identity(msgspec.Struct, omit_defaults=True):
+    type: str
+    id: str
+    name: str
+    organization: Organization
+    read_only: bool = False
+    project_id: str | None = None
+    is_admin: bool = False
+    is_superuser: bool = False
+    token_id: str | None = None
+
+
+class TokenResponse(msgspec.Struct, omit_defaults=True):
+    access_token: str
+    token_type: str
+    expires_in: int
+    expires_at: dt.datetime
+    refresh_token: str
+    identity: Identity
+    device_id: str | None = None
+    device_secret: str | None = None
+
+
+class LogoutRequest(msgspec.Struct, forbid_unknown_fields=True):
+    refresh_token: Secret
+
+
+async def identity_of(conn: AsyncConnection, principal: Principal) -> Identity:
+    org_name = (
+        await conn.execute(
+            sa.select(organizations.c.name).where(organizations.c.id == principal.org_id)
+        )
+    ).scalar_one()
+    return Identity(
+        type=principal.type,
+        id=principal.id,
+        name=principal.name,
+        organization=Organization(principal.org_id, org_name),
+        read_only=principal.read_only,
+        project_id=principal.project_id,
+        is_admin=principal.is_admin,
+        is_superuser=principal.is_superuser,
+        token_id=principal.token_id,
+    )
+
+
+async def issue_session(
+    conn: AsyncConnection, state: ServerState, principal: Principal, **extra: Any
+) -> TokenResponse:
+    """An access token plus a new refresh token for `principal`."""
+    now = utcnow()
+    access, expires = state.tokens.issue(principal, now)
+    refresh_id = new_id()
+    refresh = make_prefixed(REFRESH_TOKEN_PREFIX, refresh_id)
+    await conn.execute(
+        refresh_tokens.insert().values(
+            id=refresh_id,
+            org_id=principal.org_id,
+            principal_type=principal.type,
+            principal_id=principal.id,
+            token_hash=digest(refresh),
+            expires_at=now + dt.timedelta(seconds=state.settings.refresh_token_ttl),
+            created_at=now,
+        )
+    )
+    return TokenResponse(
+        access_token=access,
+        token_type="bearer",
+        expires_in=state.tokens.ttl,
+        expires_at=expires,
+        refresh_token=refresh,
+        identity=await identity_of(conn, principal),
+        **extra,
+    )
+
+
+async def user_principal(conn: AsyncConnection, user_id: str) -> Principal | None:
+    row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).first()
+    if row is None:
+        return None
+    return Principal(
+        type="user",
+        id=row.id,
+        org_id=row.org_id,
+        name=row.username,
+        is_admin=row.is_admin,
+        is_superuser=row.is_superuser,
+    )
+
+
+async def _password_grant(conn: AsyncConnection, data: TokenRequest) -> Principal | None:
+    row = (
+        await conn.execute(
+            sa.select(users)
+            .join(organizations, organizations.c.id == users.c.org_id)
+            .where(users.c.username == data.username, organizations.c.name == data.organization)
+        )
+    ).first()
+    if not await verify_password(data.password or "", row.password_hash if row else None):
+        return None
+    assert row is not None
+    return Principal(
+        type="user",
+        id=row.id,
+        org_id=row.org_id,
+        name=row.username,
+        is_admin=row.is_admin,
+        is_superuser=row.is_superuser,
+    )
+
+
+async def _refresh_grant(conn: AsyncConnection, token: str) -> Principal | None:
+    """Rotate a refresh token: the old one is spent, whoever presents it next is refused."""
+    token_id = split_prefixed(REFRESH_TOKEN_PREFIX, token)
+    if token_id is None:
+        return None
+    row = (
+        await conn.execute(sa.select(refresh_tokens).where(refresh_tokens.c.id == token_id))
+    ).first()
+    if row is None or not digest_matches(token, row.token_hash):
+        return None
+    if row.revoked_at is not None or row.expires_at <= utcnow():
+        return None
+    spent = await conn.execute(
+        refresh_tokens.update()
+        .where(refresh_tokens.c.id == token_id, refresh_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    if spent.rowcount != 1:
+        return None
+    if row.principal_type == "user":
+        return await user_principal(conn, row.principal_id)
+    found = (
+        await conn.execute(
+            sa.select(
+                resources.c.id,
+                resources.c.org_id,
+                resources.c.kind,
+                resources.c.name,
+                resources.c.read_only,
+                resources.c.project_id,
+            ).where(resources.c.id == row.principal_id, resources.c.kind == row.principal_type)
+        )
+    ).first()
+    if found is None:
+        return None
+    return Principal(
+        type=found.kind,
+        id=found.id,
+        org_id=found.org_id,
+        name=found.name,
+        read_only=bool(found.read_only),
+        project_id=found.project_id,
+    )
+
+
+def _require(data: TokenRequest, *names: str) -> None:
+    missing = [name for name in names if not getattr(data, name)]
+    if missing:
+        raise Problem(422, f"The {data.grant_type} grant needs {', '.join(missing)}.")
+
+
+@post(
+    "/auth/token",
+    opt={"exclude_from_auth": True},
+    status_code=200,
+    summary="Exchange credentials for an access token",
+)
+async def token(data: TokenRequest, tether: ServerState) -> TokenResponse:
+    if data.grant_type == "urn:ietf:params:oauth:grant-type:device_code":
+        from tether.server.pairing import claim
+
+        _require(data, "device_code")
+        return await claim(tether, data.device_code or "")
+    if data.grant_type == "password":
+        _require(data, "username", "password", "organization")
+        limit_key = f"user:{data.organization}:{data.username}"
+    elif data.grant_type == "device":
+        _require(data, "device_id", "device_secret")
+        limit_key = f"basic:{data.device_id}"
+    elif data.grant_type == "app":
+        _require(data, "app_id", "api_key")
+        limit_key = f"basic:{data.app_id}"
+    else:
+        _require(data, "refresh_token")
+        limit_key = ""
+    if limit_key:
+        check_limit(tether, limit_key)
+    async with tether.engine.begin() as conn:
+        principal: Principal | None
+        if data.grant_type == "password":
+            principal = await _password_grant(conn, data)
+        elif data.grant_type == "device":
+            principal = await principal_for_secret(
+                tether, data.device_id or "", data.device_secret or ""
+            )
+            principal = principal if principal and principal.type == "device" else None
+        elif data.grant_type == "app":
+            principal = await principal_for_secret(tether, data.app_id or "", data.api_key or "")
+            principal = principal if principal and principal.type == "app" else None
+        else:
+            principal = await _refresh_grant(conn, data.refresh_token or "")
+        if principal is None:
+            if limit_key:
+                tether.limiter.failed(limit_key)
+            raise unauthenticated("Invalid credentials.")
+        if limit_key:
+            tether.limiter.succeeded(limit_key)
+        return await issue_session(conn, tether, principal)
+
+
+@get("/auth/whoami", summary="The identity behind the credential")
+async def whoami(request: Request[Principal, Any, Any], tether: ServerState) -> Identity:
+    async with tether.engine.connect() as conn:
+        return await identity_of(conn, request.user)
+
+
+@post(
+    "/auth/logout",
+    opt={"exclude_from_auth": True},
+    status_code=204,
+    summary="Revoke a refresh token",
+)
+async def logout(data: LogoutRequest, tether: ServerState) -> None:
+    token_id = split_prefixed(REFRESH_TOKEN_PREFIX, data.refresh_token)
+    if token_id is None:
+        return
+    async with tether.engine.begin() as conn:
+        row = (
+            await conn.execute(
+                sa.select(refresh_tokens.c.token_hash).where(refresh_tokens.c.id == token_id)
+            )
+        ).first()
+        if row is not None and digest_matches(data.refresh_token, row.token_hash):
+            await conn.execute(
+                refresh_tokens.update()
+                .where(refresh_tokens.c.id == token_id)
+                .values(revoked_at=utcnow())
+            )
+
+
+router = Router("/", route_handlers=[token, whoami, logout])

@@ -1,0 +1,169 @@
+"""The server's settings, declared once.
+
+Every setting has a name, a type, a default and a help line. The same list feeds the
+`TETHER_*` environment variables, the `tether serve` flags and `docs/configuration.md`, so
+they cannot drift apart. Bad values fail at start naming the key; secrets print masked.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configurable value of the server."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    secret: bool = False
+
+    @property
+    def env(self) -> str:
+        return f"TETHER_{self.name.upper()}"
+
+    def parse(self, raw: Any) -> Any:
+        if raw is None or isinstance(raw, self.type):
+            return raw
+        text = str(raw).strip()
+        try:
+            if self.type is bool:
+                lowered = text.lower()
+                if lowered in {"1", "true", "yes", "on"}:
+                    return True
+                if lowered in {"0", "false", "no", "off"}:
+                    return False
+                raise ValueError(text)
+            if self.type is Path:
+                return Path(text).expanduser()
+            return self.type(text)
+        except ValueError:
+            raise SettingsError(
+                f"{self.env}: {text!r} is not a valid {self.type.__name__}"
+            ) from None
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("data", Path, Path("tether-data"), "Folder that holds the SQLite database and blobs."),
+    Setting("host", str, "127.0.0.1", "Interface to listen on."),
+    Setting("port", int, 8000, "TCP port to listen on."),
+    Setting(
+        "database_url",
+        str,
+        None,
+        "SQLAlchemy URL of the database; default: SQLite (WAL) in the data folder. "
+        "Use postgresql://user@host/db to share one database between servers.",
+        secret=True,
+    ),
+    Setting("redis_url", str, None, "Redis URL for pub/sub across several server processes.", True),
+    Setting(
+        "secret_key",
+        str,
+        None,
+        "Key that signs access tokens; default: generated once and kept in the database.",
+        secret=True,
+    ),
+    Setting("access_token_ttl", int, 900, "Lifetime of an access token, in seconds."),
+    Setting("refresh_token_ttl", int, 30 * 86400, "Lifetime of a refresh token, in seconds."),
+    Setting("admin_username", str, None, "Username of the first admin, created on first start."),
+    Setting("admin_password", str, None, "Password of the first admin (default: generated).", True),
+    Setting("admin_organization", str, None, "Organization of the first admin (default: 'main')."),
+    Setting("page_size", int, 50, "Default number of results in a page of a list."),
+    Setting("max_page_size", int, 500, "Largest page a client may ask for."),
+    Setting("max_data_value", int, 16 * 1024 * 1024, "Largest data item value, in bytes."),
+    Setting("login_max_failures", int, 5, "Failed logins allowed per identity and window."),
+    Setting("login_window", int, 60, "Window of the failed-login limit, in seconds."),
+    Setting("pairing_ttl", int, 600, "How long a pairing code stays valid, in seconds."),
+    Setting("log_level", str, "info", "Log level of the server: debug, info, warning, error."),
+)
+
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings: defaults, then environment, then explicit overrides."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(
+        cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for setting in SETTINGS:
+            raw = environ.get(setting.env, setting.default)
+            values[setting.name] = setting.parse(raw)
+        for name, raw in (overrides or {}).items():
+            if name not in _BY_NAME:
+                raise SettingsError(f"unknown setting {name!r}")
+            if raw is not None:
+                values[name] = _BY_NAME[name].parse(raw)
+        settings = cls(values)
+        settings.validate()
+        return settings
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def validate(self) -> None:
+        for name in (
+            "port",
+            "access_token_ttl",
+            "refresh_token_ttl",
+            "page_size",
+            "max_page_size",
+            "max_data_value",
+            "login_max_failures",
+            "login_window",
+            "pairing_ttl",
+        ):
+            if self.values[name] <= 0:
+                raise SettingsError(f"{_BY_NAME[name].env}: must be positive")
+        if self.values["port"] > 65535:
+            raise SettingsError("TETHER_PORT: must be at most 65535")
+        if self.values["page_size"] > self.values["max_page_size"]:
+            raise SettingsError("TETHER_PAGE_SIZE: must not exceed TETHER_MAX_PAGE_SIZE")
+        if self.values["log_level"].lower() not in {"debug", "info", "warning", "error"}:
+            raise SettingsError("TETHER_LOG_LEVEL: must be debug, info, warning or error")
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL with an async driver, defaulting to SQLite in the data folder."""
+        url: str | None = self.values["database_url"]
+        if not url:
+            path = Path(self.values["data"]).resolve() / "tether.db"
+            return f"sqlite+aiosqlite:///{path}"
+        for plain, driver in (
+            ("postgresql://", "postgresql+asyncpg://"),
+            ("postgres://", "postgresql+asyncpg://"),
+            ("sqlite://", "sqlite+aiosqlite://"),
+        ):
+            if url.startswith(plain):
+                return driver + url[len(plain) :]
+        return url
+
+    def describe(self) -> dict[str, str]:
+        """Every setting's value for display, with secrets masked."""
+        shown: dict[str, str] = {}
+        for setting in SETTINGS:
+            value = self.values[setting.name]
+            if setting.secret and value:
+                shown[setting.name] = "********"
+            else:
+                shown[setting.name] = "" if value is None else str(value)
+        return shown

@@ -1,0 +1,203 @@
+"""The database schema, shared by SQLite and PostgreSQL.
+
+Every row belongs to one organization; queries are always scoped by `org_id`. Ids are
+time-ordered UUIDs, so keyset pagination by id follows creation order. JSON documents are
+stored as text encoded by msgspec, which keeps the hot read path free of re-encoding.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(sa.TypeDecorator[dt.datetime]):
+    """A timestamp that is always timezone-aware UTC, on SQLite too."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> Any:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(dt.UTC)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return value  # type: ignore[no-any-return]
+
+
+def _id(name: str = "id", **kwargs: Any) -> sa.Column[str]:
+    return sa.Column(name, sa.String(36), **kwargs)
+
+
+def _org() -> sa.Column[str]:
+    return sa.Column(
+        "org_id",
+        sa.String(36),
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=False,
+    )
+
+
+def _created() -> sa.Column[dt.datetime]:
+    return sa.Column("created_at", UTCDateTime(), nullable=False)
+
+
+server_state = sa.Table(
+    "server_state",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+organizations = sa.Table(
+    "organizations",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("name", sa.String(100), nullable=False, unique=True),
+    _created(),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    _id(primary_key=True),
+    _org(),
+    sa.Column("username", sa.String(100), nullable=False),
+    sa.Column("password_hash", sa.String(200), nullable=False),
+    sa.Column("is_admin", sa.Boolean, nullable=False, default=False),
+    sa.Column("is_superuser", sa.Boolean, nullable=False, default=False),
+    _created(),
+    sa.UniqueConstraint("org_id", "username", name="uq_users_org_username"),
+)
+
+resources = sa.Table(
+    "resources",
+    metadata,
+    _id(primary_key=True),
+    _org(),
+    sa.Column("kind", sa.String(20), nullable=False),
+    _id("project_id", nullable=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("document", sa.Text, nullable=False),
+    _id("location_id", nullable=True),
+    _id("experience_id", nullable=True),
+    _id("parent_id", nullable=True),
+    sa.Column("secret_hash", sa.String(64), nullable=True),
+    sa.Column("read_only", sa.Boolean, nullable=True),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_resources_org_kind_id", "org_id", "kind", "id"),
+    sa.Index("ix_resources_location", "location_id"),
+    sa.Index("ix_resources_experience", "experience_id"),
+    sa.Index("ix_resources_parent", "parent_id"),
+)
+
+zone_members = sa.Table(
+    "zone_members",
+    metadata,
+    sa.Column(
+        "zone_id",
+        sa.String(36),
+        sa.ForeignKey("resources.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column(
+        "member_id",
+        sa.String(36),
+        sa.ForeignKey("resources.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Index("ix_zone_members_member", "member_id"),
+)
+
+feed_entries = sa.Table(
+    "feed_entries",
+    metadata,
+    _id(primary_key=True),
+    sa.Column(
+        "feed_id", sa.String(36), sa.ForeignKey("resources.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("value", sa.Text, nullable=False),
+    _created(),
+    sa.Index("ix_feed_entries_feed_id", "feed_id", "id"),
+)
+
+data_items = sa.Table(
+    "data_items",
+    metadata,
+    _id(primary_key=True),
+    _org(),
+    sa.Column("scope", sa.String(36), nullable=False),
+    sa.Column("group", sa.String(200), nullable=False),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("value", sa.Text, nullable=False),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("org_id", "scope", "group", "key", name="uq_data_items_address"),
+)
+
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    _id(primary_key=True),
+    _org(),
+    sa.Column(
+        "user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    ),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("read_only", sa.Boolean, nullable=False),
+    _id("project_id", nullable=True),
+    sa.Column("expires_at", UTCDateTime(), nullable=True),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    _created(),
+)
+
+refresh_tokens = sa.Table(
+    "refresh_tokens",
+    metadata,
+    _id(primary_key=True),
+    _org(),
+    sa.Column("principal_type", sa.String(10), nullable=False),
+    sa.Column("principal_id", sa.String(36), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    _created(),
+)
+
+pairings = sa.Table(
+    "pairings",
+    metadata,
+    _id(primary_key=True),
+    sa.Column("user_code", sa.String(16), nullable=False, unique=True),
+    sa.Column("device_code_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column(
+        "org_id",
+        sa.String(36),
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+        nullable=True,
+    ),
+    _id("device_id", nullable=True),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    _created(),
+)
