@@ -1,0 +1,82 @@
+"""Tether: a self-hosted device cloud and its Python SDK.
+
+`tether.Client` (blocking) and `tether.AsyncClient` (asyncio) talk to a Tether server; every
+error they raise is a `tether.TetherError`. The server lives in `tether.server` and needs
+`pip install 'tether[server]'`; importing `tether` never loads it.
+"""
+
+from tether._exceptions import (
+    APIError,
+    AuthenticationError,
+    BadRequestError,
+    ClientClosedError,
+    ConfigurationError,
+    ConflictError,
+    NetworkError,
+    NotFoundError,
+    PairingError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTimeout,
+    ServerError,
+    TetherError,
+    ValidationError,
+)
+from tether._version import __version__
+from tether.client import (
+    AsyncClient,
+    AsyncResultSet,
+    AuthPayload,
+    Client,
+    Content,
+    Credentials,
+    DataItem,
+    Device,
+    Experience,
+    Feed,
+    Location,
+    PairingCode,
+    Project,
+    Resource,
+    ResultSet,
+    Retries,
+    Thing,
+    Zone,
+)
+
+__all__ = [
+    "APIError",
+    "AsyncClient",
+    "AsyncResultSet",
+    "AuthPayload",
+    "AuthenticationError",
+    "BadRequestError",
+    "Client",
+    "ClientClosedError",
+    "ConfigurationError",
+    "ConflictError",
+    "Content",
+    "Credentials",
+    "DataItem",
+    "Device",
+    "Experience",
+    "Feed",
+    "Location",
+    "NetworkError",
+    "NotFoundError",
+    "PairingCode",
+    "PairingError",
+    "PermissionDeniedError",
+    "Project",
+    "RateLimitError",
+    "RequestTimeout",
+    "Resource",
+    "ResultSet",
+    "Retries",
+    "ServerError",
+    "TetherError",
+    "Thing",
+    "ValidationError",
+    "Zone",
+    "__version__",
+]

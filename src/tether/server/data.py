@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import msgspec
 import sqlalchemy as sa
 from litestar import Request, Router, delete, get, post, put
+from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether.server.database import new_id, utcnow
@@ -19,7 +20,7 @@ from tether.server.events import Event
 from tether.server.pages import Page, check_query, fetch_page, page_limit
 from tether.server.problems import Problem, invalid, not_found
 from tether.server.resources import KINDS, load, resolve_scope
-from tether.server.state import ServerState
+from tether.server.state import Tether
 from tether.server.tables import data_items, feed_entries
 
 ORG_SCOPE = "-"
@@ -81,7 +82,7 @@ async def _scope(conn: AsyncConnection, request: Request[Any, Any, Any]) -> tupl
 
 
 @get(_paths("/data"), tags=["data"], summary="Find data items")
-async def list_items(request: Request[Any, Any, Any], tether: ServerState) -> Page[DataItemOut]:
+async def list_items(request: Request[Any, Any, Any], tether: Tether) -> Page[DataItemOut]:
     check_query(request, {"group", "key"})
     limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
     async with tether.engine.connect() as conn:
@@ -102,7 +103,7 @@ async def list_items(request: Request[Any, Any, Any], tether: ServerState) -> Pa
     summary="Get a data item",
 )
 async def read_item(
-    group: str, key: str, request: Request[Any, Any, Any], tether: ServerState
+    group: FromPath[str], key: FromPath[str], request: Request[Any, Any, Any], tether: Tether
 ) -> DataItemOut:
     async with tether.engine.connect() as conn:
         org_id, scope = await _scope(conn, request)
@@ -127,7 +128,7 @@ async def read_item(
     summary="Create or replace a data item; the body is its JSON value",
 )
 async def put_item(
-    group: str, key: str, request: Request[Any, Any, Any], tether: ServerState
+    group: FromPath[str], key: FromPath[str], request: Request[Any, Any, Any], tether: Tether
 ) -> DataItemOut:
     _check_segment("group", group)
     _check_segment("key", key)
@@ -171,7 +172,7 @@ async def put_item(
     summary="Delete a data item",
 )
 async def delete_item(
-    group: str, key: str, request: Request[Any, Any, Any], tether: ServerState
+    group: FromPath[str], key: FromPath[str], request: Request[Any, Any, Any], tether: Tether
 ) -> None:
     async with tether.engine.begin() as conn:
         org_id, scope = await _scope(conn, request)
@@ -193,7 +194,7 @@ async def delete_item(
     tags=["feeds"],
     summary="A feed's data, oldest first",
 )
-async def feed_data(request: Request[Any, Any, Any], tether: ServerState) -> Page[FeedEntryOut]:
+async def feed_data(request: Request[Any, Any, Any], tether: Tether) -> Page[FeedEntryOut]:
     check_query(request, ())
     limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
     async with tether.engine.connect() as conn:
@@ -211,7 +212,7 @@ async def feed_data(request: Request[Any, Any, Any], tether: ServerState) -> Pag
     summary="Append an entry to a feed",
 )
 async def append_feed(
-    data: FeedEntryIn, request: Request[Any, Any, Any], tether: ServerState
+    data: JSONBody[FeedEntryIn], request: Request[Any, Any, Any], tether: Tether
 ) -> FeedEntryOut:
     encoded = msgspec.json.encode(data.value).decode()
     if len(encoded) > tether.settings.max_data_value:

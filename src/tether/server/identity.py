@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import msgspec
 import sqlalchemy as sa
 from litestar import Request, Router, delete, get, post
+from litestar.params import FromPath, JSONBody
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,7 +27,7 @@ from tether.server.credentials import (
 from tether.server.database import new_id, utcnow
 from tether.server.pages import Page, check_query, fetch_page, page_limit
 from tether.server.problems import conflict, forbidden, invalid, not_found
-from tether.server.state import ServerState
+from tether.server.state import Tether
 from tether.server.tables import api_tokens, organizations, resources, users
 
 Username = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^\s:]+$")]
@@ -98,7 +99,7 @@ def _user_out(row: Any) -> UserOut:
 
 
 async def insert_user(
-    conn: AsyncConnection, org_id: str, data: UserCreate, superuser: bool = False
+    conn: AsyncConnection, org_id: str, data: JSONBody[UserCreate], superuser: bool = False
 ) -> UserOut:
     now = utcnow()
     row = {
@@ -130,7 +131,7 @@ async def insert_organization(conn: AsyncConnection, name: str) -> tuple[str, dt
 
 @post("/organizations", tags=["identity"], summary="Create an organization with its first admin")
 async def create_organization(
-    data: OrganizationCreate, request: Request[Any, Any, Any], tether: ServerState
+    data: JSONBody[OrganizationCreate], request: Request[Any, Any, Any], tether: Tether
 ) -> OrganizationOut:
     if not _principal(request).is_superuser:
         raise forbidden("Only the server operator may create organizations.")
@@ -143,7 +144,7 @@ async def create_organization(
 
 @get("/organizations/current", tags=["identity"], summary="The caller's organization")
 async def current_organization(
-    request: Request[Any, Any, Any], tether: ServerState
+    request: Request[Any, Any, Any], tether: Tether
 ) -> OrganizationOut:
     async with tether.engine.connect() as conn:
         row = (
@@ -155,7 +156,7 @@ async def current_organization(
 
 
 @get("/users", tags=["identity"], summary="List the organization's users")
-async def list_users(request: Request[Any, Any, Any], tether: ServerState) -> Page[UserOut]:
+async def list_users(request: Request[Any, Any, Any], tether: Tether) -> Page[UserOut]:
     check_query(request, {"username"})
     principal = _principal(request)
     limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
@@ -169,7 +170,7 @@ async def list_users(request: Request[Any, Any, Any], tether: ServerState) -> Pa
 
 @post("/users", tags=["identity"], summary="Create a user (admins only)")
 async def create_user(
-    data: UserCreate, request: Request[Any, Any, Any], tether: ServerState
+    data: JSONBody[UserCreate], request: Request[Any, Any, Any], tether: Tether
 ) -> UserOut:
     principal = _require_admin(request)
     async with tether.engine.begin() as conn:
@@ -177,7 +178,7 @@ async def create_user(
 
 
 @delete("/users/{user_id:str}", tags=["identity"], summary="Delete a user (admins only)")
-async def delete_user(user_id: str, request: Request[Any, Any, Any], tether: ServerState) -> None:
+async def delete_user(user_id: FromPath[str], request: Request[Any, Any, Any], tether: Tether) -> None:
     principal = _require_admin(request)
     if user_id == principal.id:
         raise invalid("You cannot delete yourself.", "self_delete")
@@ -212,7 +213,7 @@ def _user_of(request: Request[Any, Any, Any]) -> Principal:
 
 @post("/tokens", tags=["identity"], summary="Create an API token (shown once)")
 async def create_token(
-    data: TokenCreate, request: Request[Any, Any, Any], tether: ServerState
+    data: JSONBody[TokenCreate], request: Request[Any, Any, Any], tether: Tether
 ) -> TokenOut:
     principal = _user_of(request)
     project_id = data.project_id or principal.project_id
@@ -261,7 +262,7 @@ class TokenRow(msgspec.Struct):
 
 
 @get("/tokens", tags=["identity"], summary="List your API tokens")
-async def list_tokens(request: Request[Any, Any, Any], tether: ServerState) -> Page[TokenOut]:
+async def list_tokens(request: Request[Any, Any, Any], tether: Tether) -> Page[TokenOut]:
     check_query(request, ())
     principal = _user_of(request)
     limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
@@ -274,7 +275,7 @@ async def list_tokens(request: Request[Any, Any, Any], tether: ServerState) -> P
 
 
 @delete("/tokens/{token_id:str}", tags=["identity"], summary="Revoke an API token")
-async def revoke_token(token_id: str, request: Request[Any, Any, Any], tether: ServerState) -> None:
+async def revoke_token(token_id: FromPath[str], request: Request[Any, Any, Any], tether: Tether) -> None:
     principal = _user_of(request)
     async with tether.engine.begin() as conn:
         done = await conn.execute(

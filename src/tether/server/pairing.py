@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import msgspec
 import sqlalchemy as sa
 from litestar import Request, Router, post
+from litestar.params import JSONBody
 
 from tether.server.credentials import Principal, digest, new_secret
 from tether.server.database import new_id, utcnow
@@ -21,7 +22,7 @@ from tether.server.events import Event
 from tether.server.problems import Problem, forbidden
 from tether.server.resources import ResourceOut, insert_resource
 from tether.server.sessions import TokenResponse, issue_session
-from tether.server.state import ServerState
+from tether.server.state import Tether
 from tether.server.tables import pairings, resources
 
 _ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
@@ -56,7 +57,7 @@ def normalise_code(code: str) -> str:
     summary="Start pairing a device that has no credentials",
 )
 async def start(
-    data: PairingRequest, request: Request[Any, Any, Any], tether: ServerState
+    data: JSONBody[PairingRequest], request: Request[Any, Any, Any], tether: Tether
 ) -> PairingStarted:
     device_code = new_secret()
     user_code = "".join(secrets.choice(_ALPHABET) for _ in range(8))
@@ -86,7 +87,7 @@ async def start(
 
 @post("/pairing/approve", status_code=200, summary="Approve a pairing code: creates the device")
 async def approve(
-    data: ApproveRequest, request: Request[Principal, Any, Any], tether: ServerState
+    data: JSONBody[ApproveRequest], request: Request[Principal, Any, Any], tether: Tether
 ) -> ResourceOut:
     principal = request.user
     if principal.type != "user":
@@ -115,7 +116,7 @@ async def approve(
     return device
 
 
-async def claim(tether: ServerState, device_code: str) -> TokenResponse:
+async def claim(tether: Tether, device_code: str) -> TokenResponse:
     """The device's poll: pending, expired, or its credentials and a session."""
     async with tether.engine.begin() as conn:
         row = (

@@ -19,6 +19,7 @@ import msgspec
 import sqlalchemy as sa
 from litestar import Request, Router, delete, get, patch, post
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether.server.credentials import Principal, digest, new_secret
@@ -26,7 +27,7 @@ from tether.server.database import new_id, utcnow
 from tether.server.events import Event
 from tether.server.pages import Page, check_query, fetch_page, page_limit
 from tether.server.problems import forbidden, invalid, not_found
-from tether.server.state import ServerState
+from tether.server.state import Tether
 from tether.server.tables import data_items, resources, zone_members
 
 Name = Annotated[str, msgspec.Meta(max_length=200)]
@@ -196,7 +197,7 @@ async def check_references(
     )
     if project_id is not None:
         query = query.where(resources.c.project_id == project_id)
-    found = dict((await conn.execute(query)).tuples().all())
+    found = {row.id: row.kind for row in await conn.execute(query)}
     for ref_id, kind in wanted.items():
         if found.get(ref_id) != kind:
             raise invalid(f"{ref_id} is not a {kind} here.", "invalid_reference")
@@ -355,7 +356,7 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
     update_type = update_body(kind)
     tag = [kind.plural]
 
-    async def list_(request: Request[Any, Any, Any], tether: ServerState) -> Page[ResourceOut]:
+    async def list_(request: Request[Any, Any, Any], tether: Tether) -> Page[ResourceOut]:
         check_query(request, kind.filters)
         limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
         async with tether.engine.connect() as conn:
@@ -366,7 +367,7 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
         return Page(total, [to_out(r, zones.get(r.id)) for r in rows], next_url)
 
     async def create(
-        request: Request[Any, Any, Any], tether: ServerState, data: create_type
+        request: Request[Any, Any, Any], tether: Tether, data: JSONBody[create_type]
     ) -> ResourceOut:  # type: ignore[valid-type]
         require_user_for(kind, request)
         values = msgspec.structs.asdict(data)
@@ -379,7 +380,7 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
         tether.bus.publish(Event(org_id, kind.name, "created", out.id, out))
         return out
 
-    async def read(request: Request[Any, Any, Any], tether: ServerState) -> ResourceOut:
+    async def read(request: Request[Any, Any, Any], tether: Tether) -> ResourceOut:
         async with tether.engine.connect() as conn:
             org_id, project_id = await resolve_scope(conn, request, kind)
             row = await load(conn, kind, org_id, project_id, item_id(request, kind))
@@ -387,7 +388,7 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
         return to_out(row, zones.get(row.id))
 
     async def update(
-        request: Request[Any, Any, Any], tether: ServerState, data: update_type
+        request: Request[Any, Any, Any], tether: Tether, data: JSONBody[update_type]
     ) -> ResourceOut:  # type: ignore[valid-type]
         values = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
         async with tether.engine.begin() as conn:
@@ -412,7 +413,7 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
         tether.bus.publish(Event(org_id, kind.name, "updated", out.id, out))
         return out
 
-    async def remove(request: Request[Any, Any, Any], tether: ServerState) -> None:
+    async def remove(request: Request[Any, Any, Any], tether: Tether) -> None:
         require_user_for(kind, request)
         async with tether.engine.begin() as conn:
             org_id, project_id = await resolve_scope(conn, request, kind)
@@ -454,7 +455,7 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
 
 
 def _rotate_secret_handler(kind: Kind) -> HTTPRouteHandler:
-    async def rotate(request: Request[Any, Any, Any], tether: ServerState) -> ResourceOut:
+    async def rotate(request: Request[Any, Any, Any], tether: Tether) -> ResourceOut:
         require_user_for(kind, request)
         secret = new_secret()
         async with tether.engine.begin() as conn:

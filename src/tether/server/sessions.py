@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 import sqlalchemy as sa
 from litestar import Request, Router, get, post
+from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether.server.authn import check_limit, principal_for_secret, unauthenticated
@@ -28,7 +29,7 @@ from tether.server.credentials import (
 )
 from tether.server.database import new_id, utcnow
 from tether.server.problems import Problem
-from tether.server.state import ServerState
+from tether.server.state import ServerState, Tether
 from tether.server.tables import organizations, refresh_tokens, resources, users
 
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
@@ -151,7 +152,7 @@ async def user_principal(conn: AsyncConnection, user_id: str) -> Principal | Non
     )
 
 
-async def _password_grant(conn: AsyncConnection, data: TokenRequest) -> Principal | None:
+async def _password_grant(conn: AsyncConnection, data: JSONBody[TokenRequest]) -> Principal | None:
     row = (
         await conn.execute(
             sa.select(users)
@@ -217,7 +218,7 @@ async def _refresh_grant(conn: AsyncConnection, token: str) -> Principal | None:
     )
 
 
-def _require(data: TokenRequest, *names: str) -> None:
+def _require(data: JSONBody[TokenRequest], *names: str) -> None:
     missing = [name for name in names if not getattr(data, name)]
     if missing:
         raise Problem(422, f"The {data.grant_type} grant needs {', '.join(missing)}.")
@@ -229,7 +230,7 @@ def _require(data: TokenRequest, *names: str) -> None:
     status_code=200,
     summary="Exchange credentials for an access token",
 )
-async def token(data: TokenRequest, tether: ServerState) -> TokenResponse:
+async def token(data: JSONBody[TokenRequest], tether: Tether) -> TokenResponse:
     if data.grant_type == "urn:ietf:params:oauth:grant-type:device_code":
         from tether.server.pairing import claim
 
@@ -273,7 +274,7 @@ async def token(data: TokenRequest, tether: ServerState) -> TokenResponse:
 
 
 @get("/auth/whoami", summary="The identity behind the credential")
-async def whoami(request: Request[Principal, Any, Any], tether: ServerState) -> Identity:
+async def whoami(request: Request[Principal, Any, Any], tether: Tether) -> Identity:
     async with tether.engine.connect() as conn:
         return await identity_of(conn, request.user)
 
@@ -284,7 +285,7 @@ async def whoami(request: Request[Principal, Any, Any], tether: ServerState) -> 
     status_code=204,
     summary="Revoke a refresh token",
 )
-async def logout(data: LogoutRequest, tether: ServerState) -> None:
+async def logout(data: JSONBody[LogoutRequest], tether: Tether) -> None:
     token_id = split_prefixed(REFRESH_TOKEN_PREFIX, data.refresh_token)
     if token_id is None:
         return

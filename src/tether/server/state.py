@@ -6,6 +6,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tether.server.credentials import AccessTokens
@@ -55,3 +56,7 @@ class ServerState:
     tokens: AccessTokens
     bus: EventBus = field(default_factory=EventBus)
     limiter: LoginLimiter = field(default_factory=lambda: LoginLimiter(5, 60))
+
+
+Tether = NamedDependency[ServerState]
+"""How handlers ask for the running server's state: `tether: Tether`."""

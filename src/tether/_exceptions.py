@@ -1,0 +1,130 @@
+"""Every error the SDK raises, rooted in one class.
+
+    TetherError
+    ├── ConfigurationError          bad or inconsistent client options
+    ├── NetworkError                the server could not be reached or the connection broke
+    │   └── RequestTimeout
+    ├── PairingError                pairing expired or was refused
+    └── APIError                    the server answered with a problem document
+        ├── BadRequestError         400, 413, 422 (`ValidationError` is the same class)
+        ├── AuthenticationError     401
+        ├── PermissionDeniedError   403
+        ├── NotFoundError           404
+        ├── ConflictError           409
+        ├── RateLimitError          429 (`retry_after` in seconds)
+        └── ServerError             5xx
+
+Using a client after `close()` raises `ClientClosedError`, a `RuntimeError`: it is a bug in the
+caller, not a condition to handle.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TetherError(Exception):
+    """The root of every error the Tether SDK raises."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigurationError(TetherError):
+    """The client was given options it cannot use."""
+
+
+class NetworkError(TetherError):
+    """The server could not be reached, or the connection failed mid-request."""
+
+
+class RequestTimeout(NetworkError):
+    """The server did not answer in time."""
+
+
+class PairingError(TetherError):
+    """Pairing could not complete: the code expired, or was already used."""
+
+
+class APIError(TetherError):
+    """The server refused a request; `problem` is its RFC 9457 problem document."""
+
+    def __init__(self, message: str, *, status: int, code: str,
+                 problem: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.problem = problem or {}
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The problem document, under the name the EXP SDK used."""
+        return self.problem
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.code}: {self.message}"
+
+
+class BadRequestError(APIError):
+    """The request was malformed or failed validation (400, 413, 422)."""
+
+
+ValidationError = BadRequestError
+
+
+class AuthenticationError(APIError):
+    """The credentials are missing, wrong, expired or revoked (401)."""
+
+
+class PermissionDeniedError(APIError):
+    """The credentials are valid but may not do this (403)."""
+
+
+class NotFoundError(APIError):
+    """No such object, or not one the caller may see (404)."""
+
+
+class ConflictError(APIError):
+    """The request conflicts with the current state (409)."""
+
+
+class RateLimitError(APIError):
+    """Too many requests (429); `retry_after` says how many seconds to wait."""
+
+    @property
+    def retry_after(self) -> float | None:
+        value = self.problem.get("retry_after")
+        return float(value) if isinstance(value, int | float) else None
+
+
+class ServerError(APIError):
+    """The server failed (5xx)."""
+
+
+class ClientClosedError(RuntimeError):
+    """The client was closed; make a new one."""
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    413: BadRequestError,
+    422: BadRequestError,
+    429: RateLimitError,
+}
+
+
+def api_error(status: int, body: Any) -> APIError:
+    """The SDK error for a failed response, driven by the server's problem document."""
+    problem = body if isinstance(body, dict) else {}
+    code = str(problem.get("code") or f"http_{status}")
+    message = str(problem.get("detail") or problem.get("title") or f"HTTP {status}")
+    if status >= 500:
+        cls: type[APIError] = ServerError
+    else:
+        cls = _BY_STATUS.get(status, APIError)
+    return cls(message, status=status, code=code, problem=problem)

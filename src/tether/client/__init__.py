@@ -1,0 +1,43 @@
+"""The Tether SDK: needs only httpx and websockets, never the server's dependencies."""
+
+from tether.client._async_client import AsyncClient
+from tether.client._async_resources import (
+    AsyncCollection,
+    AsyncContent,
+    AsyncDataItem,
+    AsyncDevice,
+    AsyncExperience,
+    AsyncFeed,
+    AsyncLocation,
+    AsyncProject,
+    AsyncResource,
+    AsyncResultSet,
+    AsyncThing,
+    AsyncZone,
+)
+from tether.client._config import Retries
+from tether.client._credentials import Credentials
+from tether.client._session import AuthPayload, PairingCode
+from tether.client._sync_client import Client
+from tether.client._sync_resources import (
+    Collection,
+    Content,
+    DataItem,
+    Device,
+    Experience,
+    Feed,
+    Location,
+    Project,
+    Resource,
+    ResultSet,
+    Thing,
+    Zone,
+)
+
+__all__ = [
+    "AsyncClient", "AsyncCollection", "AsyncContent", "AsyncDataItem", "AsyncDevice",
+    "AsyncExperience", "AsyncFeed", "AsyncLocation", "AsyncProject", "AsyncResource",
+    "AsyncResultSet", "AsyncThing", "AsyncZone", "AuthPayload", "Client", "Collection",
+    "Content", "Credentials", "DataItem", "Device", "Experience", "Feed", "Location",
+    "PairingCode", "Project", "Resource", "ResultSet", "Retries", "Thing", "Zone",
+]

@@ -1,0 +1,176 @@
+"""`AsyncClient`: the SDK's entry point for asyncio code.
+
+This file is the source of both twins: `scripts/unasync.py` writes `_sync_client.py` from it
+(`Client`), so the two cannot drift apart; a test checks the generated file is current.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from tether._exceptions import ClientClosedError
+from tether.client._async_resources import (
+    AsyncCollection,
+    AsyncContent,
+    AsyncDataCollection,
+    AsyncDevice,
+    AsyncExperience,
+    AsyncFeed,
+    AsyncLocation,
+    AsyncProject,
+    AsyncResource,
+    AsyncThing,
+    AsyncZone,
+)
+from tether.client._config import DEFAULT_TIMEOUT, Retries
+from tether.client._credentials import resolve
+from tether.client._flows import Flow, T, run_async
+from tether.client._session import AuthPayload, PairingCode, Session
+
+
+class AsyncClient:
+    """A connection to one Tether server with one identity.
+
+    Credentials come from the arguments, else the environment, `~/.netrc` and the saved CLI
+    login (see the SDK guide). Several clients can live in one process independently.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        token: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        organization: str | None = None,
+        device_id: str | None = None,
+        device_secret: str | None = None,
+        app_id: str | None = None,
+        api_key: str | None = None,
+        allow_pairing: bool = False,
+        on_pairing_code: Callable[[PairingCode], None] | None = None,
+        pairing_name: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        retries: Retries | None = None,
+        verify: bool | str = True,
+        enable_network: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        arguments = {"token": token, "username": username, "password": password,
+                     "organization": organization, "device_id": device_id,
+                     "device_secret": device_secret, "app_id": app_id, "api_key": api_key}
+        base_url, credentials = resolve(url, arguments, environ)
+        self._session = Session(
+            base_url, credentials, timeout=timeout, retries=retries or Retries(),
+            allow_pairing=allow_pairing, on_pairing_code=on_pairing_code,
+            pairing_name=pairing_name,
+        )
+        self.enable_network = enable_network
+        self._http = httpx.AsyncClient(transport=transport, verify=verify, timeout=timeout,
+                                       follow_redirects=False)
+        self._closed = False
+        self.devices = AsyncCollection(self, "devices", AsyncDevice)
+        self.things = AsyncCollection(self, "things", AsyncThing)
+        self.locations = AsyncCollection(self, "locations", AsyncLocation)
+        self.zones = AsyncCollection(self, "zones", AsyncZone)
+        self.experiences = AsyncCollection(self, "experiences", AsyncExperience)
+        self.feeds = AsyncCollection(self, "feeds", AsyncFeed)
+        self.content = AsyncCollection(self, "content", AsyncContent)
+        self.apps = AsyncCollection(self, "apps", AsyncResource)
+        self.projects = AsyncCollection(self, "projects", AsyncProject)
+        self.data = AsyncDataCollection(self)
+
+    @property
+    def url(self) -> str:
+        return self._session.url
+
+    @property
+    def credentials(self) -> Any:
+        """The credentials in use (after pairing: the device's new id and secret)."""
+        return self._session.credentials
+
+    @property
+    def auth(self) -> AuthPayload:
+        """The current authentication payload, without contacting the server."""
+        return self._session.payload()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    async def _run(self, flow: Flow[T]) -> T:
+        if self._closed:
+            flow.close()
+            raise ClientClosedError("This client is closed; create a new one.")
+        return await run_async(flow, self._http)
+
+    async def get_auth(self) -> AuthPayload:
+        """The authentication payload, signing in or refreshing the token first if needed."""
+        if self._session.needs_login():
+            await self._run(self._session.login_flow())
+        return self._session.payload()
+
+    async def whoami(self) -> dict[str, Any]:
+        """The identity behind this client's credentials, as the server sees it."""
+        return await self.get("/api/v1/auth/whoami")  # type: ignore[no-any-return]
+
+    async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                      json: Any = None, content: bytes | None = None,
+                      timeout: float | None = None, raw: bool = False) -> Any:
+        """Send an authenticated request: `path` is a full URL, an absolute path, or a path
+        relative to the API root (or to the project, for a project token). Returns the decoded
+        JSON, or bytes with `raw=True`."""
+        return await self._run(self._session.request_flow(
+            method, path, params=params, json_body=json, content=content, timeout=timeout,
+            raw=raw))
+
+    async def get(self, path: str, params: Mapping[str, Any] | None = None, *,
+                  timeout: float | None = None, raw: bool = False) -> Any:
+        return await self.request("GET", path, params=params, timeout=timeout, raw=raw)
+
+    async def post(self, path: str, json: Any = None, *, params: Mapping[str, Any] | None = None,
+                   timeout: float | None = None, raw: bool = False) -> Any:
+        return await self.request("POST", path, params=params, json=json, timeout=timeout,
+                                  raw=raw)
+
+    async def put(self, path: str, json: Any = None, *, params: Mapping[str, Any] | None = None,
+                  timeout: float | None = None, raw: bool = False) -> Any:
+        return await self.request("PUT", path, params=params, json=json, timeout=timeout,
+                                  raw=raw)
+
+    async def patch(self, path: str, json: Any = None, *,
+                    params: Mapping[str, Any] | None = None, timeout: float | None = None,
+                    raw: bool = False) -> Any:
+        return await self.request("PATCH", path, params=params, json=json, timeout=timeout,
+                                  raw=raw)
+
+    async def delete(self, path: str, params: Mapping[str, Any] | None = None, *,
+                     timeout: float | None = None, raw: bool = False) -> Any:
+        return await self.request("DELETE", path, params=params, timeout=timeout, raw=raw)
+
+    async def __call__(self, path: str = "", params: Mapping[str, Any] | None = None, *,
+                       timeout: float | None = None, raw: bool = False) -> Any:
+        """Calling the client is a GET."""
+        return await self.get(path, params, timeout=timeout, raw=raw)
+
+    async def close(self) -> None:
+        """Close the connection pool; any later call raises `ClientClosedError`."""
+        if not self._closed:
+            self._closed = True
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<{type(self).__name__} {self.url} {self._session.credentials.kind} {state}>"

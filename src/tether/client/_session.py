@@ -1,0 +1,322 @@
+"""The I/O-free core of a client: URLs, authentication state and the request protocol.
+
+`Session.request_flow` is the one place a request is built, authenticated, retried and turned
+into a result or an SDK error. Tokens are obtained on first use and refreshed before they
+expire or after a 401; a device allowed to pair falls back to pairing when it has no
+credentials or they are refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from tether._exceptions import (
+    APIError,
+    AuthenticationError,
+    NetworkError,
+    PairingError,
+    api_error,
+)
+from tether.client._config import Retries, retry_delay
+from tether.client._credentials import Credentials
+from tether.client._flows import Flow, Send, Sleep
+
+logger = logging.getLogger("tether")
+
+API_ROOT = "/api/v1"
+_REFRESH_MARGIN = dt.timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class PairingCode:
+    """What a pairing device shows its user: the code and where to approve it."""
+
+    user_code: str
+    verification_uri: str
+    expires_in: int
+
+
+@dataclass(frozen=True)
+class AuthPayload:
+    """The current authentication: token, identity and expiry (None for static credentials)."""
+
+    token: str | None
+    identity: dict[str, Any]
+    expires_at: dt.datetime | None
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+
+class Session:
+    """Authentication state and the flows that use it; shared by both twins."""
+
+    def __init__(
+        self,
+        url: str,
+        credentials: Credentials,
+        *,
+        timeout: float,
+        retries: Retries,
+        allow_pairing: bool = False,
+        on_pairing_code: Callable[[PairingCode], None] | None = None,
+        pairing_name: str | None = None,
+    ) -> None:
+        self.url = url
+        self.origin = _origin(url)
+        self.credentials = credentials
+        self.timeout = timeout
+        self.retries = retries
+        self.allow_pairing = allow_pairing
+        self.on_pairing_code = on_pairing_code
+        self.pairing_name = pairing_name
+        self.access_token: str | None = None
+        self.refresh_token: str | None = credentials.refresh_token
+        self.expires_at: dt.datetime | None = None
+        self.identity: dict[str, Any] | None = None
+        self.lock = threading.Lock()
+
+    # URLs ----------------------------------------------------------------------------------
+
+    @property
+    def project_id(self) -> str | None:
+        return (self.identity or {}).get("project_id")
+
+    def resolve(self, path: str) -> str:
+        """A full URL for a full URL, an absolute path, or a path relative to the API root
+        (or to the project, for a project-bound credential)."""
+        if path.startswith(("http://", "https://")):
+            return path
+        if path.startswith("/"):
+            return self.url + path
+        root = API_ROOT
+        if self.project_id and not path.startswith("projects/"):
+            root = f"{API_ROOT}/projects/{self.project_id}"
+        return f"{self.url}{root}/{path}" if path else f"{self.url}{root}"
+
+    def build(self, method: str, url: str, *, params: Mapping[str, Any] | None = None,
+              json_body: Any = None, content: bytes | None = None,
+              timeout: float | None = None, authenticated: bool = True) -> httpx.Request:
+        headers = {"Accept": "application/json"}
+        if authenticated and _origin(url) == self.origin:
+            header = self.authorization()
+            if header:
+                headers["Authorization"] = header
+        request = httpx.Request(method, url, params=_clean(params), json=json_body,
+                                content=content, headers=headers)
+        t = self.timeout if timeout is None else timeout
+        request.extensions["timeout"] = httpx.Timeout(t).as_dict()
+        return request
+
+    # Authentication state ------------------------------------------------------------------
+
+    def authorization(self) -> str | None:
+        if self.access_token:
+            return f"Bearer {self.access_token}"
+        kind = self.credentials.kind
+        if kind == "token":
+            return f"Bearer {self.credentials.token}"
+        if kind == "basic":
+            raw = f"{self.credentials.username}:{self.credentials.password}".encode()
+            return "Basic " + base64.b64encode(raw).decode()
+        return None
+
+    @property
+    def uses_grants(self) -> bool:
+        return self.credentials.kind in {"password", "device", "app"} or self.allow_pairing
+
+    def needs_login(self) -> bool:
+        if self.identity is None:
+            return True
+        if not self.uses_grants:
+            return False
+        if self.access_token is None or self.expires_at is None:
+            return True
+        return self.expires_at - _REFRESH_MARGIN <= dt.datetime.now(dt.UTC)
+
+    def forget_token(self) -> None:
+        self.access_token = None
+        self.expires_at = None
+
+    def payload(self) -> AuthPayload:
+        token = self.access_token or self.credentials.token
+        return AuthPayload(token=token, identity=dict(self.identity or {}),
+                           expires_at=self.expires_at)
+
+    def _grant(self) -> dict[str, str] | None:
+        c = self.credentials
+        if c.kind == "password":
+            return {"grant_type": "password", "username": c.username or "",
+                    "password": c.password or "", "organization": c.organization or ""}
+        if c.kind == "device":
+            return {"grant_type": "device", "device_id": c.device_id or "",
+                    "device_secret": c.device_secret or ""}
+        if c.kind == "app":
+            return {"grant_type": "app", "app_id": c.app_id or "", "api_key": c.api_key or ""}
+        return None
+
+    def _accept_tokens(self, body: dict[str, Any]) -> None:
+        self.access_token = body["access_token"]
+        self.refresh_token = body.get("refresh_token")
+        self.expires_at = dt.datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00"))
+        self.identity = body.get("identity") or {}
+
+    # Flows ---------------------------------------------------------------------------------
+
+    def _token_flow(self, grant: dict[str, str]) -> Flow[httpx.Response]:
+        request = self.build("POST", self.resolve("/api/v1/auth/token"), json_body=grant,
+                             authenticated=False)
+        response: httpx.Response = yield from self._send_with_retries(request)
+        return response
+
+    def login_flow(self) -> Flow[None]:
+        """Get (or refresh) a token, or learn the identity of a static credential."""
+        if not self.uses_grants:
+            request = self.build("GET", self.resolve("/api/v1/auth/whoami"))
+            response = yield from self._send_with_retries(request)
+            self.identity = _decode(response, raise_for_status=True)
+            return
+        if self.refresh_token:
+            response = yield from self._token_flow(
+                {"grant_type": "refresh_token", "refresh_token": self.refresh_token})
+            if response.status_code == 200:
+                self._accept_tokens(_decode(response))
+                logger.debug("refreshed the access token")
+                return
+            self.refresh_token = None
+        grant = self._grant()
+        if grant is not None:
+            response = yield from self._token_flow(grant)
+            if response.status_code == 200:
+                self._accept_tokens(_decode(response))
+                logger.debug("signed in as %s", (self.identity or {}).get("name"))
+                return
+            if not (self.allow_pairing and response.status_code == 401):
+                raise _error(response)
+            logger.info("device credentials refused; falling back to pairing")
+        if not self.allow_pairing:
+            raise AuthenticationError("No credentials: give a token, user, device or app "
+                                      "credentials, or allow pairing.", status=401,
+                                      code="unauthenticated")
+        yield from self.pairing_flow()
+
+    def pairing_flow(self) -> Flow[None]:
+        """Ask for a pairing code, show it, and poll until a user approves it."""
+        body = {"name": self.pairing_name} if self.pairing_name else {}
+        request = self.build("POST", self.resolve("/api/v1/pairing"), json_body=body,
+                             authenticated=False)
+        response = yield from self._send_with_retries(request)
+        started = _decode(response, raise_for_status=True)
+        code = PairingCode(started["user_code"], started["verification_uri"],
+                           int(started["expires_in"]))
+        logger.warning("pairing: approve code %s (tether pairing approve %s)",
+                       code.user_code, code.user_code)
+        if self.on_pairing_code is not None:
+            self.on_pairing_code(code)
+        grant = {"grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                 "device_code": started["device_code"]}
+        while True:
+            yield Sleep(float(started.get("interval", 2)))
+            response = yield from self._token_flow(grant)
+            if response.status_code == 428:
+                continue
+            if response.status_code == 200:
+                body = _decode(response)
+                self._accept_tokens(body)
+                self.credentials = Credentials(kind="device", device_id=body["device_id"],
+                                               device_secret=body["device_secret"])
+                self.allow_pairing = False
+                return
+            error = _error(response)
+            raise PairingError(f"Pairing failed: {error.message}") from error
+
+    def _send_with_retries(self, request: httpx.Request) -> Flow[httpx.Response]:
+        attempt = 0
+        while True:
+            try:
+                response: httpx.Response = yield Send(request)
+            except NetworkError as exc:
+                delay = retry_delay(self.retries, attempt, request.method, network_error=True)
+                if delay is None:
+                    raise
+                logger.info("retrying %s %s in %.2fs after %s", request.method, request.url,
+                            delay, exc.message)
+            else:
+                delay = retry_delay(self.retries, attempt, request.method,
+                                    status=response.status_code,
+                                    retry_after=response.headers.get("Retry-After"))
+                if delay is None:
+                    return response
+                logger.info("retrying %s %s in %.2fs after HTTP %d", request.method,
+                            request.url, delay, response.status_code)
+            attempt += 1
+            yield Sleep(delay)
+
+    def request_flow(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                     json_body: Any = None, content: bytes | None = None,
+                     timeout: float | None = None, raw: bool = False) -> Flow[Any]:
+        """Send one API request with authentication and retries; the decoded result."""
+        if self.needs_login():
+            yield from self.login_flow()
+        renewed = False
+        while True:
+            request = self.build(method.upper(), self.resolve(path), params=params,
+                                 json_body=json_body, content=content, timeout=timeout)
+            response = yield from self._send_with_retries(request)
+            if response.status_code == 401 and self.uses_grants and not renewed:
+                renewed = True
+                self.forget_token()
+                yield from self.login_flow()
+                continue
+            if response.is_error:
+                raise _error(response)
+            if raw:
+                return response.content
+            return _decode(response)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port
+
+
+def _clean(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if params is None:
+        return None
+    cleaned: dict[str, Any] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        cleaned[key] = str(value).lower() if isinstance(value, bool) else value
+    return cleaned
+
+
+def _decode(response: httpx.Response, raise_for_status: bool = False) -> Any:
+    if raise_for_status and response.is_error:
+        raise _error(response)
+    if response.status_code == 204 or not response.content:
+        return None
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        return response.content
+
+
+def _error(response: httpx.Response) -> APIError:
+    try:
+        body = json.loads(response.content) if response.content else None
+    except ValueError:
+        body = None
+    error = api_error(response.status_code, body)
+    logger.debug("%s %s -> %s", response.request.method, response.request.url, error)
+    return error

@@ -1,0 +1,187 @@
+"""Shared fixtures: a real Tether server per back end, and factories for isolated tenants.
+
+Every server-backed test runs twice: on SQLite and on PostgreSQL. The PostgreSQL run uses a
+fresh database created for the session. Without a PostgreSQL server those runs skip with the
+reason, except in CI (`CI=true`), where a missing service fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import tether
+
+PG_ADMIN_URL = os.environ.get("TETHER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+OPERATOR = ("operator", "root", "operator-password-1")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test sees the developer's TETHER_* variables, ~/.netrc or saved logins."""
+    for name in list(os.environ):
+        if name.startswith("TETHER_") and name != "TETHER_TEST_POSTGRES":
+            monkeypatch.delenv(name)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.delenv("NETRC", raising=False)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll `condition` until it holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+def _postgres_database() -> str:
+    """A new empty database for this test session; skip (or fail in CI) without PostgreSQL."""
+    import asyncpg
+
+    name = f"tether_test_{secrets.token_hex(4)}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(create())
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        reason = f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _drop_postgres_database(url: str) -> None:
+    import asyncpg
+
+    name = url.rsplit("/", 1)[1]
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+@dataclass
+class RunningServer:
+    url: str
+    backend: str
+    database_url: str | None
+    data: Path
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[RunningServer]:
+    """A real Tether server (uvicorn, in a thread) on a free loopback port."""
+    import uvicorn
+
+    from tether.server.app import create_app
+    from tether.server.settings import Settings
+
+    database_url = _postgres_database() if request.param == "postgresql" else None
+    data = tmp_path_factory.mktemp(f"server-{request.param}")
+    org, user, password = OPERATOR
+    settings = Settings.load({
+        "data": data, "database_url": database_url, "admin_organization": org,
+        "admin_username": user, "admin_password": password, "login_max_failures": 5,
+        "login_window": 60,
+    }, environ={})
+    port = free_port()
+    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
+                            log_level="warning", lifespan="on")
+    uv = uvicorn.Server(config)
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    wait_for(lambda: uv.started or not thread.is_alive(), what="the server to start")
+    if not uv.started:
+        pytest.fail("the test server did not start")
+    try:
+        yield RunningServer(f"http://127.0.0.1:{port}", request.param, database_url, data)
+    finally:
+        uv.should_exit = True
+        thread.join(30)
+        if database_url:
+            _drop_postgres_database(database_url)
+
+
+@pytest.fixture
+def operator(server: RunningServer) -> Iterator[tether.Client]:
+    org, user, password = OPERATOR
+    with tether.Client(server.url, username=user, password=password, organization=org) as c:
+        yield c
+
+
+@dataclass
+class Tenant:
+    """An organization made for one test, with its admin's credentials."""
+
+    url: str
+    organization: str
+    username: str
+    password: str
+
+    def client(self, **kwargs: object) -> tether.Client:
+        return tether.Client(self.url, username=self.username, password=self.password,
+                             organization=self.organization, **kwargs)  # type: ignore[arg-type]
+
+    def async_client(self, **kwargs: object) -> tether.AsyncClient:
+        return tether.AsyncClient(self.url, username=self.username, password=self.password,
+                                  organization=self.organization, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def make_tenant(server: RunningServer, operator: tether.Client) -> Callable[[], Tenant]:
+    def make() -> Tenant:
+        name = f"org-{secrets.token_hex(6)}"
+        password = secrets.token_urlsafe(12)
+        operator.post("organizations", {"name": name,
+                                        "admin": {"username": "admin", "password": password}})
+        return Tenant(server.url, name, "admin", password)
+
+    return make
+
+
+@pytest.fixture
+def tenant(make_tenant: Callable[[], Tenant]) -> Tenant:
+    return make_tenant()
+
+
+@pytest.fixture
+def client(tenant: Tenant) -> Iterator[tether.Client]:
+    with tenant.client() as c:
+        yield c
