@@ -1,7 +1,7 @@
 """Write the sync twins of the SDK from their asyncio sources (the httpcore approach).
 
-    python scripts/unasync.py          # rewrite the generated files
-    python scripts/unasync.py --check  # exit 1 if a generated file is out of date
+python scripts/unasync.py          # rewrite the generated files
+python scripts/unasync.py --check  # exit 1 if a generated file is out of date
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def _postgres_database() -> str:
 
     try:
         asyncio.run(create())
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         reason = f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason)
@@ -105,8 +105,9 @@ class RunningServer:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[RunningServer]:
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
     """A real Tether server (uvicorn, in a thread) on a free loopback port."""
     import uvicorn
 
@@ -116,14 +117,22 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     database_url = _postgres_database() if request.param == "postgresql" else None
     data = tmp_path_factory.mktemp(f"server-{request.param}")
     org, user, password = OPERATOR
-    settings = Settings.load({
-        "data": data, "database_url": database_url, "admin_organization": org,
-        "admin_username": user, "admin_password": password, "login_max_failures": 5,
-        "login_window": 60,
-    }, environ={})
+    settings = Settings.load(
+        {
+            "data": data,
+            "database_url": database_url,
+            "admin_organization": org,
+            "admin_username": user,
+            "admin_password": password,
+            "login_max_failures": 5,
+            "login_window": 60,
+        },
+        environ={},
+    )
     port = free_port()
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                            log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+    )
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()
@@ -156,12 +165,22 @@ class Tenant:
     password: str
 
     def client(self, **kwargs: object) -> tether.Client:
-        return tether.Client(self.url, username=self.username, password=self.password,
-                             organization=self.organization, **kwargs)  # type: ignore[arg-type]
+        return tether.Client(
+            self.url,
+            username=self.username,
+            password=self.password,
+            organization=self.organization,
+            **kwargs,
+        )  # type: ignore[arg-type]
 
     def async_client(self, **kwargs: object) -> tether.AsyncClient:
-        return tether.AsyncClient(self.url, username=self.username, password=self.password,
-                                  organization=self.organization, **kwargs)  # type: ignore[arg-type]
+        return tether.AsyncClient(
+            self.url,
+            username=self.username,
+            password=self.password,
+            organization=self.organization,
+            **kwargs,
+        )  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -169,8 +188,9 @@ def make_tenant(server: RunningServer, operator: tether.Client) -> Callable[[], 
     def make() -> Tenant:
         name = f"org-{secrets.token_hex(6)}"
         password = secrets.token_urlsafe(12)
-        operator.post("organizations", {"name": name,
-                                        "admin": {"username": "admin", "password": password}})
+        operator.post(
+            "organizations", {"name": name, "admin": {"username": "admin", "password": password}}
+        )
         return Tenant(server.url, name, "admin", password)
 
     return make

@@ -50,8 +50,9 @@ class PairingError(TetherError):
 class APIError(TetherError):
     """The server refused a request; `problem` is its RFC 9457 problem document."""
 
-    def __init__(self, message: str, *, status: int, code: str,
-                 problem: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int, code: str, problem: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code

@@ -48,8 +48,9 @@ def test_relations_between_devices_locations_zones_experiences(client: tether.Cl
     hq = client.locations.create("HQ")
     lobby = client.zones.create("Lobby", {"key": "lobby"}, location_id=hq.id)
     show = client.experiences.create("Show")
-    device = client.devices.create("d", location_id=hq.id, zone_ids=[lobby.id],
-                                   experience_id=show.id)
+    device = client.devices.create(
+        "d", location_id=hq.id, zone_ids=[lobby.id], experience_id=show.id
+    )
     thing = client.things.create("t", location_id=hq.id, zone_ids=[lobby.id])
     client.devices.create("elsewhere")
 
@@ -102,8 +103,9 @@ def test_feeds_return_their_data(client: tether.Client) -> None:
 
 def test_content_urls_variants_and_children(client: tether.Client) -> None:
     folder = client.content.create("folder", {"subtype": "folder"})
-    image = client.content.create("logo", {"subtype": "image", "variants": ["thumb"]},
-                                  parent_id=folder.id)
+    image = client.content.create(
+        "logo", {"subtype": "image", "variants": ["thumb"]}, parent_id=folder.id
+    )
     assert image.subtype == "image"
     assert image.get_url() == f"{client.url}/api/v1/content/{image.id}/data"
     assert image.has_variant("thumb")
@@ -171,13 +173,17 @@ def test_device_secret_is_shown_once_and_can_be_rotated(tenant: Tenant) -> None:
         created = admin.post("devices", {"name": "sensor"})
         assert created["secret"]
         assert "secret" not in admin.get(f"devices/{created['id']}")
-        with tether.Client(tenant.url, device_id=created["id"],
-                           device_secret=created["secret"]) as device:
+        with tether.Client(
+            tenant.url, device_id=created["id"], device_secret=created["secret"]
+        ) as device:
             assert device.whoami()["type"] == "device"
         new_secret = admin.devices.rotate_secret(created["id"])
-    with tether.Client(tenant.url, device_id=created["id"],
-                       device_secret=created["secret"]) as device, \
-            pytest.raises(tether.AuthenticationError):
+    with (
+        tether.Client(
+            tenant.url, device_id=created["id"], device_secret=created["secret"]
+        ) as device,
+        pytest.raises(tether.AuthenticationError),
+    ):
         device.whoami()
     with tether.Client(tenant.url, device_id=created["id"], device_secret=new_secret) as device:
         assert device.whoami()["id"] == created["id"]

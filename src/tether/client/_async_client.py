@@ -61,18 +61,30 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        arguments = {"token": token, "username": username, "password": password,
-                     "organization": organization, "device_id": device_id,
-                     "device_secret": device_secret, "app_id": app_id, "api_key": api_key}
+        arguments = {
+            "token": token,
+            "username": username,
+            "password": password,
+            "organization": organization,
+            "device_id": device_id,
+            "device_secret": device_secret,
+            "app_id": app_id,
+            "api_key": api_key,
+        }
         base_url, credentials = resolve(url, arguments, environ)
         self._session = Session(
-            base_url, credentials, timeout=timeout, retries=retries or Retries(),
-            allow_pairing=allow_pairing, on_pairing_code=on_pairing_code,
+            base_url,
+            credentials,
+            timeout=timeout,
+            retries=retries or Retries(),
+            allow_pairing=allow_pairing,
+            on_pairing_code=on_pairing_code,
             pairing_name=pairing_name,
         )
         self.enable_network = enable_network
-        self._http = httpx.AsyncClient(transport=transport, verify=verify, timeout=timeout,
-                                       follow_redirects=False)
+        self._http = httpx.AsyncClient(
+            transport=transport, verify=verify, timeout=timeout, follow_redirects=False
+        )
         self._closed = False
         self.devices = AsyncCollection(self, "devices", AsyncDevice)
         self.things = AsyncCollection(self, "things", AsyncThing)
@@ -119,42 +131,93 @@ class AsyncClient:
         """The identity behind this client's credentials, as the server sees it."""
         return await self.get("/api/v1/auth/whoami")  # type: ignore[no-any-return]
 
-    async def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                      json: Any = None, content: bytes | None = None,
-                      timeout: float | None = None, raw: bool = False) -> Any:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
         """Send an authenticated request: `path` is a full URL, an absolute path, or a path
         relative to the API root (or to the project, for a project token). Returns the decoded
         JSON, or bytes with `raw=True`."""
-        return await self._run(self._session.request_flow(
-            method, path, params=params, json_body=json, content=content, timeout=timeout,
-            raw=raw))
+        return await self._run(
+            self._session.request_flow(
+                method,
+                path,
+                params=params,
+                json_body=json,
+                content=content,
+                timeout=timeout,
+                raw=raw,
+            )
+        )
 
-    async def get(self, path: str, params: Mapping[str, Any] | None = None, *,
-                  timeout: float | None = None, raw: bool = False) -> Any:
+    async def get(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
         return await self.request("GET", path, params=params, timeout=timeout, raw=raw)
 
-    async def post(self, path: str, json: Any = None, *, params: Mapping[str, Any] | None = None,
-                   timeout: float | None = None, raw: bool = False) -> Any:
-        return await self.request("POST", path, params=params, json=json, timeout=timeout,
-                                  raw=raw)
+    async def post(
+        self,
+        path: str,
+        json: Any = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
+        return await self.request("POST", path, params=params, json=json, timeout=timeout, raw=raw)
 
-    async def put(self, path: str, json: Any = None, *, params: Mapping[str, Any] | None = None,
-                  timeout: float | None = None, raw: bool = False) -> Any:
-        return await self.request("PUT", path, params=params, json=json, timeout=timeout,
-                                  raw=raw)
+    async def put(
+        self,
+        path: str,
+        json: Any = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
+        return await self.request("PUT", path, params=params, json=json, timeout=timeout, raw=raw)
 
-    async def patch(self, path: str, json: Any = None, *,
-                    params: Mapping[str, Any] | None = None, timeout: float | None = None,
-                    raw: bool = False) -> Any:
-        return await self.request("PATCH", path, params=params, json=json, timeout=timeout,
-                                  raw=raw)
+    async def patch(
+        self,
+        path: str,
+        json: Any = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
+        return await self.request("PATCH", path, params=params, json=json, timeout=timeout, raw=raw)
 
-    async def delete(self, path: str, params: Mapping[str, Any] | None = None, *,
-                     timeout: float | None = None, raw: bool = False) -> Any:
+    async def delete(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
         return await self.request("DELETE", path, params=params, timeout=timeout, raw=raw)
 
-    async def __call__(self, path: str = "", params: Mapping[str, Any] | None = None, *,
-                       timeout: float | None = None, raw: bool = False) -> Any:
+    async def __call__(
+        self,
+        path: str = "",
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
         """Calling the client is a GET."""
         return await self.get(path, params, timeout=timeout, raw=raw)
 
@@ -167,8 +230,12 @@ class AsyncClient:
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.close()
 
     def __repr__(self) -> str:

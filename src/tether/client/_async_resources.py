@@ -30,8 +30,9 @@ def data_path(group: str, key: str) -> str:
 class AsyncResultSet(Generic[R]):
     """The pages of a list: `total`, the first page's `results`, and iteration over all."""
 
-    def __init__(self, client: AsyncClient, page: dict[str, Any],
-                 parse: Callable[[dict[str, Any]], R]) -> None:
+    def __init__(
+        self, client: AsyncClient, page: dict[str, Any], parse: Callable[[dict[str, Any]], R]
+    ) -> None:
         self._client = client
         self._parse = parse
         self.total: int = int(page.get("total", 0))
@@ -109,7 +110,7 @@ class AsyncResource:
 
     async def save(self) -> None:
         """Send the name, document and relations; the object takes the stored state."""
-        body = {"name": self.name, "document": self.document}
+        body: dict[str, Any] = {"name": self.name, "document": self.document}
         body.update({f: self.data.get(f) for f in self._fields if f in self.data})
         self.data = await self._client.patch(self.url, body)
 
@@ -127,8 +128,9 @@ class AsyncResource:
             return None
         return cls(self._client, path, await self._client.get(f"{path}/{item_id}"))
 
-    async def _find(self, path: str, cls: type[AsyncResource],
-                    params: dict[str, Any]) -> AsyncResultSet[Any]:
+    async def _find(
+        self, path: str, cls: type[AsyncResource], params: dict[str, Any]
+    ) -> AsyncResultSet[Any]:
         page = await self._client.get(path, params)
         return AsyncResultSet(self._client, page, self._make(path, cls))
 
@@ -282,8 +284,9 @@ class AsyncCollection(Generic[R]):
     def _wrap(self, data: dict[str, Any]) -> R:
         return self._cls(self._client, self._path, data)  # type: ignore[call-arg]
 
-    async def create(self, name: str = "", document: dict[str, Any] | None = None,
-                     **fields: Any) -> R:
+    async def create(
+        self, name: str = "", document: dict[str, Any] | None = None, **fields: Any
+    ) -> R:
         """Create an object; `fields` are the kind's relations (location_id, zone_ids, …)."""
         body = {"name": name, "document": document or {}} | fields
         return self._wrap(await self._client.post(self._path, body))

@@ -84,11 +84,13 @@ def _from_fields(fields: Mapping[str, str | None]) -> Credentials | None:
     if has("token"):
         return Credentials(kind="token", token=values["token"])
     if has("username", "password", "organization"):
-        return Credentials(kind="password", **{k: values[k] for k in
-                                               ("username", "password", "organization")})
+        return Credentials(
+            kind="password", **{k: values[k] for k in ("username", "password", "organization")}
+        )
     if has("device_id", "device_secret"):
-        return Credentials(kind="device", device_id=values["device_id"],
-                           device_secret=values["device_secret"])
+        return Credentials(
+            kind="device", device_id=values["device_id"], device_secret=values["device_secret"]
+        )
     if has("app_id", "api_key"):
         return Credentials(kind="app", app_id=values["app_id"], api_key=values["api_key"])
     partial = sorted(k for k in values if k != "url")
@@ -100,8 +102,16 @@ def _from_fields(fields: Mapping[str, str | None]) -> Credentials | None:
     return None
 
 
-_ENV_FIELDS = ("token", "username", "password", "organization", "device_id", "device_secret",
-               "app_id", "api_key")
+_ENV_FIELDS = (
+    "token",
+    "username",
+    "password",
+    "organization",
+    "device_id",
+    "device_secret",
+    "app_id",
+    "api_key",
+)
 
 
 def resolve(

@@ -104,16 +104,25 @@ class Session:
             root = f"{API_ROOT}/projects/{self.project_id}"
         return f"{self.url}{root}/{path}" if path else f"{self.url}{root}"
 
-    def build(self, method: str, url: str, *, params: Mapping[str, Any] | None = None,
-              json_body: Any = None, content: bytes | None = None,
-              timeout: float | None = None, authenticated: bool = True) -> httpx.Request:
+    def build(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        content: bytes | None = None,
+        timeout: float | None = None,
+        authenticated: bool = True,
+    ) -> httpx.Request:
         headers = {"Accept": "application/json"}
         if authenticated and _origin(url) == self.origin:
             header = self.authorization()
             if header:
                 headers["Authorization"] = header
-        request = httpx.Request(method, url, params=_clean(params), json=json_body,
-                                content=content, headers=headers)
+        request = httpx.Request(
+            method, url, params=_clean(params), json=json_body, content=content, headers=headers
+        )
         t = self.timeout if timeout is None else timeout
         request.extensions["timeout"] = httpx.Timeout(t).as_dict()
         return request
@@ -150,17 +159,25 @@ class Session:
 
     def payload(self) -> AuthPayload:
         token = self.access_token or self.credentials.token
-        return AuthPayload(token=token, identity=dict(self.identity or {}),
-                           expires_at=self.expires_at)
+        return AuthPayload(
+            token=token, identity=dict(self.identity or {}), expires_at=self.expires_at
+        )
 
     def _grant(self) -> dict[str, str] | None:
         c = self.credentials
         if c.kind == "password":
-            return {"grant_type": "password", "username": c.username or "",
-                    "password": c.password or "", "organization": c.organization or ""}
+            return {
+                "grant_type": "password",
+                "username": c.username or "",
+                "password": c.password or "",
+                "organization": c.organization or "",
+            }
         if c.kind == "device":
-            return {"grant_type": "device", "device_id": c.device_id or "",
-                    "device_secret": c.device_secret or ""}
+            return {
+                "grant_type": "device",
+                "device_id": c.device_id or "",
+                "device_secret": c.device_secret or "",
+            }
         if c.kind == "app":
             return {"grant_type": "app", "app_id": c.app_id or "", "api_key": c.api_key or ""}
         return None
@@ -174,8 +191,9 @@ class Session:
     # Flows ---------------------------------------------------------------------------------
 
     def _token_flow(self, grant: dict[str, str]) -> Flow[httpx.Response]:
-        request = self.build("POST", self.resolve("/api/v1/auth/token"), json_body=grant,
-                             authenticated=False)
+        request = self.build(
+            "POST", self.resolve("/api/v1/auth/token"), json_body=grant, authenticated=False
+        )
         response: httpx.Response = yield from self._send_with_retries(request)
         return response
 
@@ -188,7 +206,8 @@ class Session:
             return
         if self.refresh_token:
             response = yield from self._token_flow(
-                {"grant_type": "refresh_token", "refresh_token": self.refresh_token})
+                {"grant_type": "refresh_token", "refresh_token": self.refresh_token}
+            )
             if response.status_code == 200:
                 self._accept_tokens(_decode(response))
                 logger.debug("refreshed the access token")
@@ -205,26 +224,33 @@ class Session:
                 raise _error(response)
             logger.info("device credentials refused; falling back to pairing")
         if not self.allow_pairing:
-            raise AuthenticationError("No credentials: give a token, user, device or app "
-                                      "credentials, or allow pairing.", status=401,
-                                      code="unauthenticated")
+            raise AuthenticationError(
+                "No credentials: give a token, user, device or app credentials, or allow pairing.",
+                status=401,
+                code="unauthenticated",
+            )
         yield from self.pairing_flow()
 
     def pairing_flow(self) -> Flow[None]:
         """Ask for a pairing code, show it, and poll until a user approves it."""
         body = {"name": self.pairing_name} if self.pairing_name else {}
-        request = self.build("POST", self.resolve("/api/v1/pairing"), json_body=body,
-                             authenticated=False)
+        request = self.build(
+            "POST", self.resolve("/api/v1/pairing"), json_body=body, authenticated=False
+        )
         response = yield from self._send_with_retries(request)
         started = _decode(response, raise_for_status=True)
-        code = PairingCode(started["user_code"], started["verification_uri"],
-                           int(started["expires_in"]))
-        logger.warning("pairing: approve code %s (tether pairing approve %s)",
-                       code.user_code, code.user_code)
+        code = PairingCode(
+            started["user_code"], started["verification_uri"], int(started["expires_in"])
+        )
+        logger.warning(
+            "pairing: approve code %s (tether pairing approve %s)", code.user_code, code.user_code
+        )
         if self.on_pairing_code is not None:
             self.on_pairing_code(code)
-        grant = {"grant_type": "urn:ietf:params:oauth:grant-type:device_code",
-                 "device_code": started["device_code"]}
+        grant = {
+            "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+            "device_code": started["device_code"],
+        }
         while True:
             yield Sleep(float(started.get("interval", 2)))
             response = yield from self._token_flow(grant)
@@ -233,8 +259,9 @@ class Session:
             if response.status_code == 200:
                 body = _decode(response)
                 self._accept_tokens(body)
-                self.credentials = Credentials(kind="device", device_id=body["device_id"],
-                                               device_secret=body["device_secret"])
+                self.credentials = Credentials(
+                    kind="device", device_id=body["device_id"], device_secret=body["device_secret"]
+                )
                 self.allow_pairing = False
                 return
             error = _error(response)
@@ -249,29 +276,57 @@ class Session:
                 delay = retry_delay(self.retries, attempt, request.method, network_error=True)
                 if delay is None:
                     raise
-                logger.info("retrying %s %s in %.2fs after %s", request.method, request.url,
-                            delay, exc.message)
+                logger.info(
+                    "retrying %s %s in %.2fs after %s",
+                    request.method,
+                    request.url,
+                    delay,
+                    exc.message,
+                )
             else:
-                delay = retry_delay(self.retries, attempt, request.method,
-                                    status=response.status_code,
-                                    retry_after=response.headers.get("Retry-After"))
+                delay = retry_delay(
+                    self.retries,
+                    attempt,
+                    request.method,
+                    status=response.status_code,
+                    retry_after=response.headers.get("Retry-After"),
+                )
                 if delay is None:
                     return response
-                logger.info("retrying %s %s in %.2fs after HTTP %d", request.method,
-                            request.url, delay, response.status_code)
+                logger.info(
+                    "retrying %s %s in %.2fs after HTTP %d",
+                    request.method,
+                    request.url,
+                    delay,
+                    response.status_code,
+                )
             attempt += 1
             yield Sleep(delay)
 
-    def request_flow(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                     json_body: Any = None, content: bytes | None = None,
-                     timeout: float | None = None, raw: bool = False) -> Flow[Any]:
+    def request_flow(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        content: bytes | None = None,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Flow[Any]:
         """Send one API request with authentication and retries; the decoded result."""
         if self.needs_login():
             yield from self.login_flow()
         renewed = False
         while True:
-            request = self.build(method.upper(), self.resolve(path), params=params,
-                                 json_body=json_body, content=content, timeout=timeout)
+            request = self.build(
+                method.upper(),
+                self.resolve(path),
+                params=params,
+                json_body=json_body,
+                content=content,
+                timeout=timeout,
+            )
             response = yield from self._send_with_retries(request)
             if response.status_code == 401 and self.uses_grants and not renewed:
                 renewed = True

@@ -62,18 +62,30 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        arguments = {"token": token, "username": username, "password": password,
-                     "organization": organization, "device_id": device_id,
-                     "device_secret": device_secret, "app_id": app_id, "api_key": api_key}
+        arguments = {
+            "token": token,
+            "username": username,
+            "password": password,
+            "organization": organization,
+            "device_id": device_id,
+            "device_secret": device_secret,
+            "app_id": app_id,
+            "api_key": api_key,
+        }
         base_url, credentials = resolve(url, arguments, environ)
         self._session = Session(
-            base_url, credentials, timeout=timeout, retries=retries or Retries(),
-            allow_pairing=allow_pairing, on_pairing_code=on_pairing_code,
+            base_url,
+            credentials,
+            timeout=timeout,
+            retries=retries or Retries(),
+            allow_pairing=allow_pairing,
+            on_pairing_code=on_pairing_code,
             pairing_name=pairing_name,
         )
         self.enable_network = enable_network
-        self._http = httpx.Client(transport=transport, verify=verify, timeout=timeout,
-                                       follow_redirects=False)
+        self._http = httpx.Client(
+            transport=transport, verify=verify, timeout=timeout, follow_redirects=False
+        )
         self._closed = False
         self.devices = Collection(self, "devices", Device)
         self.things = Collection(self, "things", Thing)
@@ -120,42 +132,93 @@ class Client:
         """The identity behind this client's credentials, as the server sees it."""
         return self.get("/api/v1/auth/whoami")  # type: ignore[no-any-return]
 
-    def request(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                      json: Any = None, content: bytes | None = None,
-                      timeout: float | None = None, raw: bool = False) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
         """Send an authenticated request: `path` is a full URL, an absolute path, or a path
         relative to the API root (or to the project, for a project token). Returns the decoded
         JSON, or bytes with `raw=True`."""
-        return self._run(self._session.request_flow(
-            method, path, params=params, json_body=json, content=content, timeout=timeout,
-            raw=raw))
+        return self._run(
+            self._session.request_flow(
+                method,
+                path,
+                params=params,
+                json_body=json,
+                content=content,
+                timeout=timeout,
+                raw=raw,
+            )
+        )
 
-    def get(self, path: str, params: Mapping[str, Any] | None = None, *,
-                  timeout: float | None = None, raw: bool = False) -> Any:
+    def get(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
         return self.request("GET", path, params=params, timeout=timeout, raw=raw)
 
-    def post(self, path: str, json: Any = None, *, params: Mapping[str, Any] | None = None,
-                   timeout: float | None = None, raw: bool = False) -> Any:
-        return self.request("POST", path, params=params, json=json, timeout=timeout,
-                                  raw=raw)
+    def post(
+        self,
+        path: str,
+        json: Any = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
+        return self.request("POST", path, params=params, json=json, timeout=timeout, raw=raw)
 
-    def put(self, path: str, json: Any = None, *, params: Mapping[str, Any] | None = None,
-                  timeout: float | None = None, raw: bool = False) -> Any:
-        return self.request("PUT", path, params=params, json=json, timeout=timeout,
-                                  raw=raw)
+    def put(
+        self,
+        path: str,
+        json: Any = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
+        return self.request("PUT", path, params=params, json=json, timeout=timeout, raw=raw)
 
-    def patch(self, path: str, json: Any = None, *,
-                    params: Mapping[str, Any] | None = None, timeout: float | None = None,
-                    raw: bool = False) -> Any:
-        return self.request("PATCH", path, params=params, json=json, timeout=timeout,
-                                  raw=raw)
+    def patch(
+        self,
+        path: str,
+        json: Any = None,
+        *,
+        params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
+        return self.request("PATCH", path, params=params, json=json, timeout=timeout, raw=raw)
 
-    def delete(self, path: str, params: Mapping[str, Any] | None = None, *,
-                     timeout: float | None = None, raw: bool = False) -> Any:
+    def delete(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
         return self.request("DELETE", path, params=params, timeout=timeout, raw=raw)
 
-    def __call__(self, path: str = "", params: Mapping[str, Any] | None = None, *,
-                       timeout: float | None = None, raw: bool = False) -> Any:
+    def __call__(
+        self,
+        path: str = "",
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        raw: bool = False,
+    ) -> Any:
         """Calling the client is a GET."""
         return self.get(path, params, timeout=timeout, raw=raw)
 
@@ -168,8 +231,12 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.close()
 
     def __repr__(self) -> str:

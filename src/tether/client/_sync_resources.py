@@ -31,8 +31,9 @@ def data_path(group: str, key: str) -> str:
 class ResultSet(Generic[R]):
     """The pages of a list: `total`, the first page's `results`, and iteration over all."""
 
-    def __init__(self, client: Client, page: dict[str, Any],
-                 parse: Callable[[dict[str, Any]], R]) -> None:
+    def __init__(
+        self, client: Client, page: dict[str, Any], parse: Callable[[dict[str, Any]], R]
+    ) -> None:
         self._client = client
         self._parse = parse
         self.total: int = int(page.get("total", 0))
@@ -110,7 +111,7 @@ class Resource:
 
     def save(self) -> None:
         """Send the name, document and relations; the object takes the stored state."""
-        body = {"name": self.name, "document": self.document}
+        body: dict[str, Any] = {"name": self.name, "document": self.document}
         body.update({f: self.data.get(f) for f in self._fields if f in self.data})
         self.data = self._client.patch(self.url, body)
 
@@ -128,8 +129,9 @@ class Resource:
             return None
         return cls(self._client, path, self._client.get(f"{path}/{item_id}"))
 
-    def _find(self, path: str, cls: type[Resource],
-                    params: dict[str, Any]) -> ResultSet[Any]:
+    def _find(
+        self, path: str, cls: type[Resource], params: dict[str, Any]
+    ) -> ResultSet[Any]:
         page = self._client.get(path, params)
         return ResultSet(self._client, page, self._make(path, cls))
 
@@ -283,8 +285,9 @@ class Collection(Generic[R]):
     def _wrap(self, data: dict[str, Any]) -> R:
         return self._cls(self._client, self._path, data)  # type: ignore[call-arg]
 
-    def create(self, name: str = "", document: dict[str, Any] | None = None,
-                     **fields: Any) -> R:
+    def create(
+        self, name: str = "", document: dict[str, Any] | None = None, **fields: Any
+    ) -> R:
         """Create an object; `fields` are the kind's relations (location_id, zone_ids, …)."""
         body = {"name": name, "document": document or {}} | fields
         return self._wrap(self._client.post(self._path, body))

@@ -165,5 +165,5 @@ class AuthenticationMiddleware(AbstractAuthenticationMiddleware):
         if not header:
             raise unauthenticated()
         principal = await authenticate(state, header)
-        enforce_scope(principal, connection.scope.get("method", "GET"), connection.url.path)
+        enforce_scope(principal, str(connection.scope.get("method", "GET")), connection.url.path)
         return AuthenticationResult(user=principal, auth=header)

@@ -102,7 +102,7 @@ async def insert_user(
     conn: AsyncConnection, org_id: str, data: JSONBody[UserCreate], superuser: bool = False
 ) -> UserOut:
     now = utcnow()
-    row = {
+    row: dict[str, Any] = {
         "id": new_id(),
         "org_id": org_id,
         "username": data.username,
@@ -143,9 +143,7 @@ async def create_organization(
 
 
 @get("/organizations/current", tags=["identity"], summary="The caller's organization")
-async def current_organization(
-    request: Request[Any, Any, Any], tether: Tether
-) -> OrganizationOut:
+async def current_organization(request: Request[Any, Any, Any], tether: Tether) -> OrganizationOut:
     async with tether.engine.connect() as conn:
         row = (
             await conn.execute(
@@ -178,7 +176,9 @@ async def create_user(
 
 
 @delete("/users/{user_id:str}", tags=["identity"], summary="Delete a user (admins only)")
-async def delete_user(user_id: FromPath[str], request: Request[Any, Any, Any], tether: Tether) -> None:
+async def delete_user(
+    user_id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
+) -> None:
     principal = _require_admin(request)
     if user_id == principal.id:
         raise invalid("You cannot delete yourself.", "self_delete")
@@ -275,7 +275,9 @@ async def list_tokens(request: Request[Any, Any, Any], tether: Tether) -> Page[T
 
 
 @delete("/tokens/{token_id:str}", tags=["identity"], summary="Revoke an API token")
-async def revoke_token(token_id: FromPath[str], request: Request[Any, Any, Any], tether: Tether) -> None:
+async def revoke_token(
+    token_id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
+) -> None:
     principal = _user_of(request)
     async with tether.engine.begin() as conn:
         done = await conn.execute(

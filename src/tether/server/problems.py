@@ -70,7 +70,7 @@ class Problem(HTTPException):
     ) -> None:
         super().__init__(detail=detail, status_code=status, headers=headers)
         self.code = code or _CODES.get(status, "error")
-        self.extra = extra or {}
+        self.extra: dict[str, Any] = extra or {}
 
 
 def not_found(what: str = "resource") -> Problem:
@@ -111,8 +111,9 @@ def _document(
     if isinstance(exc, Problem):
         status, code, detail = exc.status_code, exc.code, exc.detail
         headers.update(exc.headers or {})
-        errors = exc.extra.get("errors")
-        retry_after = exc.extra.get("retry_after")
+        extra_fields: dict[str, Any] = exc.extra
+        errors = extra_fields.get("errors")
+        retry_after = extra_fields.get("retry_after")
     elif isinstance(exc, ValidationException):
         status, code = 422, "invalid"
         detail = "The request is not valid."
@@ -137,6 +138,8 @@ def _document(
             detail = "Not allowed."
         if status == 413:
             detail = "The request body is too large."
+        if status == 400 and "json" in str(exc.detail).lower():
+            code, detail = "malformed", "The body is not valid JSON."
         headers.update(exc.headers or {})
     else:
         logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

@@ -367,8 +367,10 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
         return Page(total, [to_out(r, zones.get(r.id)) for r in rows], next_url)
 
     async def create(
-        request: Request[Any, Any, Any], tether: Tether, data: JSONBody[create_type]
-    ) -> ResourceOut:  # type: ignore[valid-type]
+        request: Request[Any, Any, Any],
+        tether: Tether,
+        data: JSONBody[create_type],  # type: ignore[valid-type]
+    ) -> ResourceOut:
         require_user_for(kind, request)
         values = msgspec.structs.asdict(data)
         async with tether.engine.begin() as conn:
@@ -388,8 +390,10 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
         return to_out(row, zones.get(row.id))
 
     async def update(
-        request: Request[Any, Any, Any], tether: Tether, data: JSONBody[update_type]
-    ) -> ResourceOut:  # type: ignore[valid-type]
+        request: Request[Any, Any, Any],
+        tether: Tether,
+        data: JSONBody[update_type],  # type: ignore[valid-type]
+    ) -> ResourceOut:
         values = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
         async with tether.engine.begin() as conn:
             org_id, project_id = await resolve_scope(conn, request, kind)
@@ -422,7 +426,6 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
             await conn.execute(resources.delete().where(resources.c.id == row.id))
         tether.bus.publish(Event(org_id, kind.name, "deleted", row.id, None))
 
-    title = _title(kind)
     handlers: list[HTTPRouteHandler] = [
         get(_paths(kind, False), tags=tag, summary=f"List {kind.plural}", name=f"{kind.name}-list")(
             list_

@@ -1,0 +1,310 @@
+"""The commands of `tether`. Each talks to the server through the SDK, like any user would."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+import tether
+from tether.cli.output import emit_json, fail, record, table
+from tether.client._credentials import read_saved_logins, write_saved_logins
+
+app = typer.Typer(
+    help="Tether: a self-hosted device cloud.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+tokens_app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
+devices_app = typer.Typer(help="Devices: list, create, show, delete.", no_args_is_help=True)
+pairing_app = typer.Typer(help="Approve devices that are pairing.", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(devices_app, name="devices")
+app.add_typer(pairing_app, name="pairing")
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option("--url", envvar="TETHER_URL", help="Server URL (default: the saved login)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+@contextmanager
+def connect(url: str | None) -> Iterator[tether.Client]:
+    """A client from the usual credential chain; SDK errors become one clear line."""
+    try:
+        with tether.Client(url) as client:
+            yield client
+    except tether.APIError as exc:
+        raise fail(f"{exc.message} ({exc.status} {exc.code})") from None
+    except tether.TetherError as exc:
+        raise fail(exc.message) from None
+
+
+@app.command()
+def serve(
+    data: Annotated[Path | None, typer.Option(help="Data folder (SQLite database, blobs).")] = None,
+    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port to listen on.")] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Any other setting as NAME=VALUE (see docs/configuration.md)."),
+    ] = None,
+) -> None:
+    """Run the Tether cloud (SQLite in the data folder unless TETHER_DATABASE_URL is set)."""
+    try:
+        import uvicorn
+
+        from tether.server.app import create_app
+        from tether.server.settings import Settings, SettingsError
+    except ImportError:
+        raise fail("The server needs its extra: pip install 'tether[server]'") from None
+    overrides: dict[str, Any] = {"data": data, "host": host, "port": port}
+    for item in set_ or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise fail(f"--set takes NAME=VALUE, not {item!r}")
+        overrides[name.strip().replace("-", "_")] = value
+    try:
+        settings = Settings.load(overrides)
+    except SettingsError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(
+        f"Tether {tether.__version__} on http://{settings.host}:{settings.port} "
+        f"(health: /api/v1/health, API docs: /api/v1/docs)"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+@app.command()
+def login(
+    url: Annotated[str, typer.Argument(help="Server URL, e.g. http://127.0.0.1:8000")],
+    organization: Annotated[str, typer.Option(prompt=True, help="Organization name.")],
+    username: Annotated[str, typer.Option(prompt=True, help="User name.")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            envvar="TETHER_PASSWORD",
+            help="Password (prompted when not given).",
+        ),
+    ],
+) -> None:
+    """Sign in and save an API token for later commands."""
+    url = url.rstrip("/")
+    try:
+        with tether.Client(
+            url, username=username, password=password, organization=organization
+        ) as client:
+            created = client.post("tokens", {"name": f"tether-cli@{socket.gethostname()}"})
+    except tether.TetherError as exc:
+        raise fail(exc.message) from None
+    logins = read_saved_logins()
+    logins.setdefault("servers", {})[url] = {
+        "token": created["token"],
+        "token_id": created["id"],
+        "organization": organization,
+        "username": username,
+    }
+    logins["default"] = url
+    path = write_saved_logins(logins)
+    typer.echo(f"Logged in to {url} as {username} ({organization}); token saved in {path}")
+
+
+@app.command()
+def logout(url: UrlOption = None) -> None:
+    """Revoke the saved token and forget it."""
+    logins = read_saved_logins()
+    url = (url or logins.get("default") or "").rstrip("/")
+    entry = logins.get("servers", {}).pop(url, None)
+    if entry is None:
+        raise fail(f"Not logged in to {url or 'any server'}.")
+    try:
+        with tether.Client(url, token=entry["token"]) as client:
+            client.delete(f"tokens/{entry['token_id']}")
+    except tether.TetherError:
+        pass
+    if logins.get("default") == url:
+        logins.pop("default")
+    write_saved_logins(logins)
+    typer.echo(f"Logged out of {url}.")
+
+
+@app.command()
+def whoami(url: UrlOption = None, as_json: JsonOption = False) -> None:
+    """Show who the current credentials belong to."""
+    with connect(url) as client:
+        record(client.whoami(), as_json)
+
+
+@tokens_app.command("create")
+def tokens_create(
+    name: Annotated[str, typer.Argument(help="A name to recognise the token by.")],
+    read_only: Annotated[bool, typer.Option("--read-only", help="Refuse every write.")] = False,
+    project: Annotated[str | None, typer.Option(help="Limit the token to one project.")] = None,
+    expires_in: Annotated[int | None, typer.Option(help="Lifetime in seconds.")] = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an API token; it is shown once."""
+    body: dict[str, Any] = {"name": name, "read_only": read_only}
+    if project:
+        body["project_id"] = project
+    if expires_in:
+        body["expires_in"] = expires_in
+    with connect(url) as client:
+        record(client.post("tokens", body), as_json)
+
+
+@tokens_app.command("list")
+def tokens_list(url: UrlOption = None, as_json: JsonOption = False) -> None:
+    """List your API tokens."""
+    with connect(url) as client:
+        rows = _all(client, "tokens")
+    table(
+        rows,
+        ["id", "name", "prefix", "read_only", "project_id", "expires_at", "revoked_at"],
+        as_json,
+    )
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: str, url: UrlOption = None) -> None:
+    """Revoke an API token by id."""
+    with connect(url) as client:
+        client.delete(f"tokens/{token_id}")
+    typer.echo(f"Revoked {token_id}.")
+
+
+def _all(client: tether.Client, path: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    page: dict[str, Any] | None = client.get(path, {"limit": 500})
+    while page:
+        rows.extend(page["results"])
+        page = client.get(page["next"]) if page.get("next") else None
+    return rows
+
+
+@devices_app.command("list")
+def devices_list(
+    name: Annotated[str | None, typer.Option(help="Only this name.")] = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List devices."""
+    with connect(url) as client:
+        rows = [d.data for d in client.devices.find(name=name)]
+    table(rows, ["id", "name", "location_id", "created_at"], as_json)
+
+
+@devices_app.command("create")
+def devices_create(
+    name: str,
+    document: Annotated[str | None, typer.Option(help="JSON document.")] = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a device; its secret is shown once."""
+    try:
+        doc = json.loads(document) if document else {}
+    except ValueError:
+        raise fail("--document must be JSON.") from None
+    with connect(url) as client:
+        record(client.post("devices", {"name": name, "document": doc}), as_json)
+
+
+@devices_app.command("show")
+def devices_show(device_id: str, url: UrlOption = None, as_json: JsonOption = False) -> None:
+    """Show one device."""
+    with connect(url) as client:
+        record(client.devices.get(device_id).data, as_json)
+
+
+@devices_app.command("delete")
+def devices_delete(device_id: str, url: UrlOption = None) -> None:
+    """Delete a device."""
+    with connect(url) as client:
+        client.devices.delete(device_id)
+    typer.echo(f"Deleted {device_id}.")
+
+
+@app.command()
+def pair(
+    url: UrlOption = None,
+    name: Annotated[str | None, typer.Option(help="Name the device asks for.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pair this device: show a code, wait for a user to approve it, print the credentials."""
+
+    def show(code: tether.PairingCode) -> None:
+        typer.echo(
+            f"Pairing code: {code.user_code}  (approve with: tether pairing approve "
+            f"{code.user_code}; valid {code.expires_in} s)",
+            err=True,
+        )
+
+    try:
+        with tether.Client(
+            url, allow_pairing=True, on_pairing_code=show, pairing_name=name, environ={}
+        ) as client:
+            client.get_auth()
+            credentials = client.credentials
+    except tether.TetherError as exc:
+        raise fail(exc.message) from None
+    result = {"device_id": credentials.device_id, "device_secret": credentials.device_secret}
+    if as_json:
+        emit_json(result)
+    else:
+        typer.echo(f"TETHER_DEVICE_ID={result['device_id']}")
+        typer.echo(f"TETHER_DEVICE_SECRET={result['device_secret']}")
+
+
+@pairing_app.command("approve")
+def pairing_approve(
+    code: str,
+    name: Annotated[str | None, typer.Option(help="Name for the new device.")] = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Approve a pairing code shown by a device; this creates the device."""
+    body: dict[str, Any] = {"user_code": code}
+    if name:
+        body["name"] = name
+    with connect(url) as client:
+        record(client.post("pairing/approve", body), as_json)
+
+
+@app.command()
+def request(
+    method: Annotated[str, typer.Argument(help="GET, POST, PUT, PATCH or DELETE.")],
+    path: Annotated[str, typer.Argument(help="Full URL, /absolute path, or relative to /api/v1.")],
+    body: Annotated[str | None, typer.Option("--data", "-d", help="JSON body.")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Query parameter NAME=VALUE (repeatable)."),
+    ] = None,
+    url: UrlOption = None,
+) -> None:
+    """Send any API request and print the JSON answer."""
+    method = method.upper()
+    if method not in {"GET", "POST", "PUT", "PATCH", "DELETE"}:
+        raise fail(f"Unknown method {method}.")
+    try:
+        payload = json.loads(body) if body else None
+    except ValueError:
+        raise fail("--data must be JSON.") from None
+    params = dict(p.partition("=")[::2] for p in param or [])
+    with connect(url) as client:
+        result = client.request(method, path, params=params, json=payload)
+    if result is not None:
+        emit_json(result)

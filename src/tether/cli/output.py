@@ -1,0 +1,51 @@
+"""How the CLI prints: tables for people, JSON with `--json`, problems on stderr."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+errors = Console(stderr=True)
+
+
+def emit_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+def table(
+    rows: Iterable[dict[str, Any]], columns: Sequence[str], as_json: bool, title: str | None = None
+) -> None:
+    rows = list(rows)
+    if as_json:
+        emit_json(rows)
+        return
+    view = Table(title=title)
+    for column in columns:
+        view.add_column(column)
+    for row in rows:
+        view.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    console.print(view)
+
+
+def record(value: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit_json(value)
+        return
+    view = Table(show_header=False)
+    view.add_column("field", style="bold")
+    view.add_column("value")
+    for key, item in value.items():
+        shown = json.dumps(item) if isinstance(item, dict | list) else str(item)
+        view.add_row(key, shown)
+    console.print(view)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    errors.print(f"[red]Error:[/red] {message}")
+    return typer.Exit(code)
