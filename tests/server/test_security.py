@@ -30,8 +30,9 @@ def body_for(method: str, path: str) -> Any:
     """A body that passes validation, so the answer depends only on the id."""
     if method not in {"POST", "PATCH", "PUT"}:
         return None
-    return next((b for end, b in VALID_BODIES.items() if path.endswith(end) and method == "POST"),
-                {})
+    return next(
+        (b for end, b in VALID_BODIES.items() if path.endswith(end) and method == "POST"), {}
+    )
 
 
 def endpoints(server: RunningServer) -> list[tuple[str, str]]:
@@ -52,8 +53,16 @@ def world(make_tenant: Callable[[], Tenant]) -> Iterator[dict[str, Any]]:
     with a.client() as ca, b.client() as cb:
         project = cb.projects.create("p")
         ids: dict[str, str] = {"project_id": project.id}
-        for plural in ("devices", "things", "locations", "zones", "experiences", "feeds",
-                       "content", "apps"):
+        for plural in (
+            "devices",
+            "things",
+            "locations",
+            "zones",
+            "experiences",
+            "feeds",
+            "content",
+            "apps",
+        ):
             ids[plural] = cb.post(f"projects/{project.id}/{plural}", {"name": "b"})["id"]
         cb.put(f"projects/{project.id}/data/g/k", {"v": 1})
         cb.data.create("g", "k", {"v": 1})
@@ -74,8 +83,9 @@ def fill(path: str, ids: dict[str, str]) -> str:
     return re.sub(r"\{(\w+)\}", one, path)
 
 
-def test_other_tenants_ids_are_404_on_every_endpoint(server: RunningServer,
-                                                     world: dict[str, Any]) -> None:
+def test_other_tenants_ids_are_404_on_every_endpoint(
+    server: RunningServer, world: dict[str, Any]
+) -> None:
     a: tether.Client = world["a"]
     checked = 0
     for method, path in endpoints(server):
@@ -107,8 +117,9 @@ def test_every_endpoint_needs_credentials(server: RunningServer) -> None:
         assert response.json()["code"] == "unauthenticated"
 
 
-def test_read_only_token_is_refused_every_write(server: RunningServer,
-                                                world: dict[str, Any]) -> None:
+def test_read_only_token_is_refused_every_write(
+    server: RunningServer, world: dict[str, Any]
+) -> None:
     b: tether.Client = world["b"]
     token = b.post("tokens", {"name": "ro", "read_only": True})["token"]
     with tether.Client(server.url, token=token) as ro:
@@ -122,8 +133,7 @@ def test_read_only_token_is_refused_every_write(server: RunningServer,
     assert b.devices.get(world["ids"]["devices"]).name == "b"
 
 
-def test_project_token_stays_in_its_project(server: RunningServer,
-                                            world: dict[str, Any]) -> None:
+def test_project_token_stays_in_its_project(server: RunningServer, world: dict[str, Any]) -> None:
     b: tether.Client = world["b"]
     ids = world["ids"]
     token = b.post("tokens", {"name": "proj", "project_id": ids["project_id"]})["token"]
@@ -148,17 +158,22 @@ def test_project_token_stays_in_its_project(server: RunningServer,
 
 def test_problem_documents_have_one_shape(server: RunningServer, client: tether.Client) -> None:
     token = client.get_auth().token
-    response = httpx.post(f"{server.url}/api/v1/devices", json={"name": 5},
-                          headers={"Authorization": f"Bearer {token}"})
+    response = httpx.post(
+        f"{server.url}/api/v1/devices",
+        json={"name": 5},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert response.status_code == 422
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()
     assert set(problem) >= {"type", "title", "status", "detail", "code", "instance"}
     assert problem["status"] == 422
     assert problem["code"] == "invalid"
-    malformed = httpx.post(f"{server.url}/api/v1/devices", content=b"{nope",
-                           headers={"Authorization": f"Bearer {token}",
-                                    "Content-Type": "application/json"})
+    malformed = httpx.post(
+        f"{server.url}/api/v1/devices",
+        content=b"{nope",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     assert malformed.status_code == 400
     assert malformed.json()["code"] == "malformed"
 
@@ -173,8 +188,9 @@ def test_page_size_is_bounded(client: tether.Client) -> None:
 def test_devices_cannot_create_devices(tenant: Tenant) -> None:
     with tenant.client() as admin:
         created = admin.post("devices", {"name": "d"})
-    with tether.Client(tenant.url, device_id=created["id"],
-                       device_secret=created["secret"]) as device:
+    with tether.Client(
+        tenant.url, device_id=created["id"], device_secret=created["secret"]
+    ) as device:
         assert device.things.create("seen").name == "seen"
         with pytest.raises(tether.PermissionDeniedError):
             device.devices.create("another")

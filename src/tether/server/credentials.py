@@ -124,7 +124,12 @@ class AccessTokens:
 
     def issue(self, principal: Principal, now: dt.datetime) -> tuple[str, dt.datetime]:
         expires = now + dt.timedelta(seconds=self.ttl)
-        claims = principal.claims() | {"iss": _ISSUER, "iat": now, "exp": expires}
+        claims = principal.claims() | {
+            "iss": _ISSUER,
+            "iat": now,
+            "exp": expires,
+            "jti": secrets.token_hex(8),
+        }
         return jwt.encode(claims, self._key, algorithm="HS256"), expires
 
     def verify(self, token: str) -> Principal | None:

@@ -1,0 +1,135 @@
+"""The `tether` command, against a real server: in-process for most verbs, and once as real
+processes (`tether serve` plus CLI calls) from first start to a listed device."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import Tenant, free_port, wait_for
+from tether.cli.app import app
+
+ROOT = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+def cli(*args: str) -> str:
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_login_whoami_tokens_devices_request(tenant: Tenant) -> None:
+    cli(
+        "login",
+        tenant.url,
+        "--organization",
+        tenant.organization,
+        "--username",
+        "admin",
+        "--password",
+        tenant.password,
+    )
+    assert json.loads(cli("whoami", "--json"))["organization"]["name"] == tenant.organization
+    created = json.loads(cli("devices", "create", "sensor", "--document", '{"a": 1}', "--json"))
+    assert created["secret"]
+    listed = json.loads(cli("devices", "list", "--json"))
+    assert [d["name"] for d in listed] == ["sensor"]
+    assert "sensor" in cli("devices", "list")
+    assert json.loads(cli("devices", "show", created["id"], "--json"))["document"] == {"a": 1}
+    token = json.loads(cli("tokens", "create", "ro", "--read-only", "--json"))
+    assert token["read_only"] is True
+    ids = {t["id"] for t in json.loads(cli("tokens", "list", "--json"))}
+    assert token["id"] in ids
+    cli("tokens", "revoke", token["id"])
+    assert json.loads(cli("request", "GET", "devices", "-p", "limit=1"))["total"] == 1
+    cli("devices", "delete", created["id"])
+    assert json.loads(cli("devices", "list", "--json")) == []
+    cli("logout")
+    result = runner.invoke(app, ["whoami", "--url", tenant.url])
+    assert result.exit_code == 1
+
+
+def test_errors_are_one_clear_line(tenant: Tenant) -> None:
+    result = runner.invoke(
+        app, ["devices", "show", "nope", "--url", tenant.url], env={"TETHER_TOKEN": "tth_bad"}
+    )
+    assert result.exit_code == 1
+    assert "401" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_reference_and_settings_docs_are_current() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "gendocs.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.subprocess
+def test_real_processes_from_first_start_to_a_device(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    env |= {
+        "TETHER_ADMIN_PASSWORD": "first-admin-pw",
+        "HOME": str(tmp_path),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+    }
+    tether_cmd = str(Path(sys.executable).parent / "tether")
+    server = subprocess.Popen(
+        [tether_cmd, "serve", "--data", str(tmp_path / "data"), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{url}/api/v1/health").status_code == 200
+            except httpx.HTTPError:
+                return server.poll() is not None
+
+        wait_for(healthy, what="tether serve")
+        assert server.poll() is None
+        assert (tmp_path / "data" / "tether.db").exists()
+
+        def run(*args: str) -> str:
+            done = subprocess.run(
+                [tether_cmd, *args], env=env, capture_output=True, text=True, timeout=60
+            )
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        run(
+            "login",
+            url,
+            "--organization",
+            "main",
+            "--username",
+            "admin",
+            "--password",
+            "first-admin-pw",
+        )
+        run("devices", "create", "from-a-process")
+        assert [d["name"] for d in json.loads(run("devices", "list", "--json"))] == [
+            "from-a-process"
+        ]
+        spec = httpx.get(f"{url}/api/v1/openapi.json").json()
+        assert "/api/v1/devices" in spec["paths"]
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert "created organization 'main' with admin 'admin'" in output
+    assert "tether login" in output

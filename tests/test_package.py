@@ -1,0 +1,160 @@
+"""The package's shape: light SDK import, pinned public names, twins in step, schema in step."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tether
+from tests.conftest import RunningServer
+from tether.client._config import Retries, parse_retry_after, retry_delay
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_importing_tether_loads_no_server_code() -> None:
+    code = (
+        "import sys, tether; bad = [m for m in sys.modules if m.split('.')[0] in "
+        "{'litestar', 'sqlalchemy', 'alembic', 'asyncpg', 'aiosqlite', 'argon2', 'jwt', "
+        "'uvicorn', 'typer'} or m.startswith('tether.server')]; print(bad)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_public_names_are_pinned() -> None:
+    assert sorted(tether.__all__) == sorted(
+        [
+            "APIError",
+            "AsyncClient",
+            "AsyncResultSet",
+            "AuthPayload",
+            "AuthenticationError",
+            "BadRequestError",
+            "Client",
+            "ClientClosedError",
+            "ConfigurationError",
+            "ConflictError",
+            "Content",
+            "Credentials",
+            "DataItem",
+            "Device",
+            "Experience",
+            "Feed",
+            "Location",
+            "NetworkError",
+            "NotFoundError",
+            "PairingCode",
+            "PairingError",
+            "PermissionDeniedError",
+            "Project",
+            "RateLimitError",
+            "RequestTimeout",
+            "Resource",
+            "ResultSet",
+            "Retries",
+            "ServerError",
+            "TetherError",
+            "Thing",
+            "ValidationError",
+            "Zone",
+            "__version__",
+        ]
+    )
+    for name in tether.__all__:
+        assert getattr(tether, name) is not None
+
+
+def test_every_sdk_error_is_a_tether_error() -> None:
+    for name in tether.__all__:
+        value = getattr(tether, name)
+        if isinstance(value, type) and issubclass(value, Exception) and name != "ClientClosedError":
+            assert issubclass(value, tether.TetherError), name
+
+
+def _public_methods(cls: type) -> set[str]:
+    return {
+        n
+        for n, _ in inspect.getmembers(cls)
+        if not n.startswith("_") or n in {"__call__", "__iter__", "__aiter__"}
+    }
+
+
+@pytest.mark.parametrize(
+    ("sync", "async_"),
+    [
+        (tether.Client, tether.AsyncClient),
+        (tether.client.Collection, tether.client.AsyncCollection),
+        (tether.client.Device, tether.client.AsyncDevice),
+        (tether.client.Location, tether.client.AsyncLocation),
+        (tether.client.Zone, tether.client.AsyncZone),
+        (tether.client.Content, tether.client.AsyncContent),
+        (tether.client.DataItem, tether.client.AsyncDataItem),
+    ],
+)
+def test_sync_and_async_twins_have_the_same_names(sync: type, async_: type) -> None:
+    names = _public_methods(sync) - {"__iter__"}
+    async_names = _public_methods(async_) - {"__aiter__"}
+    assert names == async_names
+
+
+def test_generated_sync_twins_are_current() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "unasync.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_migrations_match_the_declared_tables(server: RunningServer) -> None:
+    from tether.server.database import create_engine, schema_differences
+    from tether.server.settings import Settings
+
+    settings = Settings.load({"data": server.data, "database_url": server.database_url}, environ={})
+
+    async def differences() -> list[object]:
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            async with engine.connect() as conn:
+                return await conn.run_sync(schema_differences)
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(differences()) == []
+
+
+def test_retry_decisions() -> None:
+    retries = Retries(total=2, backoff=1.0)
+    assert retry_delay(retries, 0, "GET", status=503, retry_after="3") == 3.0
+    assert retry_delay(retries, 0, "POST", status=429, retry_after="7") == 7.0
+    assert 0 <= retry_delay(retries, 1, "GET", status=503) <= 2.0  # type: ignore[operator]
+    assert retry_delay(retries, 2, "GET", status=503) is None
+    assert retry_delay(retries, 0, "GET", status=500) is None
+    assert retry_delay(retries, 0, "GET", network_error=True) is not None
+    assert retry_delay(retries, 0, "POST", network_error=True) is None
+    assert retry_delay(retries, 0, "GET", status=429, retry_after="100000") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412480.0) == 0.0
+    assert parse_retry_after("soon") is None
+
+
+def test_settings_fail_naming_the_key() -> None:
+    from tether.server.settings import Settings, SettingsError
+
+    with pytest.raises(SettingsError, match="TETHER_PORT"):
+        Settings.load(environ={"TETHER_PORT": "eighty"})
+    with pytest.raises(SettingsError, match="TETHER_PAGE_SIZE"):
+        Settings.load(environ={"TETHER_PAGE_SIZE": "0"})
+    shown = Settings.load(environ={"TETHER_SECRET_KEY": "hunter2"}).describe()
+    assert shown["secret_key"] == "********"
+    assert (
+        Settings.load(environ={"TETHER_DATABASE_URL": "postgresql://u@h/db"}).resolved_database_url
+        == "postgresql+asyncpg://u@h/db"
+    )
