@@ -62,7 +62,8 @@ def test_expired_access_token_is_refreshed(client: tether.Client) -> None:
     first = client.get_auth().token
     client._session.forget_token()
     client.devices.find()
-    assert client.auth.token and client.auth.token != first
+    assert client.auth.token
+    assert client.auth.token != first
 
 
 def test_refresh_tokens_rotate_and_cannot_be_reused(server: RunningServer, tenant: Tenant) -> None:
