@@ -27,6 +27,7 @@ from tether.server.credentials import (
 from tether.server.database import new_id, utcnow
 from tether.server.pages import Page, check_query, fetch_page, page_limit
 from tether.server.problems import conflict, forbidden, invalid, not_found
+from tether.server.resources import RowView, principal_of
 from tether.server.state import Tether
 from tether.server.tables import api_tokens, organizations, resources, users
 
@@ -83,12 +84,8 @@ class TokenOut(msgspec.Struct, omit_defaults=True):
     token: str | None = None
 
 
-def _principal(request: Request[Any, Any, Any]) -> Principal:
-    return request.user  # type: ignore[no-any-return]
-
-
 def _require_admin(request: Request[Any, Any, Any]) -> Principal:
-    principal = _principal(request)
+    principal = principal_of(request)
     if principal.type != "user" or not principal.is_admin:
         raise forbidden("Only organization admins may do this.")
     return principal
@@ -133,7 +130,7 @@ async def insert_organization(conn: AsyncConnection, name: str) -> tuple[str, dt
 async def create_organization(
     data: JSONBody[OrganizationCreate], request: Request[Any, Any, Any], tether: Tether
 ) -> OrganizationOut:
-    if not _principal(request).is_superuser:
+    if not principal_of(request).is_superuser:
         raise forbidden("Only the server operator may create organizations.")
     async with tether.engine.begin() as conn:
         org_id, now = await insert_organization(conn, data.name)
@@ -147,7 +144,7 @@ async def current_organization(request: Request[Any, Any, Any], tether: Tether) 
     async with tether.engine.connect() as conn:
         row = (
             await conn.execute(
-                sa.select(organizations).where(organizations.c.id == _principal(request).org_id)
+                sa.select(organizations).where(organizations.c.id == principal_of(request).org_id)
             )
         ).one()
     return OrganizationOut(row.id, row.name, row.created_at)
@@ -156,7 +153,7 @@ async def current_organization(request: Request[Any, Any, Any], tether: Tether) 
 @get("/users", tags=["identity"], summary="List the organization's users")
 async def list_users(request: Request[Any, Any, Any], tether: Tether) -> Page[UserOut]:
     check_query(request, {"username"})
-    principal = _principal(request)
+    principal = principal_of(request)
     limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
     query = sa.select(users).where(users.c.org_id == principal.org_id)
     if "username" in request.query_params:
@@ -205,7 +202,7 @@ def _token_out(row: Any, token: str | None = None) -> TokenOut:
 
 
 def _user_of(request: Request[Any, Any, Any]) -> Principal:
-    principal = _principal(request)
+    principal = principal_of(request)
     if principal.type != "user":
         raise forbidden("Only users have API tokens.")
     return principal
@@ -248,17 +245,7 @@ async def create_token(
             "created_at": now,
         }
         await conn.execute(api_tokens.insert().values(row))
-    return _token_out(msgspec.convert(row, TokenRow), token)
-
-
-class TokenRow(msgspec.Struct):
-    id: str
-    name: str
-    read_only: bool
-    created_at: dt.datetime
-    project_id: str | None
-    expires_at: dt.datetime | None
-    revoked_at: dt.datetime | None
+    return _token_out(RowView(row), token)
 
 
 @get("/tokens", tags=["identity"], summary="List your API tokens")

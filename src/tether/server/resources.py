@@ -240,10 +240,10 @@ async def insert_resource(
         await conn.execute(
             zone_members.insert(), [{"zone_id": z, "member_id": row["id"]} for z in zone_ids]
         )
-    return to_out(_RowView(row), zone_ids, secret)
+    return to_out(RowView(row), zone_ids, secret)
 
 
-class _RowView:
+class RowView:
     """Attribute access over a dict of column values, shaped like a result row."""
 
     def __init__(self, values: dict[str, Any]) -> None:
