@@ -21,7 +21,7 @@ from tether.server import data, identity, pairing, resources, sessions
 from tether.server.authn import AuthenticationMiddleware
 from tether.server.bootstrap import FirstAdmin, prepare
 from tether.server.credentials import AccessTokens
-from tether.server.database import create_engine
+from tether.server.database import Reader, create_engine
 from tether.server.settings import Settings
 from tether.server.state import LoginLimiter, ServerState
 
@@ -66,12 +66,14 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         if not settings.database_url:
             settings.data.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(settings.resolved_database_url)
+        engine = create_engine(settings.resolved_database_url, settings.database_pool_size)
+        reader = Reader(engine, settings.database_pool_size)
         try:
             key, admin = await prepare(engine, settings)
             app.state.tether = ServerState(
                 settings=settings,
                 engine=engine,
+                reader=reader,
                 tokens=AccessTokens(key, settings.access_token_ttl),
                 limiter=LoginLimiter(settings.login_max_failures, settings.login_window),
             )
@@ -79,6 +81,7 @@ def create_app(
                 _announce(admin, settings)
             yield
         finally:
+            await reader.dispose()
             await engine.dispose()
 
     from tether.server.problems import problem_response

@@ -58,7 +58,7 @@ async def principal_for_api_token(state: ServerState, token: str) -> Principal |
     token_id = split_prefixed(API_TOKEN_PREFIX, token)
     if token_id is None:
         return None
-    async with state.engine.connect() as conn:
+    async with state.reader.connect() as conn:
         row = (
             await conn.execute(
                 sa.select(api_tokens, users.c.username, users.c.is_admin, users.c.is_superuser)
@@ -85,7 +85,7 @@ async def principal_for_api_token(state: ServerState, token: str) -> Principal |
 
 async def principal_for_secret(state: ServerState, key: str, secret: str) -> Principal | None:
     """A device or app by id and secret."""
-    async with state.engine.connect() as conn:
+    async with state.reader.connect() as conn:
         row = (
             await conn.execute(
                 sa.select(

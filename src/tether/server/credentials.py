@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,11 +117,16 @@ class Principal:
 
 
 class AccessTokens:
-    """Short-lived signed access tokens (JWT, HS256) carrying the principal."""
+    """Short-lived signed access tokens (JWT, HS256) carrying the principal.
 
-    def __init__(self, key: str, ttl: int) -> None:
+    A token verified once is remembered until it expires (a bounded map from the token string),
+    so a client's every request does not pay for the signature check again."""
+
+    def __init__(self, key: str, ttl: int, remembered: int = 10_000) -> None:
         self._key = key
         self.ttl = ttl
+        self._remembered = remembered
+        self._verified: dict[str, tuple[Principal, float]] = {}
 
     def issue(self, principal: Principal, now: dt.datetime) -> tuple[str, dt.datetime]:
         expires = now + dt.timedelta(seconds=self.ttl)
@@ -133,6 +139,13 @@ class AccessTokens:
         return jwt.encode(claims, self._key, algorithm="HS256"), expires
 
     def verify(self, token: str) -> Principal | None:
+        known = self._verified.get(token)
+        if known is not None:
+            principal, expires = known
+            if time.time() < expires:
+                return principal
+            del self._verified[token]
+            return None
         try:
             claims = jwt.decode(
                 token,
@@ -141,6 +154,10 @@ class AccessTokens:
                 issuer=_ISSUER,
                 options={"require": ["exp", "sub", "iss"]},
             )
-            return Principal.from_claims(claims)
+            principal = Principal.from_claims(claims)
         except (jwt.PyJWTError, KeyError):
             return None
+        if len(self._verified) >= self._remembered:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (principal, float(claims["exp"]))
+        return principal

@@ -13,9 +13,8 @@ import msgspec
 import sqlalchemy as sa
 from litestar import Request, Router, delete, get, post, put
 from litestar.params import FromPath, JSONBody
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tether.server.database import new_id, utcnow
+from tether.server.database import Reads, new_id, utcnow
 from tether.server.events import Event
 from tether.server.pages import Page, check_query, fetch_page, page_limit
 from tether.server.problems import Problem, invalid, not_found
@@ -76,7 +75,7 @@ async def _body(request: Request[Any, Any, Any], limit: int) -> Any:
         raise Problem(400, "The body is not valid JSON.", code="malformed") from None
 
 
-async def _scope(conn: AsyncConnection, request: Request[Any, Any, Any]) -> tuple[str, str]:
+async def _scope(conn: Reads, request: Request[Any, Any, Any]) -> tuple[str, str]:
     org_id, project_id = await resolve_scope(conn, request)
     return org_id, project_id or ORG_SCOPE
 
@@ -85,7 +84,7 @@ async def _scope(conn: AsyncConnection, request: Request[Any, Any, Any]) -> tupl
 async def list_items(request: Request[Any, Any, Any], tether: Tether) -> Page[DataItemOut]:
     check_query(request, {"group", "key"})
     limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
-    async with tether.engine.connect() as conn:
+    async with tether.reader.connect() as conn:
         org_id, scope = await _scope(conn, request)
         query = sa.select(data_items).where(
             data_items.c.org_id == org_id, data_items.c.scope == scope
@@ -105,7 +104,7 @@ async def list_items(request: Request[Any, Any, Any], tether: Tether) -> Page[Da
 async def read_item(
     group: FromPath[str], key: FromPath[str], request: Request[Any, Any, Any], tether: Tether
 ) -> DataItemOut:
-    async with tether.engine.connect() as conn:
+    async with tether.reader.connect() as conn:
         org_id, scope = await _scope(conn, request)
         row = (
             await conn.execute(
@@ -197,7 +196,7 @@ async def delete_item(
 async def feed_data(request: Request[Any, Any, Any], tether: Tether) -> Page[FeedEntryOut]:
     check_query(request, ())
     limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
-    async with tether.engine.connect() as conn:
+    async with tether.reader.connect() as conn:
         org_id, project_id = await resolve_scope(conn, request)
         feed = await load(conn, KINDS["feed"], org_id, project_id, request.path_params["id"])
         query = sa.select(feed_entries).where(feed_entries.c.feed_id == feed.id)

@@ -7,13 +7,16 @@ import os
 import secrets
 import time
 import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Result
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql import Executable
 
 from tether.server.tables import metadata, server_state
 
@@ -33,21 +36,87 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def create_engine(url: str) -> AsyncEngine:
-    """An async engine; SQLite gets WAL mode, foreign keys and a busy timeout."""
+def _on_connect(engine: sa.Engine, *pragmas: str) -> None:
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        for pragma in pragmas:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+
+def create_engine(url: str, pool_size: int = 20) -> AsyncEngine:
+    """The engine for transactions; SQLite gets WAL mode, foreign keys and a busy timeout.
+
+    A PostgreSQL pool has no overflow: a connection opened for a burst and closed after it
+    costs a server process fork, far more than waiting for a pooled one."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
+        _on_connect(engine.sync_engine, "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=0)
+
+
+class Reads(Protocol):
+    """What a read needs of a connection: run one statement and hand back its rows."""
+
+    async def execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None, /
+    ) -> Result[Any]: ...
+
+
+class _InlineReads:
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    async def execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None, /
+    ) -> Result[Any]:
+        return self._connection.execute(statement, parameters)
+
+
+class Reader:
+    """Connections for reads that need no transaction: the hot path of GETs.
+
+    On SQLite a read runs inline on the event loop thread, on a read-only connection: in WAL
+    mode a reader never waits for a lock, and a point query costs microseconds, far less than
+    handing it to a worker thread and back. On PostgreSQL reads use an autocommit pool, so no
+    transaction is opened and no rollback is sent when the connection goes back.
+    """
+
+    def __init__(self, engine: AsyncEngine, pool_size: int = 20) -> None:
+        self._inline: sa.Engine | None = None
+        self._pool = engine
+        url = engine.url
+        if url.get_backend_name() == "sqlite":
+            if url.database and url.database != ":memory:":
+                self._inline = sa.create_engine(
+                    url.set(drivername="sqlite"),
+                    connect_args={"check_same_thread": False},
+                    pool_size=4,
+                    max_overflow=-1,
+                )
+                _on_connect(self._inline, "query_only=ON")
+        else:
+            self._pool = create_async_engine(
+                url, isolation_level="AUTOCOMMIT", pool_size=pool_size, max_overflow=0
+            )
+        self._own_pool = self._pool is not engine
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[Reads]:
+        if self._inline is not None:
+            with self._inline.connect() as connection:
+                yield _InlineReads(connection)
+        else:
+            async with self._pool.connect() as conn:
+                yield conn
+
+    async def dispose(self) -> None:
+        if self._inline is not None:
+            self._inline.dispose()
+        if self._own_pool:
+            await self._pool.dispose()
 
 
 def _alembic_config(connection: Connection) -> Any:

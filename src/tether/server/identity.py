@@ -141,7 +141,7 @@ async def create_organization(
 
 @get("/organizations/current", tags=["identity"], summary="The caller's organization")
 async def current_organization(request: Request[Any, Any, Any], tether: Tether) -> OrganizationOut:
-    async with tether.engine.connect() as conn:
+    async with tether.reader.connect() as conn:
         row = (
             await conn.execute(
                 sa.select(organizations).where(organizations.c.id == principal_of(request).org_id)
@@ -158,7 +158,7 @@ async def list_users(request: Request[Any, Any, Any], tether: Tether) -> Page[Us
     query = sa.select(users).where(users.c.org_id == principal.org_id)
     if "username" in request.query_params:
         query = query.where(users.c.username == request.query_params["username"])
-    async with tether.engine.connect() as conn:
+    async with tether.reader.connect() as conn:
         total, rows, next_url = await fetch_page(conn, request, query, users.c.id, limit)
     return Page(total, [_user_out(r) for r in rows], next_url)
 
@@ -256,7 +256,7 @@ async def list_tokens(request: Request[Any, Any, Any], tether: Tether) -> Page[T
     query = sa.select(api_tokens).where(
         api_tokens.c.org_id == principal.org_id, api_tokens.c.user_id == principal.id
     )
-    async with tether.engine.connect() as conn:
+    async with tether.reader.connect() as conn:
         total, rows, next_url = await fetch_page(conn, request, query, api_tokens.c.id, limit)
     return Page(total, [_token_out(r) for r in rows], next_url)
 

@@ -6,15 +6,16 @@ the cursor is and rows added meanwhile are neither skipped nor repeated.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
 import msgspec
 import sqlalchemy as sa
 from litestar import Request
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tether.server.database import Reads
 from tether.server.problems import invalid
 
 T = TypeVar("T")
@@ -49,22 +50,35 @@ def page_limit(request: Request[Any, Any, Any], default: int, maximum: int) -> i
     return limit
 
 
+@functools.lru_cache(maxsize=256)
+def _page_statements(
+    query: sa.Select[Any], id_column: sa.ColumnElement[str]
+) -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
+    """The count, first-page and next-page statements of a query, built once per query object
+    so that a query kept by its caller skips SQLAlchemy's per-statement cache-key work."""
+    count = sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
+    first = query.order_by(id_column).limit(sa.bindparam("page_limit"))
+    after = query.where(id_column > sa.bindparam("page_after")).order_by(id_column)
+    return count, first, after.limit(sa.bindparam("page_limit"))
+
+
 async def fetch_page(
-    conn: AsyncConnection,
+    conn: Reads,
     request: Request[Any, Any, Any],
     query: sa.Select[Any],
     id_column: sa.ColumnElement[str],
     limit: int,
+    params: Mapping[str, Any] | None = None,
 ) -> tuple[int, Sequence[sa.Row[Any]], str | None]:
-    """Run `query` for one page after the cursor; return the total, the rows and the next URL."""
-    total = (
-        await conn.execute(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()))
-    ).scalar_one()
+    """Run `query` for one page after the cursor; return the total, the rows and the next URL.
+
+    `params` binds the query's `sa.bindparam`s."""
+    count, first, following = _page_statements(query, id_column)
+    total = (await conn.execute(count, params)).scalar_one()
     after = request.query_params.get("after")
-    paged = query
-    if after:
-        paged = paged.where(id_column > after)
-    rows = (await conn.execute(paged.order_by(id_column).limit(limit + 1))).all()
+    paged, bound = (following, {"page_after": after}) if after else (first, {})
+    bound |= {"page_limit": limit + 1, **(params or {})}
+    rows = (await conn.execute(paged, bound)).all()
     next_url = None
     if len(rows) > limit:
         rows = rows[:limit]

@@ -11,6 +11,8 @@ endpoints of the kind, mounted both organization-wide (`/api/v1/devices`) and in
 # Litestar reads their annotations at runtime, so they must be real objects, not strings.
 
 import datetime as dt
+import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -22,7 +24,7 @@ from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether.server.credentials import Principal, digest, new_secret
-from tether.server.database import new_id, utcnow
+from tether.server.database import Reads, new_id, utcnow
 from tether.server.events import Event
 from tether.server.pages import Page, check_query, fetch_page, page_limit
 from tether.server.problems import forbidden, invalid, not_found
@@ -145,27 +147,30 @@ def _links(kind: str, row_id: str, document: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def to_out(row: Any, zone_ids: list[str] | None = None, secret: str | None = None) -> ResourceOut:
-    kind = KINDS[row.kind]
-    document = msgspec.json.decode(row.document)
+def to_out(
+    row: Mapping[Any, Any], zone_ids: list[str] | None = None, secret: str | None = None
+) -> ResourceOut:
+    """The API shape of a resource row (a result row's `_mapping`, or the values inserted)."""
+    kind = KINDS[row["kind"]]
+    document = msgspec.json.decode(row["document"])
     if zone_ids is None and kind.placed:
-        listed = getattr(row, "zone_list", None)
+        listed = row.get("zone_list")
         zone_ids = sorted(listed.split(",")) if listed else []
     return ResourceOut(
-        id=row.id,
-        kind=row.kind,
-        name=row.name,
+        id=row["id"],
+        kind=kind.name,
+        name=row["name"],
         document=document,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        project_id=row.project_id,
-        location_id=row.location_id,
-        experience_id=row.experience_id,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        project_id=row["project_id"],
+        location_id=row["location_id"],
+        experience_id=row["experience_id"],
         zone_ids=zone_ids if kind.placed else None,
-        parent_id=row.parent_id,
-        read_only=row.read_only,
+        parent_id=row["parent_id"],
+        read_only=row["read_only"],
         secret=secret,
-        **_links(row.kind, row.id, document),
+        **_links(kind.name, row["id"], document),
     )
 
 
@@ -240,7 +245,7 @@ async def insert_resource(
         await conn.execute(
             zone_members.insert(), [{"zone_id": z, "member_id": row["id"]} for z in zone_ids]
         )
-    return to_out(RowView(row), zone_ids, secret)
+    return to_out(row, zone_ids, secret)
 
 
 class RowView:
@@ -254,8 +259,15 @@ def principal_of(request: Request[Any, Any, Any]) -> Principal:
     return request.user  # type: ignore[no-any-return]
 
 
+_PROJECT = sa.select(resources.c.id).where(
+    resources.c.id == sa.bindparam("project_id"),
+    resources.c.org_id == sa.bindparam("org_id"),
+    resources.c.kind == "project",
+)
+
+
 async def resolve_scope(
-    conn: AsyncConnection, request: Request[Any, Any, Any], kind: Kind | None = None
+    conn: Reads, request: Request[Any, Any, Any], kind: Kind | None = None
 ) -> tuple[str, str | None]:
     """The caller's organization and, under `/projects/{project_id}/…`, the project (404 if not
     one of the organization's projects)."""
@@ -263,37 +275,46 @@ async def resolve_scope(
     project_id = request.path_params.get("project_id")
     if project_id is None or (kind is not None and not kind.in_projects):
         return org_id, None
-    found = (
-        await conn.execute(
-            sa.select(resources.c.id).where(
-                resources.c.id == project_id,
-                resources.c.org_id == org_id,
-                resources.c.kind == "project",
-            )
-        )
-    ).first()
+    found = (await conn.execute(_PROJECT, {"project_id": project_id, "org_id": org_id})).first()
     if found is None:
         raise not_found("project")
     return org_id, project_id
 
 
-def scoped(query: sa.Select[Any], kind: str, org_id: str, project_id: str | None) -> sa.Select[Any]:
-    query = query.where(resources.c.org_id == org_id, resources.c.kind == kind)
-    if project_id is not None:
-        query = query.where(resources.c.project_id == project_id)
+@functools.cache
+def scoped_resources(in_project: bool, filters: tuple[str, ...] = ()) -> sa.Select[Any]:
+    """Resources of one kind in the caller's scope, bound by `scope_params`, narrowed by
+    `filters` (each bound as its own name). Built once per shape: building and hashing a
+    statement costs more than running it on the hot path."""
+    query = select_resources().where(
+        resources.c.org_id == sa.bindparam("org_id"), resources.c.kind == sa.bindparam("kind")
+    )
+    if in_project:
+        query = query.where(resources.c.project_id == sa.bindparam("project_id"))
+    for field in filters:
+        if field in ("zone_id", "member_id"):
+            this, other = (
+                ("member_id", "zone_id") if field == "zone_id" else ("zone_id", "member_id")
+            )
+            members = sa.select(zone_members.c[this]).where(
+                zone_members.c[other] == sa.bindparam(field)
+            )
+            query = query.where(resources.c.id.in_(members))
+        else:
+            query = query.where(resources.c[field] == sa.bindparam(field))
     return query
 
 
-async def load(
-    conn: AsyncConnection, kind: Kind, org_id: str, project_id: str | None, row_id: str
-) -> Any:
-    row = (
-        await conn.execute(
-            scoped(select_resources(), kind.name, org_id, project_id).where(
-                resources.c.id == row_id
-            )
-        )
-    ).first()
+def scope_params(kind: Kind, org_id: str, project_id: str | None) -> dict[str, Any]:
+    return {"org_id": org_id, "kind": kind.name, "project_id": project_id}
+
+
+_ONE = {p: scoped_resources(p).where(resources.c.id == sa.bindparam("id")) for p in (False, True)}
+
+
+async def load(conn: Reads, kind: Kind, org_id: str, project_id: str | None, row_id: str) -> Any:
+    params = scope_params(kind, org_id, project_id) | {"id": row_id}
+    row = (await conn.execute(_ONE[project_id is not None], params)).first()
     if row is None:
         raise not_found(kind.name)
     return row
@@ -320,28 +341,7 @@ async def _forget(conn: AsyncConnection, kind: Kind, row_id: str) -> None:
             await conn.execute(resources.update().where(column == row_id).values({field: None}))
 
 
-def _filter(query: sa.Select[Any], request: Request[Any, Any, Any]) -> sa.Select[Any]:
-    params = request.query_params
-    for field in ("name", "location_id", "experience_id", "parent_id"):
-        if field in params:
-            query = query.where(resources.c[field] == params[field])
-    if "zone_id" in params:
-        query = query.where(
-            resources.c.id.in_(
-                sa.select(zone_members.c.member_id).where(
-                    zone_members.c.zone_id == params["zone_id"]
-                )
-            )
-        )
-    if "member_id" in params:
-        query = query.where(
-            resources.c.id.in_(
-                sa.select(zone_members.c.zone_id).where(
-                    zone_members.c.member_id == params["member_id"]
-                )
-            )
-        )
-    return query
+_FILTERS = ("name", "location_id", "experience_id", "parent_id", "zone_id", "member_id")
 
 
 def _paths(kind: Kind, item: bool) -> list[str]:
@@ -361,11 +361,16 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
     async def list_(request: Request[Any, Any, Any], tether: Tether) -> Page[ResourceOut]:
         check_query(request, kind.filters)
         limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
-        async with tether.engine.connect() as conn:
+        params = request.query_params
+        filters = tuple(f for f in _FILTERS if f in params)
+        async with tether.reader.connect() as conn:
             org_id, project_id = await resolve_scope(conn, request, kind)
-            query = _filter(scoped(select_resources(), kind.name, org_id, project_id), request)
-            total, rows, next_url = await fetch_page(conn, request, query, resources.c.id, limit)
-        return Page(total, [to_out(r) for r in rows], next_url)
+            query = scoped_resources(project_id is not None, filters)
+            bound = scope_params(kind, org_id, project_id) | {f: params[f] for f in filters}
+            total, rows, next_url = await fetch_page(
+                conn, request, query, resources.c.id, limit, bound
+            )
+        return Page(total, [to_out(r._mapping) for r in rows], next_url)
 
     async def create(
         request: Request[Any, Any, Any],
@@ -384,10 +389,10 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
         return out
 
     async def read(request: Request[Any, Any, Any], tether: Tether) -> ResourceOut:
-        async with tether.engine.connect() as conn:
+        async with tether.reader.connect() as conn:
             org_id, project_id = await resolve_scope(conn, request, kind)
             row = await load(conn, kind, org_id, project_id, item_id(request, kind))
-        return to_out(row)
+        return to_out(row._mapping)
 
     async def update(
         request: Request[Any, Any, Any],
@@ -412,7 +417,7 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
                         [{"zone_id": z, "member_id": row.id} for z in dict.fromkeys(zone_ids)],
                     )
             row = await load(conn, kind, org_id, project_id, row.id)
-        out = to_out(row)
+        out = to_out(row._mapping)
         tether.bus.publish(Event(org_id, kind.name, "updated", out.id, out))
         return out
 
@@ -469,7 +474,7 @@ def _rotate_secret_handler(kind: Kind) -> HTTPRouteHandler:
                 .values(secret_hash=digest(secret), updated_at=utcnow())
             )
             row = await load(conn, kind, org_id, project_id, row.id)
-        return to_out(row, secret=secret)
+        return to_out(row._mapping, secret=secret)
 
     return post(
         [f"{p}/secret" for p in _paths(kind, True)],

@@ -27,7 +27,7 @@ from tether.server.credentials import (
     split_prefixed,
     verify_password,
 )
-from tether.server.database import new_id, utcnow
+from tether.server.database import Reads, new_id, utcnow
 from tether.server.problems import Problem
 from tether.server.state import ServerState, Tether
 from tether.server.tables import organizations, refresh_tokens, resources, users
@@ -89,7 +89,7 @@ class LogoutRequest(msgspec.Struct, forbid_unknown_fields=True):
     refresh_token: Secret
 
 
-async def identity_of(conn: AsyncConnection, principal: Principal) -> Identity:
+async def identity_of(conn: Reads, principal: Principal) -> Identity:
     org_name = (
         await conn.execute(
             sa.select(organizations.c.name).where(organizations.c.id == principal.org_id)
@@ -275,7 +275,7 @@ async def token(data: JSONBody[TokenRequest], tether: Tether) -> TokenResponse:
 
 @get("/auth/whoami", summary="The identity behind the credential")
 async def whoami(request: Request[Principal, Any, Any], tether: Tether) -> Identity:
-    async with tether.engine.connect() as conn:
+    async with tether.reader.connect() as conn:
         return await identity_of(conn, request.user)
 
 

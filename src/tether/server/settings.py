@@ -65,6 +65,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Use postgresql://user@host/db to share one database between servers.",
         secret=True,
     ),
+    Setting(
+        "database_pool_size",
+        int,
+        20,
+        "PostgreSQL connections per server process for reads, and as many for writes; "
+        "requests beyond that wait for a free one rather than open and close new ones.",
+    ),
     Setting("redis_url", str, None, "Redis URL for pub/sub across several server processes.", True),
     Setting(
         "secret_key",
@@ -123,6 +130,7 @@ class Settings:
     def validate(self) -> None:
         for name in (
             "port",
+            "database_pool_size",
             "access_token_ttl",
             "refresh_token_ttl",
             "page_size",

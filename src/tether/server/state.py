@@ -1,4 +1,4 @@
-"""What the running server holds: settings, engine, token signer, event bus, login limiter."""
+"""What the running server holds: settings, engines, token signer, event bus, login limiter."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tether.server.credentials import AccessTokens
+from tether.server.database import Reader
 from tether.server.events import EventBus
 from tether.server.settings import Settings
 
@@ -53,6 +54,7 @@ class LoginLimiter:
 class ServerState:
     settings: Settings
     engine: AsyncEngine
+    reader: Reader
     tokens: AccessTokens
     bus: EventBus = field(default_factory=EventBus)
     limiter: LoginLimiter = field(default_factory=lambda: LoginLimiter(5, 60))

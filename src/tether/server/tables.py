@@ -41,6 +41,19 @@ class UTCDateTime(sa.TypeDecorator[dt.datetime]):
             value = value.replace(tzinfo=dt.UTC)
         return value  # type: ignore[no-any-return]
 
+    def result_processor(self, dialect: Dialect, coltype: Any) -> Any:
+        """On SQLite, parse the stored text with `fromisoformat` (C) rather than the generic
+        regular expression: timestamps are on every row of every page."""
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        def parse(value: str | None) -> dt.datetime | None:
+            if value is None:
+                return None
+            return dt.datetime.fromisoformat(value + "+00:00")
+
+        return parse
+
 
 def _id(name: str = "id", **kwargs: Any) -> sa.Column[str]:
     return sa.Column(name, sa.String(36), **kwargs)
