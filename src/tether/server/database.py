@@ -7,8 +7,8 @@ import os
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -66,6 +66,9 @@ class Reads(Protocol):
 
 
 class _InlineReads:
+    """One SQLite connection shared by every inline read of the process; it is its own
+    context manager, so taking it costs nothing."""
+
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
 
@@ -74,18 +77,25 @@ class _InlineReads:
     ) -> Result[Any]:
         return self._connection.execute(statement, parameters)
 
+    async def __aenter__(self) -> _InlineReads:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        return None
+
 
 class Reader:
     """Connections for reads that need no transaction: the hot path of GETs.
 
-    On SQLite a read runs inline on the event loop thread, on a read-only connection: in WAL
-    mode a reader never waits for a lock, and a point query costs microseconds, far less than
-    handing it to a worker thread and back. On PostgreSQL reads use an autocommit pool, so no
-    transaction is opened and no rollback is sent when the connection goes back.
+    On SQLite a read runs inline on the event loop thread, on one autocommit `query_only`
+    connection: in WAL mode a reader never waits for a lock, and a point query costs
+    microseconds, far less than handing it to a worker thread and back. On PostgreSQL reads
+    use an autocommit pool, so no transaction is opened and no rollback is sent afterwards.
     """
 
     def __init__(self, engine: AsyncEngine, pool_size: int = 20) -> None:
         self._inline: sa.Engine | None = None
+        self._shared: _InlineReads | None = None
         self._pool = engine
         url = engine.url
         if url.get_backend_name() == "sqlite":
@@ -93,8 +103,8 @@ class Reader:
                 self._inline = sa.create_engine(
                     url.set(drivername="sqlite"),
                     connect_args={"check_same_thread": False},
-                    pool_size=4,
-                    max_overflow=-1,
+                    isolation_level="AUTOCOMMIT",
+                    poolclass=sa.StaticPool,
                 )
                 _on_connect(self._inline, "query_only=ON")
         else:
@@ -103,16 +113,18 @@ class Reader:
             )
         self._own_pool = self._pool is not engine
 
-    @asynccontextmanager
-    async def connect(self) -> AsyncIterator[Reads]:
+    def connect(self) -> AbstractAsyncContextManager[Reads]:
+        """`async with reader.connect() as conn:` gives a connection for reads."""
         if self._inline is not None:
-            with self._inline.connect() as connection:
-                yield _InlineReads(connection)
-        else:
-            async with self._pool.connect() as conn:
-                yield conn
+            if self._shared is None:
+                self._shared = _InlineReads(self._inline.connect())
+            return self._shared
+        return self._pool.connect()
 
     async def dispose(self) -> None:
+        if self._shared is not None:
+            self._shared._connection.close()
+            self._shared = None
         if self._inline is not None:
             self._inline.dispose()
         if self._own_pool:
