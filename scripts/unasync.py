@@ -11,7 +11,11 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "src" / "tether" / "client"
-PAIRS = {"_async_client.py": "_sync_client.py", "_async_resources.py": "_sync_resources.py"}
+PAIRS = {
+    "_async_client.py": "_sync_client.py",
+    "_async_resources.py": "_sync_resources.py",
+    "_async_telemetry.py": "_sync_telemetry.py",
+}
 RULES = [
     (r"\basync def\b", "def"),
     (r"\basync with\b", "with"),

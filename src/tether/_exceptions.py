@@ -5,6 +5,8 @@
     ├── NetworkError                the server could not be reached or the connection broke
     │   └── RequestTimeout
     ├── PairingError                pairing expired or was refused
+    ├── OutboxFullError             the telemetry outbox is at its bound (policy "error")
+    ├── PushError                   a telemetry push did not deliver everything
     └── APIError                    the server answered with a problem document
         ├── BadRequestError         400, 413, 422 (`ValidationError` is the same class)
         ├── AuthenticationError     401
@@ -45,6 +47,27 @@ class RequestTimeout(NetworkError):
 
 class PairingError(TetherError):
     """Pairing could not complete: the code expired, or was already used."""
+
+
+class OutboxFullError(TetherError):
+    """The telemetry outbox holds as many entries as it may; push before committing more."""
+
+
+class PushError(TetherError):
+    """A telemetry push did not deliver everything.
+
+    `retained_data` is True when what was not delivered is still queued (network trouble, a
+    5xx, 429 or 401: push again later) and False when the server rejected it as invalid or
+    forbidden: those entries were moved aside, see `Telemetry.rejected()`. `cause` is the error
+    behind it and `pushed` how many entries did reach the server first."""
+
+    def __init__(
+        self, message: str, *, retained_data: bool, cause: TetherError, pushed: int = 0
+    ) -> None:
+        super().__init__(message)
+        self.retained_data = retained_data
+        self.cause = cause
+        self.pushed = pushed
 
 
 class APIError(TetherError):

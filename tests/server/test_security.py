@@ -23,7 +23,7 @@ PUBLIC = {
     ("POST", "/api/v1/pairing"),
 }
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-VALID_BODIES = {"/data": {"value": 1}}
+VALID_BODIES = {"/data": {"value": 1}, "/telemetry": {"batch": "b1", "entries": []}}
 
 
 def body_for(method: str, path: str) -> Any:

@@ -15,6 +15,7 @@ from tether.client._async_resources import (
     AsyncThing,
     AsyncZone,
 )
+from tether.client._async_telemetry import AsyncTelemetry
 from tether.client._config import Retries
 from tether.client._credentials import Credentials
 from tether.client._session import AuthPayload, PairingCode
@@ -33,6 +34,8 @@ from tether.client._sync_resources import (
     Thing,
     Zone,
 )
+from tether.client._sync_telemetry import Telemetry
+from tether.client._telemetry import Outbox, Reading, RejectedEntry
 
 __all__ = [
     "AsyncClient",
@@ -46,6 +49,7 @@ __all__ = [
     "AsyncProject",
     "AsyncResource",
     "AsyncResultSet",
+    "AsyncTelemetry",
     "AsyncThing",
     "AsyncZone",
     "AuthPayload",
@@ -58,11 +62,15 @@ __all__ = [
     "Experience",
     "Feed",
     "Location",
+    "Outbox",
     "PairingCode",
     "Project",
+    "Reading",
+    "RejectedEntry",
     "Resource",
     "ResultSet",
     "Retries",
+    "Telemetry",
     "Thing",
     "Zone",
 ]

@@ -26,6 +26,7 @@ from tether.client._async_resources import (
     AsyncThing,
     AsyncZone,
 )
+from tether.client._async_telemetry import AsyncTelemetry
 from tether.client._config import DEFAULT_TIMEOUT, Retries
 from tether.client._credentials import resolve
 from tether.client._flows import Flow, T, run_async
@@ -96,6 +97,7 @@ class AsyncClient:
         self.apps = AsyncCollection(self, "apps", AsyncResource)
         self.projects = AsyncCollection(self, "projects", AsyncProject)
         self.data = AsyncDataCollection(self)
+        self._telemetry: AsyncTelemetry | None = None
 
     @property
     def url(self) -> str:
@@ -110,6 +112,15 @@ class AsyncClient:
     def auth(self) -> AuthPayload:
         """The current authentication payload, without contacting the server."""
         return self._session.payload()
+
+    @property
+    def telemetry(self) -> AsyncTelemetry:
+        """This device's telemetry, with its outbox at the default path (`TETHER_OUTBOX`, else
+        a file per device under `~/.local/share/tether/outbox`). For other options build an
+        `AsyncTelemetry(client, ...)` yourself."""
+        if self._telemetry is None:
+            self._telemetry = AsyncTelemetry(self)
+        return self._telemetry
 
     @property
     def is_closed(self) -> bool:
@@ -224,6 +235,8 @@ class AsyncClient:
     async def close(self) -> None:
         """Close the connection pool; any later call raises `ClientClosedError`."""
         if not self._closed:
+            if self._telemetry is not None:
+                await self._telemetry.close()
             self._closed = True
             await self._http.aclose()
 

@@ -27,6 +27,7 @@ from tether.client._sync_resources import (
     Thing,
     Zone,
 )
+from tether.client._sync_telemetry import Telemetry
 from tether.client._config import DEFAULT_TIMEOUT, Retries
 from tether.client._credentials import resolve
 from tether.client._flows import Flow, T, run_sync
@@ -97,6 +98,7 @@ class Client:
         self.apps = Collection(self, "apps", Resource)
         self.projects = Collection(self, "projects", Project)
         self.data = DataCollection(self)
+        self._telemetry: Telemetry | None = None
 
     @property
     def url(self) -> str:
@@ -111,6 +113,15 @@ class Client:
     def auth(self) -> AuthPayload:
         """The current authentication payload, without contacting the server."""
         return self._session.payload()
+
+    @property
+    def telemetry(self) -> Telemetry:
+        """This device's telemetry, with its outbox at the default path (`TETHER_OUTBOX`, else
+        a file per device under `~/.local/share/tether/outbox`). For other options build an
+        `Telemetry(client, ...)` yourself."""
+        if self._telemetry is None:
+            self._telemetry = Telemetry(self)
+        return self._telemetry
 
     @property
     def is_closed(self) -> bool:
@@ -225,6 +236,8 @@ class Client:
     def close(self) -> None:
         """Close the connection pool; any later call raises `ClientClosedError`."""
         if not self._closed:
+            if self._telemetry is not None:
+                self._telemetry.close()
             self._closed = True
             self._http.close()
 

@@ -3,7 +3,9 @@ closes the database and the event bus."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import datetime as dt
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -17,7 +19,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 
 from tether._version import __version__
-from tether.server import data, identity, pairing, resources, sessions
+from tether.server import data, identity, pairing, resources, sessions, telemetry
 from tether.server.authn import AuthenticationMiddleware
 from tether.server.bootstrap import FirstAdmin, prepare
 from tether.server.credentials import AccessTokens
@@ -51,6 +53,35 @@ def _announce(admin: FirstAdmin, settings: Settings) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
+async def _prune_telemetry(state: ServerState) -> None:
+    """Apply the telemetry retention setting now and then every hour."""
+    days = state.settings.telemetry_retention_days
+    while True:
+        try:
+            deleted = await telemetry.prune(
+                state.engine, dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
+            )
+            if deleted:
+                logger.info("telemetry retention deleted %d points", deleted)
+        except Exception:
+            logger.exception("telemetry retention failed; trying again in an hour")
+        await asyncio.sleep(3600)
+
+
+@contextlib.asynccontextmanager
+async def _background(state: ServerState) -> AsyncIterator[None]:
+    """Housekeeping tasks that live as long as the server."""
+    tasks = []
+    if state.settings.telemetry_retention_days:
+        tasks.append(asyncio.create_task(_prune_telemetry(state)))
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def provide_state(state: State) -> ServerState:
     """The running server's state, injected into handlers as `tether`."""
     return state.tether  # type: ignore[no-any-return]
@@ -79,7 +110,8 @@ def create_app(
             )
             if admin is not None:
                 _announce(admin, settings)
-            yield
+            async with _background(app.state.tether):
+                yield
         finally:
             await reader.dispose()
             await engine.dispose()
@@ -95,6 +127,7 @@ def create_app(
             pairing.router,
             resources.build_router(),
             data.router,
+            telemetry.router,
             *(extra_handlers or []),
         ],
     )

@@ -7,7 +7,7 @@ import os
 import secrets
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Protocol
@@ -169,3 +169,28 @@ async def signing_key(conn: AsyncConnection, configured: str | None) -> str:
     key = secrets.token_urlsafe(48)
     await conn.execute(server_state.insert().values(key="signing_key", value=key))
     return key
+
+
+async def bulk_insert(
+    conn: AsyncConnection, table: sa.Table, columns: Sequence[str], rows: list[tuple[Any, ...]]
+) -> None:
+    """Insert many rows through the driver's own bulk path, inside the caller's transaction:
+    COPY on PostgreSQL, one `executemany` on SQLite. No per-row work in SQLAlchemy."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    if conn.dialect.name == "postgresql":
+        await driver.copy_records_to_table(table.name, records=rows, columns=list(columns))  # type: ignore[union-attr]
+        return
+    marks = ", ".join("?" * len(columns))
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})"
+    await driver.executemany(sql, rows)  # type: ignore[union-attr]
+
+
+def upsert(conn: AsyncConnection, table: sa.Table) -> Any:
+    """The dialect's INSERT, which offers `on_conflict_do_nothing/do_update`."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)

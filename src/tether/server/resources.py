@@ -32,7 +32,14 @@ from tether.server.events import Event
 from tether.server.pages import Page, check_query, fetch_page, page_limit
 from tether.server.problems import forbidden, invalid, not_found
 from tether.server.state import Tether
-from tether.server.tables import data_items, resources, zone_members
+from tether.server.tables import (
+    data_items,
+    resources,
+    telemetry_batches,
+    telemetry_latest,
+    telemetry_points,
+    zone_members,
+)
 
 Name = Annotated[str, msgspec.Meta(max_length=200)]
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=36)]
@@ -353,6 +360,9 @@ def item_id(request: Request[Any, Any, Any], kind: Kind) -> str:
 
 async def _forget(conn: AsyncConnection, kind: Kind, row_id: str) -> None:
     """Drop what pointed at a deleted resource, so nothing dangles."""
+    if kind.name == "device":
+        for table in (telemetry_points, telemetry_latest, telemetry_batches):
+            await conn.execute(table.delete().where(table.c.device_id == row_id))
     if kind.name == "project":
         await conn.execute(resources.delete().where(resources.c.project_id == row_id))
         await conn.execute(data_items.delete().where(data_items.c.scope == row_id))

@@ -90,6 +90,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_data_value", int, 16 * 1024 * 1024, "Largest data item value, in bytes."),
     Setting("login_max_failures", int, 5, "Failed logins allowed per identity and window."),
     Setting("login_window", int, 60, "Window of the failed-login limit, in seconds."),
+    Setting("telemetry_max_points", int, 10_000, "Most telemetry points one push may carry."),
+    Setting(
+        "telemetry_retention_days",
+        int,
+        0,
+        "Delete telemetry points received more than this many days ago; 0 keeps them forever.",
+    ),
     Setting("pairing_ttl", int, 600, "How long a pairing code stays valid, in seconds."),
     Setting("log_level", str, "info", "Log level of the server: debug, info, warning, error."),
 )
@@ -139,9 +146,12 @@ class Settings:
             "login_max_failures",
             "login_window",
             "pairing_ttl",
+            "telemetry_max_points",
         ):
             if self.values[name] <= 0:
                 raise SettingsError(f"{_BY_NAME[name].env}: must be positive")
+        if self.values["telemetry_retention_days"] < 0:
+            raise SettingsError("TETHER_TELEMETRY_RETENTION_DAYS: must be 0 or more")
         if self.values["port"] > 65535:
             raise SettingsError("TETHER_PORT: must be at most 65535")
         if self.values["page_size"] > self.values["max_page_size"]:

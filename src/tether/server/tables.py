@@ -214,3 +214,45 @@ pairings = sa.Table(
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     _created(),
 )
+
+# Telemetry. Points are laid out for ingest speed: an integer key in arrival order and one index
+# that a push from one device fills in a single region (its points share the device and arrive in
+# time order), which also answers the queries (device, field, time range). Device ids carry the
+# tenant wall: every telemetry endpoint loads the device in the caller's scope first. Times are
+# integer microseconds since the Unix epoch, so buckets are integer arithmetic on both back ends.
+telemetry_points = sa.Table(
+    "telemetry_points",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("device_id", sa.String(36), nullable=False),
+    sa.Column("field", sa.String(64), nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("num", sa.Float, nullable=True),
+    sa.Column("value", sa.Text, nullable=True),
+    sa.Index("ix_telemetry_points_device_field_ts", "device_id", "field", "ts"),
+)
+"""One value of one field at one time: `num` for numbers (what aggregates read), `value` the
+JSON of anything that is not a float (ints too, so they come back as ints)."""
+
+telemetry_latest = sa.Table(
+    "telemetry_latest",
+    metadata,
+    sa.Column("device_id", sa.String(36), primary_key=True),
+    sa.Column("field", sa.String(64), primary_key=True),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("num", sa.Float, nullable=True),
+    sa.Column("value", sa.Text, nullable=True),
+)
+
+telemetry_batches = sa.Table(
+    "telemetry_batches",
+    metadata,
+    sa.Column("device_id", sa.String(36), primary_key=True),
+    sa.Column("batch_id", sa.String(64), primary_key=True),
+    sa.Column("points", sa.Integer, nullable=False),
+    sa.Column("last_point_id", sa.BigInteger, nullable=False),
+    sa.Column("received_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_telemetry_batches_received_at", "received_at"),
+)
+"""Every batch stored, by the id its sender gave it: a batch pushed again is recognised and not
+stored twice. `last_point_id` lets retention cut points by arrival time along the primary key."""

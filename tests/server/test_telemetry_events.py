@@ -1,0 +1,90 @@
+"""Telemetry inside the server: pushes reach the event bus, retention deletes old points.
+
+These drive the real application in-process (its lifespan included) because they look at the
+server's own state: the event bus and the retention job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+
+import sqlalchemy as sa
+from litestar.testing import AsyncTestClient
+
+from tether.server import telemetry
+from tether.server.app import create_app
+from tether.server.settings import Settings
+from tether.server.state import ServerState
+from tether.server.tables import telemetry_latest, telemetry_points
+
+T0 = 1_767_225_600.0
+
+
+def test_pushes_are_published_and_retention_prunes(tmp_path: Path) -> None:
+    settings = Settings.load(
+        {"data": tmp_path, "admin_username": "admin", "admin_password": "admin-password"},
+        environ={},
+    )
+    app = create_app(settings)
+
+    async def main() -> None:
+        async with AsyncTestClient(app) as http:
+            token = (
+                await http.post(
+                    "/api/v1/auth/token",
+                    json={
+                        "grant_type": "password",
+                        "username": "admin",
+                        "password": "admin-password",
+                        "organization": "main",
+                    },
+                )
+            ).json()["access_token"]
+            http.headers["Authorization"] = f"Bearer {token}"
+            device = (await http.post("/api/v1/devices", json={"name": "d"})).json()
+            state: ServerState = app.state.tether
+            async with state.bus.subscribe() as events:
+                body = {
+                    "batch": "one",
+                    "entries": [
+                        {"ts": T0, "values": {"t": 1.5, "s": "a"}},
+                        {"ts": T0 + 1, "values": {"t": 2.5}},
+                    ],
+                }
+                pushed = await http.post(f"/api/v1/devices/{device['id']}/telemetry", json=body)
+                assert pushed.json() == {"batch": "one", "points": 3, "duplicate": False}
+                event = await asyncio.wait_for(events.get(), 5)
+                org = (await http.get("/api/v1/auth/whoami")).json()["organization"]["id"]
+                assert (event.org_id, event.name, event.id) == (
+                    org,
+                    "telemetry:created",
+                    device["id"],
+                )
+                assert event.document["points"] == 3
+                assert event.document["latest"]["t"] == {"ts": T0 + 1, "value": 2.5}
+                again = await http.post(f"/api/v1/devices/{device['id']}/telemetry", json=body)
+                assert again.json()["duplicate"] is True
+                assert events.empty()
+
+            assert (
+                await telemetry.prune(state.engine, dt.datetime.now(dt.UTC) - dt.timedelta(days=1))
+                == 0
+            )
+            assert (
+                await telemetry.prune(
+                    state.engine, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+                )
+                == 3
+            )
+            async with state.engine.connect() as conn:
+                points = (
+                    await conn.execute(sa.select(sa.func.count()).select_from(telemetry_points))
+                ).scalar()
+                latest = (
+                    await conn.execute(sa.select(sa.func.count()).select_from(telemetry_latest))
+                ).scalar()
+            assert (points, latest) == (0, 2)
+
+    asyncio.run(main())
