@@ -133,3 +133,43 @@ def test_real_processes_from_first_start_to_a_device(tmp_path: Path) -> None:
         output, _ = server.communicate(timeout=30)
     assert "created organization 'main' with admin 'admin'" in output
     assert "tether login" in output
+
+
+def test_telemetry_push_latest_query(tenant: Tenant, tmp_path: Path) -> None:
+    with tenant.client() as admin:
+        device = admin.post("devices", {"name": "probe"})
+    env = {
+        "TETHER_URL": tenant.url,
+        "TETHER_DEVICE_ID": device["id"],
+        "TETHER_DEVICE_SECRET": device["secret"],
+        "TETHER_OUTBOX": str(tmp_path / "outbox.db"),
+    }
+    for i, ts in enumerate(
+        ("2026-01-01T00:00:00Z", "2026-01-01T00:00:30Z", "2026-01-01T00:01:00Z")
+    ):
+        result = runner.invoke(
+            app, ["telemetry", "push", f"temp={20 + i}", "mode=eco", "on=true", "--ts", ts], env=env
+        )
+        assert result.exit_code == 0, result.output
+        assert "Pushed 1 entry." in result.output
+    latest = json.loads(
+        runner.invoke(app, ["telemetry", "latest", device["id"], "--json"], env=env).output
+    )
+    assert {r["field"]: r["value"] for r in latest} == {"temp": 22, "mode": "eco", "on": True}
+    per_minute = runner.invoke(
+        app,
+        ["telemetry", "query", device["id"], "--field", "temp", "--every", "1m", "--json"],
+        env=env,
+    )
+    assert [r["value"] for r in json.loads(per_minute.output)] == [20.5, 22.0]
+    table_output = runner.invoke(app, ["telemetry", "latest", device["id"]], env=env).output
+    assert "temp" in table_output and "eco" in table_output
+    bad = runner.invoke(app, ["telemetry", "push", "novalue"], env=env)
+    assert bad.exit_code == 1 and "FIELD=VALUE" in bad.output
+    offline = runner.invoke(
+        app, ["telemetry", "push", "temp=1", "--url", f"http://127.0.0.1:{free_port()}"], env=env
+    )
+    assert offline.exit_code == 1 and "still queued" in offline.output
+    assert runner.invoke(app, ["telemetry", "push", "temp=2"], env=env).output.startswith(
+        "Pushed 2"
+    )

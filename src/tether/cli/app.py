@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 import tether
+from tether.cli import telemetry
+from tether.cli.common import JsonOption, UrlOption, connect
 from tether.cli.output import emit_json, fail, record, table
 from tether.client._credentials import read_saved_logins, write_saved_logins
 
@@ -24,24 +24,7 @@ pairing_app = typer.Typer(help="Approve devices that are pairing.", no_args_is_h
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(devices_app, name="devices")
 app.add_typer(pairing_app, name="pairing")
-
-UrlOption = Annotated[
-    str | None,
-    typer.Option("--url", envvar="TETHER_URL", help="Server URL (default: the saved login)."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-
-@contextmanager
-def connect(url: str | None) -> Iterator[tether.Client]:
-    """A client from the usual credential chain; SDK errors become one clear line."""
-    try:
-        with tether.Client(url) as client:
-            yield client
-    except tether.APIError as exc:
-        raise fail(f"{exc.message} ({exc.status} {exc.code})") from None
-    except tether.TetherError as exc:
-        raise fail(exc.message) from None
+app.add_typer(telemetry.app, name="telemetry")
 
 
 @app.command()
