@@ -163,13 +163,16 @@ def test_telemetry_push_latest_query(tenant: Tenant, tmp_path: Path) -> None:
     )
     assert [r["value"] for r in json.loads(per_minute.output)] == [20.5, 22.0]
     table_output = runner.invoke(app, ["telemetry", "latest", device["id"]], env=env).output
-    assert "temp" in table_output and "eco" in table_output
+    assert "temp" in table_output
+    assert "eco" in table_output
     bad = runner.invoke(app, ["telemetry", "push", "novalue"], env=env)
-    assert bad.exit_code == 1 and "FIELD=VALUE" in bad.output
+    assert bad.exit_code == 1
+    assert "FIELD=VALUE" in bad.output
     offline = runner.invoke(
         app, ["telemetry", "push", "temp=1", "--url", f"http://127.0.0.1:{free_port()}"], env=env
     )
-    assert offline.exit_code == 1 and "still queued" in offline.output
+    assert offline.exit_code == 1
+    assert "still queued" in offline.output
     assert runner.invoke(app, ["telemetry", "push", "temp=2"], env=env).output.startswith(
         "Pushed 2"
     )
