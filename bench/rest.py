@@ -65,29 +65,45 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     data = tempfile.mkdtemp(prefix="tether-bench-")
-    settings = Settings.load({"data": data, "admin_password": "bench-password",
-                              "port": port, "log_level": "warning"})
+    settings = Settings.load(
+        {"data": data, "admin_password": "bench-password", "port": port, "log_level": "warning"}
+    )
     app = create_app(settings, extra_handlers=[bare_device, bare_page])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    )
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
     base = f"http://127.0.0.1:{port}/api/v1"
-    token = httpx.post(f"{base}/auth/token", json={
-        "grant_type": "password", "username": "admin", "password": "bench-password",
-        "organization": "main"}).json()["access_token"]
+    token = httpx.post(
+        f"{base}/auth/token",
+        json={
+            "grant_type": "password",
+            "username": "admin",
+            "password": "bench-password",
+            "organization": "main",
+        },
+    ).json()["access_token"]
     headers = {"Authorization": f"Bearer {token}"}
-    ids = [httpx.post(f"{base}/devices", json={"name": f"d{i}", "document": {"i": i}},
-                      headers=headers).json()["id"] for i in range(50)]
+    ids = [
+        httpx.post(
+            f"{base}/devices", json={"name": f"d{i}", "document": {"i": i}}, headers=headers
+        ).json()["id"]
+        for i in range(50)
+    ]
     _BARE["device"] = httpx.get(f"{base}/devices/{ids[0]}", headers=headers).json()
     _BARE["page"] = httpx.get(f"{base}/devices?limit=50", headers=headers).json()
     db = settings.resolved_database_url.split(":")[0]
-    print(f"database: {db}; wrk -t2 -c{args.connections} -d{args.seconds}s; Python "
-          f"{sys.version.split()[0]}; one uvicorn worker in-process")
+    print(
+        f"database: {db}; wrk -t2 -c{args.connections} -d{args.seconds}s; Python "
+        f"{sys.version.split()[0]}; one uvicorn worker in-process"
+    )
     rows = []
-    for label, path, bare in (("device get-by-id", f"/devices/{ids[0]}", "/bench/bare-device"),
-                              ("list page of 50", "/devices?limit=50", "/bench/bare-page")):
+    for label, path, bare in (
+        ("device get-by-id", f"/devices/{ids[0]}", "/bench/bare-device"),
+        ("list page of 50", "/devices?limit=50", "/bench/bare-page"),
+    ):
         tether_rps = wrk(base + path, args.seconds, args.connections, token)
         bare_rps = wrk(base + bare, args.seconds, args.connections, None)
         rows.append((label, tether_rps, bare_rps))

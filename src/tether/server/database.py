@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import os
 import secrets
+import sqlite3
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -21,6 +22,7 @@ from sqlalchemy.sql import Executable
 from tether.server.tables import metadata, server_state
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+T = TypeVar("T")
 
 
 def new_id() -> str:
@@ -48,10 +50,13 @@ def _on_connect(engine: sa.Engine, *pragmas: str) -> None:
 def create_engine(url: str, pool_size: int = 20) -> AsyncEngine:
     """The engine for transactions; SQLite gets WAL mode, foreign keys and a busy timeout.
 
-    A PostgreSQL pool has no overflow: a connection opened for a burst and closed after it
-    costs a server process fork, far more than waiting for a pooled one."""
+    On SQLite it has one connection: SQLite takes one writer at a time anyway, and writers on
+    separate connections find out by polling the lock with sleeps, which cost more than the
+    writes. Transactions queue for the connection instead. A PostgreSQL pool has no overflow:
+    a connection opened for a burst and closed after it costs a server process fork, far more
+    than waiting for a pooled one."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0)
         _on_connect(engine.sync_engine, "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=0)
@@ -185,12 +190,10 @@ async def bulk_insert(
     await driver.executemany(sql, rows)  # type: ignore[union-attr]
 
 
-def upsert(conn: AsyncConnection, table: sa.Table) -> Any:
-    """The dialect's INSERT, which offers `on_conflict_do_nothing/do_update`."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        return pg_insert(table)
-    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-    return sqlite_insert(table)
+async def run_on_sqlite_thread(conn: AsyncConnection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """Run `fn` with the raw `sqlite3` connection behind `conn`, on that connection's own
+    thread and inside its current transaction: one thread hop for a whole batch of statements,
+    where SQLAlchemy's aiosqlite adapter makes four per statement. aiosqlite has no public
+    call for this; `Connection._execute` is the one its own cursors use."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    return await driver._execute(fn, driver._conn)  # type: ignore[union-attr,no-any-return]

@@ -152,7 +152,7 @@ async def user_principal(conn: AsyncConnection, user_id: str) -> Principal | Non
     )
 
 
-async def _password_grant(conn: AsyncConnection, data: JSONBody[TokenRequest]) -> Principal | None:
+async def _password_grant(conn: Reads, data: JSONBody[TokenRequest]) -> Principal | None:
     row = (
         await conn.execute(
             sa.select(users)
@@ -250,26 +250,29 @@ async def token(data: JSONBody[TokenRequest], tether: Tether) -> TokenResponse:
         limit_key = ""
     if limit_key:
         check_limit(tether, limit_key)
-    async with tether.engine.begin() as conn:
-        principal: Principal | None
-        if data.grant_type == "password":
-            principal = await _password_grant(conn, data)
-        elif data.grant_type == "device":
-            principal = await principal_for_secret(
-                tether, data.device_id or "", data.device_secret or ""
-            )
-            principal = principal if principal and principal.type == "device" else None
-        elif data.grant_type == "app":
-            principal = await principal_for_secret(tether, data.app_id or "", data.api_key or "")
-            principal = principal if principal and principal.type == "app" else None
-        else:
+    principal: Principal | None
+    if data.grant_type == "refresh_token":
+        async with tether.engine.begin() as conn:
             principal = await _refresh_grant(conn, data.refresh_token or "")
-        if principal is None:
-            if limit_key:
-                tether.limiter.failed(limit_key)
-            raise unauthenticated("Invalid credentials.")
-        if limit_key:
-            tether.limiter.succeeded(limit_key)
+            if principal is None:
+                raise unauthenticated("Invalid credentials.")
+            return await issue_session(conn, tether, principal)
+    if data.grant_type == "password":
+        async with tether.reader.connect() as reads:
+            principal = await _password_grant(reads, data)
+    else:
+        key, secret = (
+            (data.device_id, data.device_secret)
+            if data.grant_type == "device"
+            else (data.app_id, data.api_key)
+        )
+        principal = await principal_for_secret(tether, key or "", secret or "")
+        principal = principal if principal and principal.type == data.grant_type else None
+    if principal is None:
+        tether.limiter.failed(limit_key)
+        raise unauthenticated("Invalid credentials.")
+    tether.limiter.succeeded(limit_key)
+    async with tether.engine.begin() as conn:
         return await issue_session(conn, tether, principal)
 
 

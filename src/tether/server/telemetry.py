@@ -9,7 +9,9 @@ value of each field is kept beside them so "what is the device saying now" is on
 # Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
 
 import datetime as dt
+import functools
 import math
+import sqlite3
 import time
 from typing import Annotated, Any, Literal
 
@@ -17,16 +19,16 @@ import msgspec
 import sqlalchemy as sa
 from litestar import Request, Router, get, post
 from litestar.params import JSONBody
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tether._values import field_problem, value_problem
-from tether.server.database import Reads, bulk_insert, upsert, utcnow
+from tether.server.database import Reads, bulk_insert, run_on_sqlite_thread, utcnow
 from tether.server.events import Event
 from tether.server.pages import check_query
-from tether.server.problems import Problem, forbidden, invalid
+from tether.server.problems import Problem, forbidden, invalid, not_found
 from tether.server.resources import KINDS, load, principal_of, resolve_scope
 from tether.server.state import Tether
-from tether.server.tables import telemetry_batches, telemetry_latest, telemetry_points
+from tether.server.tables import resources, telemetry_batches, telemetry_latest, telemetry_points
 
 MAX_QUERY_LIMIT = 10_000
 _EARLIEST = 946_684_800.0  # 2000-01-01
@@ -101,6 +103,7 @@ def _points(
     newest: dict[str, tuple[Any, ...]] = {}
     problems: list[dict[str, Any]] = []
     latest_allowed = now + _FUTURE_SLACK
+    good_names: set[str] = set()
     for index, entry in enumerate(entries):
         ts = entry.ts
         if not (math.isfinite(ts) and _EARLIEST <= ts <= latest_allowed):
@@ -111,11 +114,16 @@ def _points(
             continue
         micros = round(ts * 1_000_000)
         for field, value in entry.values.items():
-            bad_name = field_problem(field)
-            if bad_name:
-                problems.append({"index": index, "field": field[:80], "reason": bad_name})
-                continue
-            stored = encode_value(value)
+            if field not in good_names:
+                bad_name = field_problem(field)
+                if bad_name:
+                    problems.append({"index": index, "field": field[:80], "reason": bad_name})
+                    continue
+                good_names.add(field)
+            if type(value) is float and math.isfinite(value):
+                stored: tuple[float | None, str | None] | str = (value, None)
+            else:
+                stored = encode_value(value)
             if isinstance(stored, str):
                 problems.append({"index": index, "field": field, "reason": stored})
                 continue
@@ -161,10 +169,10 @@ async def push(
             f"A push may carry at most {limit} points; this has {count}.",
             code="too_many_points",
         )
-    async with tether.engine.begin() as conn:
-        org_id, device_id = await _device(conn, request)
-        rows, newest = _points(device_id, data.entries, time.time())
-        stored = await store_batch(conn, device_id, data.batch, rows, newest)
+    async with tether.reader.connect() as reads:
+        org_id, device_id = await _device(reads, request)
+    rows, newest = _points(device_id, data.entries, time.time())
+    stored = await store_batch(tether.engine, device_id, data.batch, rows, newest)
     if stored:
         latest = {
             field: {"ts": row[2] / 1_000_000, "value": decode_value(row[3], row[4])}
@@ -182,55 +190,132 @@ async def push(
     return PushResult(data.batch, len(rows), duplicate=not stored)
 
 
+class _Statements:
+    """The statements of a push for one dialect, built once with bind parameters."""
+
+    def __init__(self, dialect: str) -> None:
+        insert: Any
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+
+            last_id: Any = sa.func.currval(sa.func.pg_get_serial_sequence("telemetry_points", "id"))
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+
+            last_id = sa.func.last_insert_rowid()
+        b, r = telemetry_batches.c, resources.c
+        self.device = sa.select(r.id).where(r.id == sa.bindparam("device_id"), r.kind == "device")
+        self.claim = (
+            insert(telemetry_batches)
+            .values(
+                {c: sa.bindparam(c) for c in ("device_id", "batch_id", "points", "received_at")}
+            )
+            .values(last_point_id=0)
+            .on_conflict_do_nothing()
+        )
+        self.mark = (
+            telemetry_batches.update()
+            .where(b.device_id == sa.bindparam("of_device"), b.batch_id == sa.bindparam("of_batch"))
+            .values(last_point_id=last_id)
+        )
+        self.points = telemetry_points.insert().values({c: sa.bindparam(c) for c in _POINT_COLUMNS})
+        upsert = insert(telemetry_latest).values({c: sa.bindparam(c) for c in _POINT_COLUMNS})
+        self.latest = upsert.on_conflict_do_update(
+            index_elements=["device_id", "field"],
+            set_={
+                "ts": upsert.excluded.ts,
+                "num": upsert.excluded.num,
+                "value": upsert.excluded.value,
+            },
+            where=upsert.excluded.ts >= telemetry_latest.c.ts,
+        )
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    return _Statements(dialect)
+
+
+@functools.cache
+def _sqlite_sql() -> dict[str, tuple[str, tuple[str, ...], dict[str, Any]]]:
+    """The SQLite statements as driver SQL, the order of their parameters and the values of
+    the constants among them."""
+    from sqlalchemy.dialects import sqlite
+
+    dialect = sqlite.dialect(paramstyle="qmark")
+    compiled = {}
+    statements = _statements("sqlite")
+    for name in ("device", "claim", "mark", "points", "latest"):
+        done = getattr(statements, name).compile(dialect=dialect)
+        compiled[name] = (str(done), tuple(done.positiontup or ()), dict(done.params))
+    assert compiled["points"][1] == _POINT_COLUMNS
+    return compiled
+
+
 async def store_batch(
-    conn: AsyncConnection,
+    engine: AsyncEngine,
     device_id: str,
     batch: str,
     rows: list[tuple[Any, ...]],
     newest: dict[str, tuple[Any, ...]],
 ) -> bool:
-    """Store a batch once: False (and nothing written) if this device already pushed it."""
-    insert = upsert(conn, telemetry_batches)
-    claimed = await conn.execute(
-        insert.values(
-            device_id=device_id,
-            batch_id=batch,
-            points=len(rows),
-            last_point_id=0,
-            received_at=utcnow(),
-        ).on_conflict_do_nothing()
-    )
-    if claimed.rowcount == 0:
-        return False
-    if not rows:
+    """Store a batch once, in one transaction: False (and nothing written) if this device
+    already pushed it; 404 if the device was deleted meanwhile.
+
+    On SQLite the whole transaction, BEGIN to COMMIT, runs in one call on the writer's thread,
+    so a batch costs one thread hop and holds the single writer connection no longer than the
+    writing itself."""
+    claim = {"device_id": device_id, "batch_id": batch, "points": len(rows)}
+    mark = {"of_device": device_id, "of_batch": batch}
+    if engine.dialect.name == "sqlite":
+        sql = _sqlite_sql()
+        stamp = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
+
+        def write(db: sqlite3.Connection) -> bool:
+            def run(name: str, values: dict[str, Any]) -> sqlite3.Cursor:
+                text, order, constants = sql[name]
+                values = constants | values
+                return db.execute(text, [values[k] for k in order])
+
+            if run("device", claim).fetchone() is None:
+                raise not_found("device")
+            if run("claim", claim | {"received_at": stamp}).rowcount == 0:
+                return False
+            if rows:
+                db.executemany(sql["points"][0], rows)
+                run("mark", mark)
+                text, order, _ = sql["latest"]
+                by_name = [dict(zip(_POINT_COLUMNS, row, strict=True)) for row in newest.values()]
+                db.executemany(text, [[values[k] for k in order] for values in by_name])
+            return True
+
+        def transaction(db: sqlite3.Connection) -> bool:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                stored = write(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT" if stored else "ROLLBACK")
+            return stored
+
+        async with engine.connect() as conn:
+            return await run_on_sqlite_thread(conn, transaction)
+    statements = _statements(engine.dialect.name)
+    async with engine.begin() as conn:
+        if (await conn.execute(statements.device, claim)).first() is None:
+            raise not_found("device")
+        claimed = await conn.execute(statements.claim, claim | {"received_at": utcnow()})
+        if claimed.rowcount == 0:
+            return False
+        if rows:
+            await bulk_insert(conn, telemetry_points, _POINT_COLUMNS, rows)
+            await conn.execute(statements.mark, mark)
+            await conn.execute(
+                statements.latest,
+                [dict(zip(_POINT_COLUMNS, row, strict=True)) for row in newest.values()],
+            )
         return True
-    await bulk_insert(conn, telemetry_points, _POINT_COLUMNS, rows)
-    last_id = (
-        await conn.execute(
-            sa.text("SELECT currval(pg_get_serial_sequence('telemetry_points', 'id'))")
-            if conn.dialect.name == "postgresql"
-            else sa.text("SELECT last_insert_rowid()")
-        )
-    ).scalar_one()
-    await conn.execute(
-        telemetry_batches.update()
-        .where(telemetry_batches.c.device_id == device_id, telemetry_batches.c.batch_id == batch)
-        .values(last_point_id=last_id)
-    )
-    latest = upsert(conn, telemetry_latest)
-    await conn.execute(
-        latest.on_conflict_do_update(
-            index_elements=["device_id", "field"],
-            set_={
-                "ts": latest.excluded.ts,
-                "num": latest.excluded.num,
-                "value": latest.excluded.value,
-            },
-            where=latest.excluded.ts >= telemetry_latest.c.ts,
-        ),
-        [dict(zip(_POINT_COLUMNS, row, strict=True)) for row in newest.values()],
-    )
-    return True
 
 
 _LATEST = sa.select(telemetry_latest).where(telemetry_latest.c.device_id == sa.bindparam("device"))
