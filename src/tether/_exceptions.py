@@ -7,6 +7,7 @@
     ├── PairingError                pairing expired or was refused
     ├── OutboxFullError             the telemetry outbox is at its bound (policy "error")
     ├── PushError                   a telemetry push did not deliver everything
+    ├── DeltaError                  a signature or delta is corrupt, truncated or of a wrong kind
     └── APIError                    the server answered with a problem document
         ├── BadRequestError         400, 413, 422 (`ValidationError` is the same class)
         ├── AuthenticationError     401
@@ -68,6 +69,10 @@ class PushError(TetherError):
         self.retained_data = retained_data
         self.cause = cause
         self.pushed = pushed
+
+
+class DeltaError(TetherError):
+    """librsync refused a signature or delta: corrupt, truncated, or not of the expected kind."""
 
 
 class APIError(TetherError):
