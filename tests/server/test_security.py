@@ -23,7 +23,12 @@ PUBLIC = {
     ("POST", "/api/v1/pairing"),
 }
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
-VALID_BODIES = {"/data": {"value": 1}, "/telemetry": {"batch": "b1", "entries": []}}
+VALID_BODIES = {
+    "/data": {"value": 1},
+    "/telemetry": {"batch": "b1", "entries": []},
+    "/files/folders": {"path": "/new"},
+    "/files/tasks": {"op": "remove", "path": "/docs/b.txt"},
+}
 
 
 def body_for(method: str, path: str) -> Any:
@@ -66,9 +71,13 @@ def world(make_tenant: Callable[[], Tenant]) -> Iterator[dict[str, Any]]:
             ids[plural] = cb.post(f"projects/{project.id}/{plural}", {"name": "b"})["id"]
         cb.put(f"projects/{project.id}/data/g/k", {"v": 1})
         cb.data.create("g", "k", {"v": 1})
+        cb.request("PUT", "files/data/docs/b.txt", content=b"b's bytes")
+        cb.request("PUT", f"projects/{project.id}/files/data/docs/b.txt", content=b"b")
+        task = cb.post("files/tasks", {"op": "copy", "path": "/docs/b.txt", "target": "/c.txt"})
         user = cb.post("users", {"username": "bob", "password": "bob-password"})
         token = cb.post("tokens", {"name": "t"})
         ids.update(user_id=user["id"], token_id=token["id"], group="g", key="k")
+        ids.update(path="docs/b.txt", task_id=task["id"])
         yield {"a": ca, "b": cb, "ids": ids, "a_tenant": a, "b_tenant": b}
 
 
@@ -91,7 +100,7 @@ def test_other_tenants_ids_are_404_on_every_endpoint(
     for method, path in endpoints(server):
         if "{" not in path or (method, path) in PUBLIC:
             continue
-        if method == "PUT" and path.endswith("/data/{group}/{key}"):
+        if method == "PUT" and path.endswith(("/data/{group}/{key}", "/files/data/{path}")):
             continue  # an upsert by name in the caller's own namespace, not an id
         url = fill(path, world["ids"])
         try:

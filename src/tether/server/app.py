@@ -9,6 +9,7 @@ import datetime as dt
 import logging
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from litestar import Litestar, Router, get
@@ -19,8 +20,9 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 
 from tether._version import __version__
-from tether.server import data, identity, pairing, resources, sessions, telemetry
+from tether.server import data, files, identity, pairing, resources, sessions, telemetry
 from tether.server.authn import AuthenticationMiddleware
+from tether.server.blobs import BlobStore
 from tether.server.bootstrap import FirstAdmin, prepare
 from tether.server.credentials import AccessTokens
 from tether.server.database import Reader, create_engine
@@ -71,15 +73,13 @@ async def _prune_telemetry(state: ServerState) -> None:
 @contextlib.asynccontextmanager
 async def _background(state: ServerState) -> AsyncIterator[None]:
     """Housekeeping tasks that live as long as the server."""
-    tasks = []
     if state.settings.telemetry_retention_days:
-        tasks.append(asyncio.create_task(_prune_telemetry(state)))
+        state.spawn(_prune_telemetry(state))
+    state.spawn(files.resume_tasks(state))
     try:
         yield
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await state.stop_tasks()
 
 
 def provide_state(state: State) -> ServerState:
@@ -92,6 +92,7 @@ def create_app(
 ) -> Litestar:
     """Build the Tether cloud application. `extra_handlers` mounts more routes under /api/v1."""
     settings = settings or Settings.load()
+    blob_root = Path(settings.data).resolve() / "blobs"
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -106,6 +107,7 @@ def create_app(
                 engine=engine,
                 reader=reader,
                 tokens=AccessTokens(key, settings.access_token_ttl),
+                blobs=BlobStore(blob_root),
                 limiter=LoginLimiter(settings.login_max_failures, settings.login_window),
             )
             if admin is not None:
@@ -128,6 +130,7 @@ def create_app(
             resources.build_router(),
             data.router,
             telemetry.router,
+            files.router,
             *(extra_handlers or []),
         ],
     )

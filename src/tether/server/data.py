@@ -45,7 +45,8 @@ class FeedEntryOut(msgspec.Struct):
     created_at: dt.datetime
 
 
-def _paths(suffix: str) -> list[str]:
+def scoped_paths(suffix: str) -> list[str]:
+    """`suffix` org-wide and under `/projects/{project_id}`."""
     return [suffix, f"/projects/{{project_id:str}}{suffix}"]
 
 
@@ -75,17 +76,18 @@ async def _body(request: Request[Any, Any, Any], limit: int) -> Any:
         raise Problem(400, "The body is not valid JSON.", code="malformed") from None
 
 
-async def _scope(conn: Reads, request: Request[Any, Any, Any]) -> tuple[str, str]:
+async def storage_scope(conn: Reads, request: Request[Any, Any, Any]) -> tuple[str, str]:
+    """The caller's organization and the key of its tree: a project's id, or "-" org-wide."""
     org_id, project_id = await resolve_scope(conn, request)
     return org_id, project_id or ORG_SCOPE
 
 
-@get(_paths("/data"), tags=["data"], summary="Find data items")
+@get(scoped_paths("/data"), tags=["data"], summary="Find data items")
 async def list_items(request: Request[Any, Any, Any], tether: Tether) -> Page[DataItemOut]:
     check_query(request, {"group", "key"})
     limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
     async with tether.reader.connect() as conn:
-        org_id, scope = await _scope(conn, request)
+        org_id, scope = await storage_scope(conn, request)
         query = sa.select(data_items).where(
             data_items.c.org_id == org_id, data_items.c.scope == scope
         )
@@ -97,7 +99,7 @@ async def list_items(request: Request[Any, Any, Any], tether: Tether) -> Page[Da
 
 
 @get(
-    _paths("/data/{group:str}/{key:str}"),
+    scoped_paths("/data/{group:str}/{key:str}"),
     tags=["data"],
     summary="Get a data item",
 )
@@ -105,7 +107,7 @@ async def read_item(
     group: FromPath[str], key: FromPath[str], request: Request[Any, Any, Any], tether: Tether
 ) -> DataItemOut:
     async with tether.reader.connect() as conn:
-        org_id, scope = await _scope(conn, request)
+        org_id, scope = await storage_scope(conn, request)
         row = (
             await conn.execute(
                 sa.select(data_items).where(
@@ -122,7 +124,7 @@ async def read_item(
 
 
 @put(
-    _paths("/data/{group:str}/{key:str}"),
+    scoped_paths("/data/{group:str}/{key:str}"),
     tags=["data"],
     summary="Create or replace a data item; the body is its JSON value",
 )
@@ -134,7 +136,7 @@ async def put_item(
     raw, _ = await _body(request, tether.settings.max_data_value)
     now = utcnow()
     async with tether.engine.begin() as conn:
-        org_id, scope = await _scope(conn, request)
+        org_id, scope = await storage_scope(conn, request)
         where = (
             data_items.c.org_id == org_id,
             data_items.c.scope == scope,
@@ -166,7 +168,7 @@ async def put_item(
 
 
 @delete(
-    _paths("/data/{group:str}/{key:str}"),
+    scoped_paths("/data/{group:str}/{key:str}"),
     tags=["data"],
     summary="Delete a data item",
 )
@@ -174,7 +176,7 @@ async def delete_item(
     group: FromPath[str], key: FromPath[str], request: Request[Any, Any, Any], tether: Tether
 ) -> None:
     async with tether.engine.begin() as conn:
-        org_id, scope = await _scope(conn, request)
+        org_id, scope = await storage_scope(conn, request)
         gone = await conn.execute(
             data_items.delete().where(
                 data_items.c.org_id == org_id,
@@ -189,7 +191,7 @@ async def delete_item(
 
 
 @get(
-    _paths("/feeds/{id:str}/data"),
+    scoped_paths("/feeds/{id:str}/data"),
     tags=["feeds"],
     summary="A feed's data, oldest first",
 )
@@ -206,7 +208,7 @@ async def feed_data(request: Request[Any, Any, Any], tether: Tether) -> Page[Fee
 
 
 @post(
-    _paths("/feeds/{id:str}/data"),
+    scoped_paths("/feeds/{id:str}/data"),
     tags=["feeds"],
     summary="Append an entry to a feed",
 )

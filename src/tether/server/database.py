@@ -197,3 +197,14 @@ async def run_on_sqlite_thread(conn: AsyncConnection, fn: Callable[[sqlite3.Conn
     call for this; `Connection._execute` is the one its own cursors use."""
     driver = (await conn.get_raw_connection()).driver_connection
     return await driver._execute(fn, driver._conn)  # type: ignore[union-attr,no-any-return]
+
+
+def upsert(conn: AsyncConnection, table: sa.Table) -> Any:
+    """The dialect's INSERT, which offers `on_conflict_do_nothing/do_update`."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)

@@ -90,6 +90,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_data_value", int, 16 * 1024 * 1024, "Largest data item value, in bytes."),
     Setting("login_max_failures", int, 5, "Failed logins allowed per identity and window."),
     Setting("login_window", int, 60, "Window of the failed-login limit, in seconds."),
+    Setting("max_file_size", int, 10 * 1024**3, "Largest file an upload may store, in bytes."),
     Setting("telemetry_max_points", int, 10_000, "Most telemetry points one push may carry."),
     Setting(
         "telemetry_retention_days",
@@ -147,6 +148,7 @@ class Settings:
             "login_window",
             "pairing_ttl",
             "telemetry_max_points",
+            "max_file_size",
         ):
             if self.values[name] <= 0:
                 raise SettingsError(f"{_BY_NAME[name].env}: must be positive")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tether.server.blobs import BlobStore
 from tether.server.credentials import AccessTokens
 from tether.server.database import Reader
 from tether.server.events import EventBus
@@ -56,8 +60,21 @@ class ServerState:
     engine: AsyncEngine
     reader: Reader
     tokens: AccessTokens
+    blobs: BlobStore
     bus: EventBus = field(default_factory=EventBus)
     limiter: LoginLimiter = field(default_factory=lambda: LoginLimiter(5, 60))
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` after the request returns; kept until done, cancelled at shutdown."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def stop_tasks(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 Tether = NamedDependency[ServerState]

@@ -256,3 +256,52 @@ telemetry_batches = sa.Table(
 )
 """Every batch stored, by the id its sender gave it: a batch pushed again is recognised and not
 stored twice. `last_point_id` lets retention cut points by arrival time along the primary key."""
+
+# Files. A tree per organization (scope "-") or project (scope = its id). Paths are keys, never
+# filesystem paths: bytes live in the blob store under their SHA-256, so no name a client sends
+# can reach the disk.
+blobs = sa.Table(
+    "blobs",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    _created(),
+)
+
+files = sa.Table(
+    "files",
+    metadata,
+    _id(primary_key=True),
+    _org(),
+    sa.Column("scope", sa.String(36), nullable=False),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("parent", sa.String(1024), nullable=False),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("is_dir", sa.Boolean, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("mime", sa.String(200), nullable=True),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.UniqueConstraint("org_id", "scope", "path", name="uq_files_path"),
+    sa.Index("ix_files_parent", "org_id", "scope", "parent", "path"),
+)
+
+file_tasks = sa.Table(
+    "file_tasks",
+    metadata,
+    _id(primary_key=True),
+    _org(),
+    sa.Column("scope", sa.String(36), nullable=False),
+    sa.Column("op", sa.String(10), nullable=False),
+    sa.Column("path", sa.String(1024), nullable=False),
+    sa.Column("target", sa.String(1024), nullable=True),
+    sa.Column("status", sa.String(10), nullable=False),
+    sa.Column("progress", sa.Float, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_file_tasks_status", "status"),
+)
+"""Move, copy and remove, run after the request returns; a task found `running` at start-up
+is run again (each is one transaction, so a half-done one left nothing behind)."""

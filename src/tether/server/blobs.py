@@ -1,0 +1,61 @@
+"""Content-addressed blob storage on local disk: every distinct content once, by SHA-256.
+
+Files and packages point at blobs by hash. A blob is written to a temporary file while its hash
+is computed and moved into place only when complete, so an upload cut off midway leaves nothing
+anyone can see, and two uploads of the same bytes keep one copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from tether.server.problems import Problem
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._incoming = root / "incoming"
+        self._incoming.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    async def receive(self, chunks: AsyncIterator[bytes], limit: int) -> tuple[str, int]:
+        """Store the bytes of `chunks` (413 past `limit`); returns their SHA-256 and size."""
+        digest = hashlib.sha256()
+        size = 0
+        temporary = self._incoming / uuid.uuid4().hex
+        try:
+            with temporary.open("wb") as out:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > limit:
+                        raise Problem(
+                            413, f"A file may be at most {limit} bytes.", code="too_large"
+                        )
+                    digest.update(chunk)
+                    out.write(chunk)
+            return self.adopt(temporary, digest.hexdigest()), size
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def adopt(self, temporary: Path, sha256: str) -> str:
+        """Move a finished temporary file into place as the blob `sha256` (or drop it when the
+        store already has those bytes)."""
+        target = self.path(sha256)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(temporary, target)
+        return sha256
+
+    def temporary(self) -> Path:
+        """A fresh path in the incoming folder, for bytes made on the server (patches)."""
+        return self._incoming / uuid.uuid4().hex
