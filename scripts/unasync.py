@@ -15,6 +15,7 @@ PAIRS = {
     "_async_client.py": "_sync_client.py",
     "_async_resources.py": "_sync_resources.py",
     "_async_telemetry.py": "_sync_telemetry.py",
+    "_async_files.py": "_sync_files.py",
 }
 RULES = [
     (r"\basync def\b", "def"),

@@ -8,6 +8,8 @@
     ├── OutboxFullError             the telemetry outbox is at its bound (policy "error")
     ├── PushError                   a telemetry push did not deliver everything
     ├── DeltaError                  a signature or delta is corrupt, truncated or of a wrong kind
+    ├── ChecksumError               downloaded bytes do not match the server's SHA-256
+    ├── TaskError                   a server task (move, copy, remove) failed
     └── APIError                    the server answered with a problem document
         ├── BadRequestError         400, 413, 422 (`ValidationError` is the same class)
         ├── AuthenticationError     401
@@ -73,6 +75,14 @@ class PushError(TetherError):
 
 class DeltaError(TetherError):
     """librsync refused a signature or delta: corrupt, truncated, or not of the expected kind."""
+
+
+class ChecksumError(TetherError):
+    """Bytes received do not match the SHA-256 the server announced; nothing was kept."""
+
+
+class TaskError(TetherError):
+    """A task on the server (move, copy, remove) ended in failure; the message says why."""
 
 
 class APIError(TetherError):

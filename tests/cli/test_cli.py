@@ -176,3 +176,40 @@ def test_telemetry_push_latest_query(tenant: Tenant, tmp_path: Path) -> None:
     assert runner.invoke(app, ["telemetry", "push", "temp=2"], env=env).output.startswith(
         "Pushed 2"
     )
+
+
+def test_files_commands(tenant: Tenant, tmp_path: Path) -> None:
+    env = {"TETHER_URL": tenant.url}
+    cli(
+        "login",
+        tenant.url,
+        "--organization",
+        tenant.organization,
+        "--username",
+        "admin",
+        "--password",
+        tenant.password,
+    )
+    local = tmp_path / "photo.jpg"
+    local.write_bytes(os.urandom(300_000))
+    assert "/pics/photo.jpg (300000 bytes" in cli("files", "put", str(local), "/pics/photo.jpg")
+    listed = json.loads(cli("files", "ls", "/pics", "--json"))
+    assert [(e["name"], e["type"]) for e in listed] == [("photo.jpg", "image/jpeg")]
+    assert "succeeded" in cli("files", "cp", "/pics", "/backup")
+    cli("files", "get", "/backup/photo.jpg", str(tmp_path / "back.jpg"))
+    assert (tmp_path / "back.jpg").read_bytes() == local.read_bytes()
+    edited = bytearray(local.read_bytes())
+    edited[1000:1010] = b"0123456789"
+    local.write_bytes(edited)
+    out = cli("files", "sync", str(local), ":/pics/photo.jpg")
+    sent = int(out.split("sent ")[1].split(" ")[0])
+    assert sent < 100_000
+    cli("files", "sync", ":/pics/photo.jpg", str(tmp_path / "back.jpg"))
+    assert (tmp_path / "back.jpg").read_bytes() == bytes(edited)
+    assert "succeeded" in cli("files", "rm", "/backup")
+    bad = runner.invoke(app, ["files", "put", str(local), "../escape"], env=env)
+    assert bad.exit_code == 1
+    assert ".." in bad.output
+    missing = runner.invoke(app, ["files", "info", "/nope"], env=env)
+    assert missing.exit_code == 1
+    assert "404" in missing.output

@@ -21,7 +21,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 @contextmanager
 def connect(url: str | None) -> Iterator[tether.Client]:
-    """A client from the usual credential chain; SDK errors become one clear line."""
+    """A client from the usual credential chain; SDK errors, bad arguments and local file
+    errors become one clear line."""
     try:
         with tether.Client(url) as client:
             yield client
@@ -29,3 +30,5 @@ def connect(url: str | None) -> Iterator[tether.Client]:
         raise fail(f"{exc.message} ({exc.status} {exc.code})") from None
     except tether.TetherError as exc:
         raise fail(exc.message) from None
+    except (ValueError, OSError) as exc:
+        raise fail(str(exc)) from None

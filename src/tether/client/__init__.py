@@ -1,6 +1,7 @@
 """The Tether SDK: needs only httpx and websockets, never the server's dependencies."""
 
 from tether.client._async_client import AsyncClient
+from tether.client._async_files import AsyncFiles, AsyncFileTask
 from tether.client._async_resources import (
     AsyncCollection,
     AsyncContent,
@@ -20,6 +21,7 @@ from tether.client._config import Retries
 from tether.client._credentials import Credentials
 from tether.client._session import AuthPayload, PairingCode
 from tether.client._sync_client import Client
+from tether.client._sync_files import Files, FileTask
 from tether.client._sync_resources import (
     Collection,
     Content,
@@ -45,6 +47,8 @@ __all__ = [
     "AsyncDevice",
     "AsyncExperience",
     "AsyncFeed",
+    "AsyncFileTask",
+    "AsyncFiles",
     "AsyncLocation",
     "AsyncProject",
     "AsyncResource",
@@ -61,6 +65,8 @@ __all__ = [
     "Device",
     "Experience",
     "Feed",
+    "FileTask",
+    "Files",
     "Location",
     "Outbox",
     "PairingCode",

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 
 from tether._exceptions import ClientClosedError
+from tether.client._async_files import AsyncFiles
 from tether.client._async_resources import (
     AsyncCollection,
     AsyncContent,
@@ -30,7 +31,7 @@ from tether.client._async_telemetry import AsyncTelemetry
 from tether.client._config import DEFAULT_TIMEOUT, Retries
 from tether.client._credentials import resolve
 from tether.client._flows import Flow, T, run_async
-from tether.client._session import AuthPayload, PairingCode, Session
+from tether.client._session import AuthPayload, Body, PairingCode, Session
 
 
 class AsyncClient:
@@ -98,6 +99,7 @@ class AsyncClient:
         self.projects = AsyncCollection(self, "projects", AsyncProject)
         self.data = AsyncDataCollection(self)
         self._telemetry: AsyncTelemetry | None = None
+        self.files = AsyncFiles(self)
 
     @property
     def url(self) -> str:
@@ -149,13 +151,15 @@ class AsyncClient:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
-        content: bytes | None = None,
+        content: Body | None = None,
         timeout: float | None = None,
         raw: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Send an authenticated request: `path` is a full URL, an absolute path, or a path
         relative to the API root (or to the project, for a project token). Returns the decoded
-        JSON, or bytes with `raw=True`."""
+        JSON, or bytes with `raw=True`. `content` is bytes or an iterator of chunks (streamed,
+        and then never retried)."""
         return await self._run(
             self._session.request_flow(
                 method,
@@ -165,6 +169,7 @@ class AsyncClient:
                 content=content,
                 timeout=timeout,
                 raw=raw,
+                headers=headers,
             )
         )
 

@@ -80,3 +80,8 @@ async def run_async(flow: Flow[T], client: httpx.AsyncClient) -> T:
             value = await client.send(step.request)
         except httpx.HTTPError as exc:
             error = translate(exc, step.request)
+
+
+def pause(seconds: float) -> Flow[None]:
+    """A flow that only waits: how shared code sleeps in either flavour."""
+    yield Sleep(seconds)

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +30,9 @@ from tether._exceptions import (
 from tether.client._config import Retries, retry_delay
 from tether.client._credentials import Credentials
 from tether.client._flows import Flow, Send, Sleep
+
+Body = bytes | Iterable[bytes] | AsyncIterable[bytes]
+"""A request body: bytes, or chunks streamed from a file."""
 
 logger = logging.getLogger("tether")
 
@@ -111,11 +114,12 @@ class Session:
         *,
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
-        content: bytes | None = None,
+        content: Body | None = None,
         timeout: float | None = None,
         authenticated: bool = True,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> httpx.Request:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **(extra_headers or {})}
         if authenticated and _origin(url) == self.origin:
             header = self.authorization()
             if header:
@@ -310,13 +314,18 @@ class Session:
         *,
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
-        content: bytes | None = None,
+        content: Body | None = None,
         timeout: float | None = None,
         raw: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> Flow[Any]:
-        """Send one API request with authentication and retries; the decoded result."""
+        """Send one API request with authentication and retries; the decoded result.
+
+        A streamed body (an iterator of chunks) can be sent once only: such a request is not
+        retried, since a second attempt would send an empty body."""
         if self.needs_login():
             yield from self.login_flow()
+        replayable = content is None or isinstance(content, bytes)
         renewed = False
         while True:
             request = self.build(
@@ -326,9 +335,13 @@ class Session:
                 json_body=json_body,
                 content=content,
                 timeout=timeout,
+                extra_headers=headers,
             )
-            response = yield from self._send_with_retries(request)
-            if response.status_code == 401 and self.uses_grants and not renewed:
+            if replayable:
+                response = yield from self._send_with_retries(request)
+            else:
+                response = yield Send(request)
+            if response.status_code == 401 and self.uses_grants and not renewed and replayable:
                 renewed = True
                 self.forget_token()
                 yield from self.login_flow()

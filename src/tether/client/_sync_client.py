@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 
 from tether._exceptions import ClientClosedError
+from tether.client._sync_files import Files
 from tether.client._sync_resources import (
     Collection,
     Content,
@@ -31,7 +32,7 @@ from tether.client._sync_telemetry import Telemetry
 from tether.client._config import DEFAULT_TIMEOUT, Retries
 from tether.client._credentials import resolve
 from tether.client._flows import Flow, T, run_sync
-from tether.client._session import AuthPayload, PairingCode, Session
+from tether.client._session import AuthPayload, Body, PairingCode, Session
 
 
 class Client:
@@ -99,6 +100,7 @@ class Client:
         self.projects = Collection(self, "projects", Project)
         self.data = DataCollection(self)
         self._telemetry: Telemetry | None = None
+        self.files = Files(self)
 
     @property
     def url(self) -> str:
@@ -150,13 +152,15 @@ class Client:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
-        content: bytes | None = None,
+        content: Body | None = None,
         timeout: float | None = None,
         raw: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """Send an authenticated request: `path` is a full URL, an absolute path, or a path
         relative to the API root (or to the project, for a project token). Returns the decoded
-        JSON, or bytes with `raw=True`."""
+        JSON, or bytes with `raw=True`. `content` is bytes or an iterator of chunks (streamed,
+        and then never retried)."""
         return self._run(
             self._session.request_flow(
                 method,
@@ -166,6 +170,7 @@ class Client:
                 content=content,
                 timeout=timeout,
                 raw=raw,
+                headers=headers,
             )
         )
 
