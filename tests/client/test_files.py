@@ -225,3 +225,24 @@ def test_async_files(server: RunningServer, tenant: Tenant, tmp_path: Path) -> N
 
     asyncio.run(main())
     assert os.path.exists(tmp_path / "b.txt")
+
+
+def test_content_items_get_their_bytes_and_variants(client: tether.Client, tmp_path: Path) -> None:
+    item = client.content.create("intro video", {"subtype": "video", "variants": ["720p"]})
+    assert item.has_variant("720p")
+    with pytest.raises(tether.NotFoundError):
+        item.read()
+    source = tmp_path / "intro.mp4"
+    source.write_bytes(blob(1_200_000, 7))
+    stored = item.upload(source)
+    assert stored["size"] == 1_200_000
+    item.upload(io.BytesIO(b"small"), variant="720p")
+    assert item.read() == source.read_bytes()
+    assert item.read("720p") == b"small"
+    direct = client.request("GET", item.get_variant_url("720p") or "", raw=True)
+    assert direct == b"small"
+    with pytest.raises(tether.ValidationError):
+        item.read("../x")
+    client.content.delete(item.id)
+    with pytest.raises(tether.NotFoundError):
+        client.request("GET", f"content/{item.id}/data", raw=True)

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from urllib.parse import quote
 
 from tether._exceptions import ConfigurationError
+from tether.client._async_files import _async_chunks
+from tether.client._files import Source, opened_source
 
 if TYPE_CHECKING:
     from tether.client._async_client import AsyncClient
@@ -267,6 +269,24 @@ class AsyncContent(AsyncResource):
 
     async def get_children(self, **params: Any) -> AsyncResultSet[AsyncContent]:
         return await self._find("content", AsyncContent, params | {"parent_id": self.id})
+
+    async def upload(self, source: Source, variant: str | None = None) -> dict[str, Any]:
+        """Store the item's bytes (or a variant's), streamed from a path or file object."""
+        with opened_source(source) as (stream, size):
+            return await self._client.request(  # type: ignore[no-any-return]
+                "PUT",
+                f"content/{self.id}/data",
+                params={"variant": variant},
+                content=_async_chunks(stream, None, size),
+                headers={"Content-Length": str(size)} if size is not None else None,
+                timeout=None,
+            )
+
+    async def read(self, variant: str | None = None) -> bytes:
+        """The item's bytes (or a variant's)."""
+        return await self._client.request(  # type: ignore[no-any-return]
+            "GET", f"content/{self.id}/data", params={"variant": variant}, raw=True, timeout=None
+        )
 
 
 class AsyncProject(AsyncResource):

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from urllib.parse import quote
 
 from tether._exceptions import ConfigurationError
+from tether.client._sync_files import _sync_chunks
+from tether.client._files import Source, opened_source
 
 if TYPE_CHECKING:
     from tether.client._sync_client import Client
@@ -268,6 +270,24 @@ class Content(Resource):
 
     def get_children(self, **params: Any) -> ResultSet[Content]:
         return self._find("content", Content, params | {"parent_id": self.id})
+
+    def upload(self, source: Source, variant: str | None = None) -> dict[str, Any]:
+        """Store the item's bytes (or a variant's), streamed from a path or file object."""
+        with opened_source(source) as (stream, size):
+            return self._client.request(  # type: ignore[no-any-return]
+                "PUT",
+                f"content/{self.id}/data",
+                params={"variant": variant},
+                content=_sync_chunks(stream, None, size),
+                headers={"Content-Length": str(size)} if size is not None else None,
+                timeout=None,
+            )
+
+    def read(self, variant: str | None = None) -> bytes:
+        """The item's bytes (or a variant's)."""
+        return self._client.request(  # type: ignore[no-any-return]
+            "GET", f"content/{self.id}/data", params={"variant": variant}, raw=True, timeout=None
+        )
 
 
 class Project(Resource):

@@ -33,8 +33,9 @@ from tether.server.data import ORG_SCOPE, scoped_paths, storage_scope
 from tether.server.database import Reads, new_id, upsert, utcnow
 from tether.server.pages import Page, check_query, fetch_page, page_limit
 from tether.server.problems import Problem, conflict, invalid, not_found
+from tether.server.resources import KINDS, load, resolve_scope
 from tether.server.state import ServerState, Tether
-from tether.server.tables import blobs, file_tasks, files
+from tether.server.tables import blobs, content_data, file_tasks, files
 
 logger = logging.getLogger("tether.server")
 
@@ -286,21 +287,33 @@ async def download(request: Request[Any, Any, Any], tether: Tether) -> Response[
         row = await _find(reads, org_id, scope, path)
     if row.is_dir:
         raise conflict(f"{path} is a folder.", "is_a_folder")
+    return blob_response(request, tether, row.sha256, row.size, row.mime, row.name)
+
+
+def blob_response(
+    request: Request[Any, Any, Any],
+    tether: ServerState,
+    sha256: str,
+    size: int,
+    mime: str | None,
+    name: str,
+) -> Response[Any]:
+    """Stream a blob, or the byte range the request asks for (206), with its hash as ETag."""
     headers = {
         "Accept-Ranges": "bytes",
-        "ETag": f'"{row.sha256}"',
-        "X-Tether-Sha256": row.sha256,
-        "Content-Disposition": f"attachment; filename*=UTF-8''{_quote(row.name)}",
+        "ETag": f'"{sha256}"',
+        "X-Tether-Sha256": sha256,
+        "Content-Disposition": f"attachment; filename*=UTF-8''{_quote(name)}",
     }
-    window = _byte_range(request.headers.get("range"), row.size)
-    start, end = window or (0, row.size)
+    window = _byte_range(request.headers.get("range"), size)
+    start, end = window or (0, size)
     if window is not None:
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{row.size}"
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     headers["Content-Length"] = str(end - start)
     return Stream(
-        _read(anyio.Path(tether.blobs.path(row.sha256)), start, end),
+        _read(anyio.Path(tether.blobs.path(sha256)), start, end),
         status_code=206 if window else 200,
-        media_type=row.mime or "application/octet-stream",
+        media_type=mime or "application/octet-stream",
         headers=headers,
     )
 
@@ -657,6 +670,78 @@ async def file_delta(request: Request[Any, Any, Any], tether: Tether) -> Respons
     )
 
 
+# Content items -----------------------------------------------------------------------------
+
+_VARIANT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
+async def _content(request: Request[Any, Any, Any], tether: ServerState) -> tuple[str, str]:
+    """The content item of the path in the caller's scope, and the variant asked for."""
+    check_query(request, {"variant"})
+    variant = request.query_params.get("variant", "")
+    if variant and not _VARIANT.match(variant):
+        raise invalid("A variant is 1 to 100 letters, digits or _.-", "invalid_variant")
+    async with tether.reader.connect() as reads:
+        org_id, project_id = await resolve_scope(reads, request, KINDS["content"])
+        row = await load(reads, KINDS["content"], org_id, project_id, request.path_params["id"])
+    return row.id, variant
+
+
+@put(
+    scoped_paths("/content/{id:str}/data"),
+    tags=["content"],
+    summary="Upload a content item's bytes (or a variant's, with ?variant=)",
+    request_max_body_size=None,
+)
+async def upload_content(request: Request[Any, Any, Any], tether: Tether) -> dict[str, Any]:
+    content_id, variant = await _content(request, tether)
+    sha256, size = await tether.blobs.receive(request.stream(), tether.settings.max_file_size)
+    mime = _mime("", request)
+    now = utcnow()
+    async with tether.engine.begin() as conn:
+        await conn.execute(
+            upsert(conn, blobs)
+            .values(sha256=sha256, size=size, created_at=now)
+            .on_conflict_do_nothing()
+        )
+        insert = upsert(conn, content_data).values(
+            content_id=content_id,
+            variant=variant,
+            sha256=sha256,
+            size=size,
+            mime=mime,
+            updated_at=now,
+        )
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=["content_id", "variant"],
+                set_={"sha256": sha256, "size": size, "mime": mime, "updated_at": now},
+            )
+        )
+    return {"variant": variant or None, "sha256": sha256, "size": size, "mime": mime}
+
+
+@get(
+    scoped_paths("/content/{id:str}/data"),
+    tags=["content"],
+    summary="A content item's bytes (or a variant's, with ?variant=); Range supported",
+)
+async def download_content(request: Request[Any, Any, Any], tether: Tether) -> Response[Any]:
+    content_id, variant = await _content(request, tether)
+    async with tether.reader.connect() as reads:
+        row = (
+            await reads.execute(
+                sa.select(content_data).where(
+                    content_data.c.content_id == content_id, content_data.c.variant == variant
+                )
+            )
+        ).first()
+    if row is None:
+        raise not_found("content data" + (f" for variant {variant}" if variant else ""))
+    name = f"{content_id}{'.' + variant if variant else ''}"
+    return blob_response(request, tether, row.sha256, row.size, row.mime, name)
+
+
 router = Router(
     "/",
     route_handlers=[
@@ -670,5 +755,7 @@ router = Router(
         file_signature,
         file_patch,
         file_delta,
+        upload_content,
+        download_content,
     ],
 )

@@ -305,3 +305,20 @@ file_tasks = sa.Table(
 )
 """Move, copy and remove, run after the request returns; a task found `running` at start-up
 is run again (each is one transaction, so a half-done one left nothing behind)."""
+
+content_data = sa.Table(
+    "content_data",
+    metadata,
+    sa.Column(
+        "content_id",
+        sa.String(36),
+        sa.ForeignKey("resources.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("variant", sa.String(100), primary_key=True),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("mime", sa.String(200), nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+"""The bytes of a content item and of each of its variants ("" is the item itself), as blobs."""
