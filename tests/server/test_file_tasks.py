@@ -76,3 +76,50 @@ def test_a_task_left_running_is_finished_after_a_restart(tmp_path: Path) -> None
                 return str(left.scalar())
 
     assert asyncio.run(main()) == "0"
+
+
+def test_blobs_nobody_refers_to_are_collected(tmp_path: Path) -> None:
+    from tether.server.files import collect_blobs
+
+    settings = Settings.load(
+        {"data": tmp_path, "admin_username": "admin", "admin_password": "admin-password"},
+        environ={},
+    )
+    app = create_app(settings)
+
+    async def main() -> None:
+        async with AsyncTestClient(app) as http:
+            token = (
+                await http.post(
+                    "/api/v1/auth/token",
+                    json={
+                        "grant_type": "password",
+                        "username": "admin",
+                        "password": "admin-password",
+                        "organization": "main",
+                    },
+                )
+            ).json()["access_token"]
+            http.headers["Authorization"] = f"Bearer {token}"
+            one = (await http.put("/api/v1/files/data/one", content=b"same")).json()["sha256"]
+            await http.put("/api/v1/files/data/two", content=b"same")
+            lone = (await http.put("/api/v1/files/data/lone", content=b"lonely")).json()["sha256"]
+            state: ServerState = app.state.tether
+            for path in ("/one", "/lone"):
+                task = (
+                    await http.post("/api/v1/files/tasks", json={"op": "remove", "path": path})
+                ).json()
+                for _ in range(500):
+                    if (await http.get(f"/api/v1/files/tasks/{task['id']}")).json()[
+                        "status"
+                    ] == "succeeded":
+                        break
+                    await asyncio.sleep(0.01)
+            assert await collect_blobs(state, idle=3600) == 0
+            assert state.blobs.exists(lone)
+            assert await collect_blobs(state, idle=0) == 1
+            assert not state.blobs.exists(lone)
+            assert state.blobs.exists(one)
+            assert (await http.get("/api/v1/files/data/two")).content == b"same"
+
+    asyncio.run(main())

@@ -76,6 +76,7 @@ async def _background(state: ServerState) -> AsyncIterator[None]:
     if state.settings.telemetry_retention_days:
         state.spawn(_prune_telemetry(state))
     state.spawn(files.resume_tasks(state))
+    state.spawn(files.collect_blobs_hourly(state))
     try:
         yield
     finally:

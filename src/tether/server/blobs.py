@@ -2,13 +2,16 @@
 
 Files and packages point at blobs by hash. A blob is written to a temporary file while its hash
 is computed and moved into place only when complete, so an upload cut off midway leaves nothing
-anyone can see, and two uploads of the same bytes keep one copy.
+anyone can see, and two uploads of the same bytes keep one copy. Blobs no file or content item
+refers to any more are collected (see `files.collect_blobs`), sparing those stored or reused in
+the last hour, so an upload that just found its bytes already stored never loses them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -51,10 +54,24 @@ class BlobStore:
         """Move a finished temporary file into place as the blob `sha256` (or drop it when the
         store already has those bytes)."""
         target = self.path(sha256)
-        if not target.exists():
+        if target.exists():
+            os.utime(target)
+        else:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(temporary, target)
         return sha256
+
+    def remove_if_idle(self, sha256: str, idle: float) -> bool:
+        """Delete a blob nobody refers to any more, unless it was stored or reused in the last
+        `idle` seconds (an upload may be about to point at it)."""
+        target = self.path(sha256)
+        try:
+            if time.time() - target.stat().st_mtime < idle:
+                return False
+            target.unlink()
+        except FileNotFoundError:
+            pass
+        return True
 
     def temporary(self) -> Path:
         """A fresh path in the incoming folder, for bytes made on the server (patches)."""

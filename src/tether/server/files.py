@@ -510,6 +510,40 @@ async def _carry_out(conn: AsyncConnection, task: Any) -> None:
     )
 
 
+async def collect_blobs(tether: ServerState, idle: float = 3600.0) -> int:
+    """Delete blobs that no file or content item points at; returns how many went."""
+    referenced = sa.union(
+        sa.select(files.c.sha256).where(files.c.sha256.is_not(None)),
+        sa.select(content_data.c.sha256),
+    ).subquery()
+    async with tether.reader.connect() as reads:
+        orphans = (
+            await reads.execute(
+                sa.select(blobs.c.sha256).where(blobs.c.sha256.not_in(sa.select(referenced)))
+            )
+        ).all()
+    gone = [row.sha256 for row in orphans if tether.blobs.remove_if_idle(row.sha256, idle)]
+    if gone:
+        async with tether.engine.begin() as conn:
+            await conn.execute(
+                blobs.delete().where(
+                    blobs.c.sha256.in_(gone), blobs.c.sha256.not_in(sa.select(referenced))
+                )
+            )
+    return len(gone)
+
+
+async def collect_blobs_hourly(tether: ServerState) -> None:
+    while True:
+        try:
+            removed = await collect_blobs(tether)
+            if removed:
+                logger.info("removed %d blobs no file refers to", removed)
+        except Exception:
+            logger.exception("blob collection failed; trying again in an hour")
+        await asyncio.sleep(3600)
+
+
 async def resume_tasks(tether: ServerState) -> None:
     """Run again what a stopped server left pending or running."""
     async with tether.reader.connect() as reads:
