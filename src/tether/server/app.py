@@ -20,7 +20,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 
 from tether._version import __version__
-from tether.server import data, files, identity, pairing, resources, sessions, telemetry
+from tether.server import data, files, identity, pairing, realtime, resources, sessions, telemetry
 from tether.server.authn import AuthenticationMiddleware
 from tether.server.blobs import BlobStore
 from tether.server.bootstrap import FirstAdmin, prepare
@@ -71,12 +71,13 @@ async def _prune_telemetry(state: ServerState) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _background(state: ServerState) -> AsyncIterator[None]:
+async def _background(state: ServerState, hub: realtime.Hub) -> AsyncIterator[None]:
     """Housekeeping tasks that live as long as the server."""
     if state.settings.telemetry_retention_days:
         state.spawn(_prune_telemetry(state))
     state.spawn(files.resume_tasks(state))
     state.spawn(files.collect_blobs_hourly(state))
+    state.spawn(realtime.forward_events(state, hub))
     try:
         yield
     finally:
@@ -113,7 +114,8 @@ def create_app(
             )
             if admin is not None:
                 _announce(admin, settings)
-            async with _background(app.state.tether):
+            app.state.hub = realtime.Hub()
+            async with _background(app.state.tether, app.state.hub):
                 yield
         finally:
             await reader.dispose()
@@ -132,6 +134,7 @@ def create_app(
             data.router,
             telemetry.router,
             files.router,
+            realtime.realtime,
             *(extra_handlers or []),
         ],
     )

@@ -1,0 +1,146 @@
+"""The realtime socket against the real server: channels, broadcast-and-collect, the tenant
+wall, read-only tokens, bad frames and resource events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.conftest import RunningServer, Tenant
+
+
+@asynccontextmanager
+async def socket(server: RunningServer, token: str) -> AsyncIterator[ClientConnection]:
+    url = server.url.replace("http://", "ws://") + "/api/v1/realtime"
+    async with connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        yield ws
+
+
+async def send(ws: ClientConnection, **frame: Any) -> None:
+    await ws.send(json.dumps(frame))
+
+
+async def receive(ws: ClientConnection, op: str | None = None) -> dict[str, Any]:
+    while True:
+        frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        if op is None or frame["op"] == op:
+            return frame  # type: ignore[no-any-return]
+
+
+def token_of(tenant: Tenant, **kwargs: Any) -> str:
+    with tenant.client() as c:
+        if kwargs:
+            return str(c.post("tokens", {"name": "t", **kwargs})["token"])
+        return c.get_auth().token
+
+
+def test_broadcast_reaches_subscribers_and_collects_responses(
+    server: RunningServer, tenant: Tenant, make_tenant: Any
+) -> None:
+    mine, other = token_of(tenant), token_of(make_tenant())
+
+    async def main() -> None:
+        async with (
+            socket(server, mine) as caster,
+            socket(server, mine) as one,
+            socket(server, mine) as two,
+            socket(server, other) as stranger,
+        ):
+            for n, ws in enumerate((one, two, stranger)):
+                await send(ws, op="subscribe", id=n, channel="lobby")
+                assert (await receive(ws)) == {"op": "ack", "id": n}
+            await send(
+                caster,
+                op="broadcast",
+                id=9,
+                channel="lobby",
+                name="ping",
+                payload={"n": 1},
+                timeout=5,
+            )
+            for ws, answer in ((one, "one"), (two, "two")):
+                got = await receive(ws, "broadcast")
+                assert (got["channel"], got["name"], got["payload"]) == ("lobby", "ping", {"n": 1})
+                await send(ws, op="respond", broadcast=got["broadcast"], payload=answer)
+            done = await receive(caster, "responses")
+            assert done["id"] == 9
+            assert sorted(done["responses"]) == ["one", "two"]
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(stranger.recv(), 0.3)
+            await send(caster, op="broadcast", id=10, channel="empty", name="x", timeout=5)
+            assert (await receive(caster, "responses"))["responses"] == []
+            await send(one, op="subscribe", id=11, channel="lobby", system=True)
+            await receive(one, "ack")
+            await send(
+                caster, op="broadcast", id=12, channel="lobby", name="y", system=True, timeout=0.2
+            )
+            got = await receive(one, "broadcast")
+            assert got["system"] is True
+            assert (await receive(caster, "responses"))["responses"] == []
+
+    asyncio.run(main())
+
+
+def test_bad_frames_and_read_only_tokens_get_error_frames(
+    server: RunningServer, tenant: Tenant
+) -> None:
+    read_only = token_of(tenant, read_only=True)
+
+    async def main() -> None:
+        async with socket(server, read_only) as ws:
+            await send(ws, op="broadcast", id=1, channel="c", name="n")
+            error = await receive(ws)
+            assert (error["op"], error["code"], error["id"]) == ("error", "read_only", 1)
+            await ws.send("{not json")
+            assert (await receive(ws))["code"] == "malformed"
+            await ws.send(json.dumps({"op": "subscribe", "id": 2, "channel": "x" * 300}))
+            assert (await receive(ws))["code"] == "invalid"
+            await ws.send("x" * 70_000)
+            assert (await receive(ws))["code"] == "too_large"
+            await send(ws, op="dance", id=3)
+            assert (await receive(ws))["code"] == "unknown_op"
+            await send(ws, op="subscribe", id=4, channel="still-works")
+            assert (await receive(ws)) == {"op": "ack", "id": 4}
+
+    asyncio.run(main())
+
+
+def test_resource_events_reach_who_asked(
+    server: RunningServer, tenant: Tenant, make_tenant: Any
+) -> None:
+    mine, other = token_of(tenant), token_of(make_tenant())
+
+    async def main() -> None:
+        async with socket(server, mine) as ws, socket(server, other) as stranger:
+            await send(ws, op="events", id=1, types=["device:*"])
+            await receive(ws, "ack")
+            await send(stranger, op="events", id=1, types=["*"])
+            await receive(stranger, "ack")
+            with tenant.client() as c:
+                device = await asyncio.to_thread(c.devices.create, "watched")
+            event = await receive(ws, "event")
+            assert (event["type"], event["action"], event["id"]) == ("device", "created", device.id)
+            assert event["document"]["name"] == "watched"
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(stranger.recv(), 0.3)
+
+    asyncio.run(main())
+
+
+def test_a_socket_without_credentials_is_refused(server: RunningServer) -> None:
+    async def main() -> None:
+        url = server.url.replace("http://", "ws://") + "/api/v1/realtime"
+        with pytest.raises(
+            (websockets.exceptions.InvalidStatus, websockets.exceptions.ConnectionClosed)
+        ):
+            async with connect(url) as ws:
+                await ws.recv()
+
+    asyncio.run(main())
