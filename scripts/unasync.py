@@ -16,6 +16,7 @@ PAIRS = {
     "_async_resources.py": "_sync_resources.py",
     "_async_telemetry.py": "_sync_telemetry.py",
     "_async_files.py": "_sync_files.py",
+    "_async_realtime.py": "_sync_realtime.py",
 }
 RULES = [
     (r"\basync def\b", "def"),

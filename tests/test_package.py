@@ -33,6 +33,8 @@ def test_public_names_are_pinned() -> None:
     assert sorted(tether.__all__) == sorted(
         [
             "APIError",
+            "AsyncBroadcast",
+            "AsyncChannel",
             "AsyncClient",
             "AsyncFileTask",
             "AsyncFiles",
@@ -41,6 +43,8 @@ def test_public_names_are_pinned() -> None:
             "AuthPayload",
             "AuthenticationError",
             "BadRequestError",
+            "Broadcast",
+            "Channel",
             "ChecksumError",
             "Client",
             "ClientClosedError",
@@ -55,6 +59,7 @@ def test_public_names_are_pinned() -> None:
             "Feed",
             "FileTask",
             "Files",
+            "Listener",
             "Location",
             "NetworkError",
             "NotFoundError",
@@ -65,6 +70,7 @@ def test_public_names_are_pinned() -> None:
             "Project",
             "PushError",
             "RateLimitError",
+            "RealtimeError",
             "Reading",
             "RejectedEntry",
             "RequestTimeout",

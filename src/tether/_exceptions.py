@@ -10,6 +10,7 @@
     ├── DeltaError                  a signature or delta is corrupt, truncated or of a wrong kind
     ├── ChecksumError               downloaded bytes do not match the server's SHA-256
     ├── TaskError                   a server task (move, copy, remove) failed
+    ├── RealtimeError               the server refused a realtime request (an error frame)
     └── APIError                    the server answered with a problem document
         ├── BadRequestError         400, 413, 422 (`ValidationError` is the same class)
         ├── AuthenticationError     401
@@ -83,6 +84,15 @@ class ChecksumError(TetherError):
 
 class TaskError(TetherError):
     """A task on the server (move, copy, remove) ended in failure; the message says why."""
+
+
+class RealtimeError(TetherError):
+    """The server refused a realtime request (an `error` frame); `code` says why, and the
+    socket stays usable for what is allowed."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class APIError(TetherError):

@@ -2,6 +2,7 @@
 
 from tether.client._async_client import AsyncClient
 from tether.client._async_files import AsyncFiles, AsyncFileTask
+from tether.client._async_realtime import AsyncBroadcast, AsyncChannel, AsyncListener
 from tether.client._async_resources import (
     AsyncCollection,
     AsyncContent,
@@ -22,6 +23,7 @@ from tether.client._credentials import Credentials
 from tether.client._session import AuthPayload, PairingCode
 from tether.client._sync_client import Client
 from tether.client._sync_files import Files, FileTask
+from tether.client._sync_realtime import Broadcast, Channel, Listener
 from tether.client._sync_resources import (
     Collection,
     Content,
@@ -40,6 +42,8 @@ from tether.client._sync_telemetry import Telemetry
 from tether.client._telemetry import Outbox, Reading, RejectedEntry
 
 __all__ = [
+    "AsyncBroadcast",
+    "AsyncChannel",
     "AsyncClient",
     "AsyncCollection",
     "AsyncContent",
@@ -49,6 +53,7 @@ __all__ = [
     "AsyncFeed",
     "AsyncFileTask",
     "AsyncFiles",
+    "AsyncListener",
     "AsyncLocation",
     "AsyncProject",
     "AsyncResource",
@@ -57,6 +62,8 @@ __all__ = [
     "AsyncThing",
     "AsyncZone",
     "AuthPayload",
+    "Broadcast",
+    "Channel",
     "Client",
     "Collection",
     "Content",
@@ -67,6 +74,7 @@ __all__ = [
     "Feed",
     "FileTask",
     "Files",
+    "Listener",
     "Location",
     "Outbox",
     "PairingCode",

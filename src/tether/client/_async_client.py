@@ -14,6 +14,7 @@ import httpx
 
 from tether._exceptions import ClientClosedError
 from tether.client._async_files import AsyncFiles
+from tether.client._async_realtime import AsyncChannel, AsyncRealtime
 from tether.client._async_resources import (
     AsyncCollection,
     AsyncContent,
@@ -30,7 +31,7 @@ from tether.client._async_resources import (
 from tether.client._async_telemetry import AsyncTelemetry
 from tether.client._config import DEFAULT_TIMEOUT, Retries
 from tether.client._credentials import resolve
-from tether.client._flows import Flow, T, run_async
+from tether.client._flows import Flow, T, pause, run_async
 from tether.client._session import AuthPayload, Body, PairingCode, Session
 
 
@@ -100,6 +101,7 @@ class AsyncClient:
         self.data = AsyncDataCollection(self)
         self._telemetry: AsyncTelemetry | None = None
         self.files = AsyncFiles(self)
+        self._realtime: AsyncRealtime | None = None
 
     @property
     def url(self) -> str:
@@ -123,6 +125,36 @@ class AsyncClient:
         if self._telemetry is None:
             self._telemetry = AsyncTelemetry(self)
         return self._telemetry
+
+    @property
+    def realtime(self) -> AsyncRealtime:
+        """The client's realtime socket, opened on first use."""
+        if self._closed:
+            raise ClientClosedError("This client is closed; create a new one.")
+        if self._realtime is None:
+            self._realtime = AsyncRealtime(self)
+        return self._realtime
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the realtime socket is open right now."""
+        return self._realtime is not None and self._realtime.is_connected
+
+    def get_channel(self, name: str, system: bool = False, consumer: bool = False) -> AsyncChannel:
+        """A channel of the organization; `system` and `consumer` make distinct channels."""
+        return AsyncChannel(self.realtime, name, system, consumer)
+
+    async def on(self, event: str, callback: Callable[[dict[str, Any]], Any]) -> None:
+        """Call `callback(frame)` for resource events: "device:created", "zone:*", "*"."""
+        await self.realtime.on(event, callback)
+
+    async def run_forever(self, seconds: float | None = None) -> None:
+        """Keep a script alive while callbacks and listeners work (`seconds`: then return)."""
+        waited = 0.0
+        while not self._closed and (seconds is None or waited < seconds):
+            step = 0.2 if seconds is None else min(0.2, seconds - waited)
+            await self._run(pause(step))
+            waited += step
 
     @property
     def is_closed(self) -> bool:
@@ -242,6 +274,8 @@ class AsyncClient:
         if not self._closed:
             if self._telemetry is not None:
                 await self._telemetry.close()
+            if self._realtime is not None:
+                await self._realtime.close()
             self._closed = True
             await self._http.aclose()
 

@@ -15,6 +15,7 @@ import httpx
 
 from tether._exceptions import ClientClosedError
 from tether.client._sync_files import Files
+from tether.client._sync_realtime import Channel, Realtime
 from tether.client._sync_resources import (
     Collection,
     Content,
@@ -31,7 +32,7 @@ from tether.client._sync_resources import (
 from tether.client._sync_telemetry import Telemetry
 from tether.client._config import DEFAULT_TIMEOUT, Retries
 from tether.client._credentials import resolve
-from tether.client._flows import Flow, T, run_sync
+from tether.client._flows import Flow, T, pause, run_sync
 from tether.client._session import AuthPayload, Body, PairingCode, Session
 
 
@@ -101,6 +102,7 @@ class Client:
         self.data = DataCollection(self)
         self._telemetry: Telemetry | None = None
         self.files = Files(self)
+        self._realtime: Realtime | None = None
 
     @property
     def url(self) -> str:
@@ -124,6 +126,36 @@ class Client:
         if self._telemetry is None:
             self._telemetry = Telemetry(self)
         return self._telemetry
+
+    @property
+    def realtime(self) -> Realtime:
+        """The client's realtime socket, opened on first use."""
+        if self._closed:
+            raise ClientClosedError("This client is closed; create a new one.")
+        if self._realtime is None:
+            self._realtime = Realtime(self)
+        return self._realtime
+
+    @property
+    def is_connected(self) -> bool:
+        """Whether the realtime socket is open right now."""
+        return self._realtime is not None and self._realtime.is_connected
+
+    def get_channel(self, name: str, system: bool = False, consumer: bool = False) -> Channel:
+        """A channel of the organization; `system` and `consumer` make distinct channels."""
+        return Channel(self.realtime, name, system, consumer)
+
+    def on(self, event: str, callback: Callable[[dict[str, Any]], Any]) -> None:
+        """Call `callback(frame)` for resource events: "device:created", "zone:*", "*"."""
+        self.realtime.on(event, callback)
+
+    def run_forever(self, seconds: float | None = None) -> None:
+        """Keep a script alive while callbacks and listeners work (`seconds`: then return)."""
+        waited = 0.0
+        while not self._closed and (seconds is None or waited < seconds):
+            step = 0.2 if seconds is None else min(0.2, seconds - waited)
+            self._run(pause(step))
+            waited += step
 
     @property
     def is_closed(self) -> bool:
@@ -243,6 +275,8 @@ class Client:
         if not self._closed:
             if self._telemetry is not None:
                 self._telemetry.close()
+            if self._realtime is not None:
+                self._realtime.close()
             self._closed = True
             self._http.close()
 

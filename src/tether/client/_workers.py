@@ -8,10 +8,13 @@ generated blocking code uses the thread flavour.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
+import queue
 import threading
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 logger = logging.getLogger("tether")
 
@@ -90,3 +93,72 @@ def _async_lock() -> asyncio.Lock:
 
 def _sync_lock() -> threading.Lock:
     return threading.Lock()
+
+
+# Queues, futures and sockets in both flavours, for code that unasync turns into its twin.
+
+
+def _async_queue() -> asyncio.Queue[Any]:
+    return asyncio.Queue()
+
+
+def _sync_queue() -> queue.Queue[Any]:
+    return queue.Queue()
+
+
+async def _async_get(source: asyncio.Queue[Any], timeout: float | None) -> Any:
+    """The next item, waiting up to `timeout` seconds (TimeoutError after)."""
+    if timeout is not None and timeout <= 0:
+        try:
+            return source.get_nowait()
+        except asyncio.QueueEmpty:
+            raise TimeoutError from None
+    return await asyncio.wait_for(source.get(), timeout)
+
+
+def _sync_get(source: queue.Queue[Any], timeout: float | None) -> Any:
+    try:
+        if timeout is not None and timeout <= 0:
+            return source.get_nowait()
+        return source.get(timeout=timeout)
+    except queue.Empty:
+        raise TimeoutError from None
+
+
+def _async_future() -> asyncio.Future[Any]:
+    return asyncio.get_running_loop().create_future()
+
+
+def _sync_future() -> concurrent.futures.Future[Any]:
+    return concurrent.futures.Future()
+
+
+async def _async_result(future: asyncio.Future[Any], timeout: float | None) -> Any:
+    return await asyncio.wait_for(future, timeout)
+
+
+def _sync_result(future: concurrent.futures.Future[Any], timeout: float | None) -> Any:
+    return future.result(timeout)
+
+
+def _settle(future: asyncio.Future[Any] | concurrent.futures.Future[Any], value: Any) -> None:
+    """Resolve a future of either flavour once; an exception value is raised by its waiter."""
+    if future.done():
+        return
+    if isinstance(value, BaseException):
+        future.set_exception(value)
+    else:
+        future.set_result(value)
+
+
+async def _async_ws_connect(url: str, headers: dict[str, str]) -> Any:
+    from websockets.asyncio.client import connect
+
+    return await connect(url, additional_headers=headers, open_timeout=10, max_size=2**22)
+
+
+def _sync_ws_connect(url: str, headers: dict[str, str]) -> Any:
+    from websockets.sync.client import connect
+
+    connection = connect(url, additional_headers=headers, open_timeout=10, max_size=2**22)
+    return connection.__enter__()  # kept open past this call; closed by its owner

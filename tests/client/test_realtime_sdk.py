@@ -1,0 +1,92 @@
+"""Channels, listeners, broadcasts with responses and event callbacks through the SDK, in both
+flavours, against the real server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+
+import tether
+from tests.conftest import RunningServer, Tenant, wait_for
+
+
+def test_broadcast_listen_respond(tenant: Tenant) -> None:
+    with tenant.client() as caster, tenant.client() as player:
+        assert not player.is_connected
+        listener = player.get_channel("lobby").listen("hello", timeout=10)
+        assert player.is_connected
+        assert listener.wait(timeout=0) is None
+
+        def answer() -> None:
+            got = listener.wait(timeout=10)
+            assert got is not None
+            assert got.payload == {"n": 1}
+            got.respond({"from": "player"})
+
+        worker = threading.Thread(target=answer)
+        worker.start()
+        responses = caster.get_channel("lobby").broadcast("hello", {"n": 1}, timeout=10)
+        worker.join(10)
+        assert responses == [{"from": "player"}]
+        assert caster.get_channel("lobby", system=True).broadcast("hello", timeout=0.2) == []
+        assert caster.get_channel("lobby").broadcast("other-name", timeout=0.2) == []
+        assert listener.wait(timeout=0) is None
+        caster.get_channel("lobby").fling({"url": "https://example.com"})
+        caster.get_channel("lobby").broadcast("hello", 2, timeout=0)
+        caster.get_channel("lobby").broadcast("hello", 3, timeout=0)
+        got = [listener.wait(timeout=10), listener.wait(timeout=10)]
+        assert [b.payload for b in got if b] == [2, 3]
+        listener.cancel()
+        assert caster.get_channel("lobby").broadcast("hello", timeout=0.2) == []
+
+
+def test_old_broadcasts_are_dropped(tenant: Tenant) -> None:
+    with tenant.client() as caster, tenant.client() as player:
+        listener = player.get_channel("c").listen("tick", max_age=0)
+        caster.get_channel("c").broadcast("tick", 1, timeout=0)
+        time_sent = time.time()
+        wait_for(lambda: time.time() > time_sent + 0.01, what="the broadcast to age")
+        assert listener.wait(timeout=0.5) is None
+
+
+def test_event_callbacks_and_errors(tenant: Tenant, server: RunningServer) -> None:
+    seen: list[dict[str, Any]] = []
+    with tenant.client() as watcher, tenant.client() as admin:
+        watcher.on("device:created", seen.append)
+        device = admin.devices.create("new one")
+        wait_for(lambda: bool(seen), timeout=10, what="the event")
+        assert (seen[0]["type"], seen[0]["id"]) == ("device", device.id)
+        token = admin.post("tokens", {"name": "ro", "read_only": True})["token"]
+    with tether.Client(server.url, token=token) as read_only:
+        with pytest.raises(tether.RealtimeError) as caught:
+            read_only.get_channel("c").broadcast("x")
+        assert caught.value.code == "read_only"
+        assert read_only.get_channel("c").listen("x") is not None
+    with pytest.raises(tether.ClientClosedError):
+        read_only.get_channel("c")
+    offline = tether.Client(server.url, token=token, enable_network=False)
+    with pytest.raises(tether.ConfigurationError):
+        offline.get_channel("c").broadcast("x")
+    offline.close()
+
+
+def test_async_twin(tenant: Tenant) -> None:
+    async def main() -> None:
+        async with tenant.async_client() as caster, tenant.async_client() as player:
+            listener = await player.get_channel("lobby").listen("hello")
+
+            async def answer() -> None:
+                async for broadcast in listener:
+                    await broadcast.respond(broadcast.payload * 2)
+                    return
+
+            task = asyncio.create_task(answer())
+            assert await caster.get_channel("lobby").broadcast("hello", 21, timeout=10) == [42]
+            await task
+            await listener.cancel()
+
+    asyncio.run(main())
