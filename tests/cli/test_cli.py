@@ -213,3 +213,41 @@ def test_files_commands(tenant: Tenant, tmp_path: Path) -> None:
     missing = runner.invoke(app, ["files", "info", "/nope"], env=env)
     assert missing.exit_code == 1
     assert "404" in missing.output
+
+
+def test_listen_and_broadcast_as_real_processes(tenant: Tenant, tmp_path: Path) -> None:
+    with tenant.client() as admin:
+        token = admin.post("tokens", {"name": "cli"})["token"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    env |= {"TETHER_URL": tenant.url, "TETHER_TOKEN": token, "HOME": str(tmp_path)}
+    tether_cmd = str(Path(sys.executable).parent / "tether")
+    listener = subprocess.Popen(
+        [tether_cmd, "listen", "kiosk", "volume", "--count", "1", "--respond", '{"ok": true}'],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def answered() -> bool:
+            done = subprocess.run(
+                [tether_cmd, "broadcast", "kiosk", "volume", '{"level": 3}', "--timeout", "1"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert done.returncode == 0, done.stderr
+            return json.loads(done.stdout) == [{"ok": True}]
+
+        wait_for(answered, timeout=60, what="the listener to answer")
+        out, _ = listener.communicate(timeout=30)
+    finally:
+        listener.kill()
+    assert json.loads(out.splitlines()[0]) == {"name": "volume", "payload": {"level": 3}}
+    bad = runner.invoke(
+        app, ["broadcast", "kiosk", "volume", "{nope"], env={"TETHER_URL": tenant.url}
+    )
+    assert bad.exit_code == 1
+    assert "JSON" in bad.output

@@ -9,15 +9,14 @@ import random
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 import tether
-from tests.conftest import OPERATOR, RunningServer, free_port, wait_for
+from tests.conftest import OPERATOR, RunningServer, wait_for
+from tests.faults.conftest import serve
 from tether.client._telemetry import Outbox
 
 pytestmark = pytest.mark.subprocess
@@ -72,50 +71,6 @@ def test_a_device_killed_20_times_while_pushing_loses_and_repeats_nothing(
     assert sorted(values) == list(range(total))
 
 
-def _serve(port: int, data: Path, database_url: str | None) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-    org, user, password = OPERATOR
-    env |= {
-        "TETHER_ADMIN_ORGANIZATION": org,
-        "TETHER_ADMIN_USERNAME": user,
-        "TETHER_ADMIN_PASSWORD": password,
-    }
-    if database_url:
-        env["TETHER_DATABASE_URL"] = database_url
-    command = [str(Path(sys.executable).parent / "tether"), "serve", "--data", str(data)]
-    process = subprocess.Popen(
-        [*command, "--port", str(port), "--set", "log_level=warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"tether serve exited with {process.returncode}")
-        try:
-            return httpx.get(f"{url}/api/v1/health").status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(healthy, timeout=60, what="tether serve")
-    return process
-
-
-@pytest.fixture
-def killable(server: RunningServer, tmp_path: Path) -> Iterator[dict[str, Any]]:
-    """A `tether serve` process of our own (on the fixture's database when it is PostgreSQL)."""
-    port = free_port()
-    state = {"port": port, "url": f"http://127.0.0.1:{port}", "data": tmp_path / "data"}
-    state["process"] = _serve(port, state["data"], server.database_url)
-    try:
-        yield state
-    finally:
-        state["process"].kill()
-        state["process"].wait(30)
-
-
 def test_a_server_killed_during_ingest_from_20_devices_keeps_every_point_once(
     server: RunningServer, killable: dict[str, Any], tmp_path: Path
 ) -> None:
@@ -149,7 +104,7 @@ def test_a_server_killed_during_ingest_from_20_devices_keeps_every_point_once(
             killable["process"].wait(30)
             left = pending()
             assert 0 < left < total
-            killable["process"] = _serve(killable["port"], killable["data"], server.database_url)
+            killable["process"] = serve(killable["port"], killable["data"], server.database_url)
             wait_for(lambda: pending() == 0, timeout=180, what="every entry pushed")
         finally:
             for t in streams:

@@ -21,6 +21,7 @@ from tether._exceptions import (
     RealtimeError,
     TetherError,
 )
+from tether.client._flows import pause
 from tether.client._workers import (
     _async_future,
     _async_get,
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("tether")
 
 ChannelKey = tuple[str, bool, bool]
+RECONNECT_WAIT = 10.0
+"""How long a call waits for the reader to bring a dropped socket back before it fails."""
 
 
 class AsyncBroadcast:
@@ -122,8 +125,8 @@ class AsyncChannel:
         return list(reply["responses"])
 
     async def listen(self, name: str, timeout: float = 10, max_age: float = 60) -> AsyncListener:
-        """Subscribe to broadcasts called `name`; NetworkError if the server does not confirm
-        the subscription within `timeout` seconds."""
+        """Subscribe to broadcasts called `name` ("*" for every name); NetworkError if the
+        server does not confirm the subscription within `timeout` seconds."""
         listener = AsyncListener(self, name, max_age)
         await self._realtime.add_listener(listener, timeout)
         return listener
@@ -185,8 +188,14 @@ class AsyncRealtime:
     async def _ensure(self) -> None:
         if self._closed:
             raise ClientClosedError("This client is closed; create a new one.")
-        if self._socket is None:
+        if self._socket is None and self._worker is None:
             await self._connect()
+        waited = 0.0
+        while self._socket is None:
+            if waited >= RECONNECT_WAIT:
+                raise NetworkError("The realtime socket is down and not back yet; try again.")
+            await self._client._run(pause(0.05))
+            waited += 0.05
         if self._worker is None:
             self._worker = _AsyncWorker(self._step)
             self._worker.start()
@@ -230,7 +239,7 @@ class AsyncRealtime:
             key = (frame["channel"], bool(frame.get("system")), bool(frame.get("consumer")))
             broadcast = AsyncBroadcast(self, frame)
             for listener in list(self._listeners.get(key, ())):
-                if listener.name == broadcast.name:
+                if listener.name in (broadcast.name, "*"):
                     listener._deliver(broadcast)
         elif op == "event":
             name = f"{frame['type']}:{frame['action']}"

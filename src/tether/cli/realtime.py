@@ -1,0 +1,63 @@
+"""`tether listen` and `tether broadcast`: the realtime channels from a shell."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from tether.cli.common import UrlOption, connect
+from tether.cli.output import emit_json, fail
+
+SystemOption = Annotated[bool, typer.Option("--system", help="The system channel of that name.")]
+ConsumerOption = Annotated[
+    bool, typer.Option("--consumer", help="The consumer channel of that name.")
+]
+
+
+def _json(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise fail(f"{what} must be JSON, e.g. '{{\"volume\": 3}}' or '\"text\"'.") from None
+
+
+def listen(
+    channel: str,
+    event: Annotated[str, typer.Argument(help="Broadcast name; * for all.")] = "*",
+    system: SystemOption = False,
+    consumer: ConsumerOption = False,
+    count: Annotated[int, typer.Option(help="Stop after this many (0: never).")] = 0,
+    respond: Annotated[
+        str | None, typer.Option(help="Answer each broadcast with this JSON.")
+    ] = None,
+    url: UrlOption = None,
+) -> None:
+    """Print broadcasts on CHANNEL as they come, one JSON object a line."""
+    answer = _json(respond, "--respond")
+    with connect(url) as client:
+        listener = client.get_channel(channel, system, consumer).listen(event)
+        for seen, broadcast in enumerate(listener, start=1):
+            typer.echo(json.dumps({"name": broadcast.name, "payload": broadcast.payload}), nl=True)
+            if respond is not None:
+                broadcast.respond(answer)
+            if count and seen >= count:
+                return
+
+
+def broadcast(
+    channel: str,
+    event: str,
+    payload: Annotated[str | None, typer.Argument(help="JSON payload.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to collect responses.")] = 2.0,
+    system: SystemOption = False,
+    consumer: ConsumerOption = False,
+    url: UrlOption = None,
+) -> None:
+    """Broadcast EVENT on CHANNEL and print the responses that came back in time."""
+    data = _json(payload, "The payload")
+    with connect(url) as client:
+        emit_json(client.get_channel(channel, system, consumer).broadcast(event, data, timeout))

@@ -1,0 +1,59 @@
+"""A `tether serve` process the fault tests may kill with SIGKILL and start again."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import OPERATOR, RunningServer, free_port, wait_for
+
+
+def serve(port: int, data: Path, database_url: str | None) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    org, user, password = OPERATOR
+    env |= {
+        "TETHER_ADMIN_ORGANIZATION": org,
+        "TETHER_ADMIN_USERNAME": user,
+        "TETHER_ADMIN_PASSWORD": password,
+    }
+    if database_url:
+        env["TETHER_DATABASE_URL"] = database_url
+    command = [str(Path(sys.executable).parent / "tether"), "serve", "--data", str(data)]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), "--set", "log_level=warning"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"tether serve exited with {process.returncode}")
+        try:
+            return httpx.get(f"{url}/api/v1/health").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(healthy, timeout=60, what="tether serve")
+    return process
+
+
+@pytest.fixture
+def killable(server: RunningServer, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """A `tether serve` process of our own (on the fixture's database when it is PostgreSQL)."""
+    port = free_port()
+    state = {"port": port, "url": f"http://127.0.0.1:{port}", "data": tmp_path / "data"}
+    state["process"] = serve(port, state["data"], server.database_url)
+    try:
+        yield state
+    finally:
+        state["process"].kill()
+        state["process"].wait(30)
