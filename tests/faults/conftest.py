@@ -15,7 +15,9 @@ import pytest
 from tests.conftest import OPERATOR, RunningServer, free_port, wait_for
 
 
-def serve(port: int, data: Path, database_url: str | None) -> subprocess.Popen[bytes]:
+def serve(
+    port: int, data: Path, database_url: str | None, redis_url: str | None = None
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
     org, user, password = OPERATOR
     env |= {
@@ -25,6 +27,8 @@ def serve(port: int, data: Path, database_url: str | None) -> subprocess.Popen[b
     }
     if database_url:
         env["TETHER_DATABASE_URL"] = database_url
+    if redis_url:
+        env["TETHER_REDIS_URL"] = redis_url
     command = [str(Path(sys.executable).parent / "tether"), "serve", "--data", str(data)]
     process = subprocess.Popen(
         [*command, "--port", str(port), "--set", "log_level=warning"],

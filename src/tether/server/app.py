@@ -78,6 +78,9 @@ async def _background(state: ServerState, hub: realtime.Hub) -> AsyncIterator[No
     state.spawn(files.resume_tasks(state))
     state.spawn(files.collect_blobs_hourly(state))
     state.spawn(realtime.forward_events(state, hub))
+    if state.settings.redis_url:
+        hub.relay = realtime.Relay(state.settings.redis_url, hub)
+        state.spawn(hub.relay.run())
     try:
         yield
     finally:

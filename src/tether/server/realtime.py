@@ -14,8 +14,8 @@ From the server: `ack` (with the request's id), `error` (id, code, message: the 
 open), `broadcast` (channel, name, payload, broadcast id, sent_at), `responses` (id, list) when a
 broadcast's time is up or everyone answered, and `event` (type, action, id, document).
 
-This is the in-process hub of one server; several processes share channels through Redis in a
-later step, behind the same `Hub` interface.
+One process keeps its sockets' channels in a `Hub`; with `TETHER_REDIS_URL` a `Relay` carries
+broadcasts, delivery counts and responses between processes over Redis pub/sub.
 """
 
 from __future__ import annotations
@@ -94,19 +94,32 @@ class Client:
 
 @dataclass
 class _Pending:
+    """A broadcast waiting for answers: how many sockets got it, on which nodes, and what
+    came back. Done when every node has said how many it reached and that many answered."""
+
     org_id: str
-    expected: int
+    nodes: set[str]
+    delivered: dict[str, int] = field(default_factory=dict)
     responses: list[Any] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def check(self) -> None:
+        if self.nodes <= self.delivered.keys() and len(self.responses) >= sum(
+            self.delivered.values()
+        ):
+            self.done.set()
+
 
 class Hub:
-    """Channels and pending broadcasts of this process."""
+    """Channels and pending broadcasts of this process. With a `Relay` (Redis), broadcasts
+    and responses also travel to and from the other server processes."""
 
-    def __init__(self) -> None:
+    def __init__(self, node: str | None = None) -> None:
+        self.node = node or uuid.uuid4().hex[:12]
         self._channels: dict[ChannelKey, set[Client]] = {}
         self._pending: dict[str, _Pending] = {}
         self.clients: set[Client] = set()
+        self.relay: Relay | None = None
 
     def subscribe(self, client: Client, key: ChannelKey) -> None:
         self._channels.setdefault(key, set()).add(client)
@@ -125,14 +138,18 @@ class Hub:
             self.unsubscribe(client, key)
         self.clients.discard(client)
 
+    def deliver(self, key: ChannelKey, frame: dict[str, Any]) -> int:
+        """Hand a broadcast to this process's subscribers of `key`; how many took it."""
+        return sum(client.offer(frame) for client in list(self._channels.get(key, ())))
+
     async def broadcast(
         self, key: ChannelKey, name: str, payload: Any, timeout: float
     ) -> list[Any]:
-        """Deliver to every subscriber of `key`; return the responses that arrive within
-        `timeout` seconds (sooner when every subscriber has answered)."""
-        broadcast_id = uuid.uuid4().hex
-        members = list(self._channels.get(key, ()))
-        pending = _Pending(key[0], expected=len(members))
+        """Deliver to every subscriber of `key` (on every node); return the responses that
+        arrive within `timeout` seconds, sooner when every subscriber has answered."""
+        broadcast_id = f"{self.node}.{uuid.uuid4().hex}"
+        nodes = await self.relay.nodes() if self.relay else set()
+        pending = _Pending(key[0], nodes | {self.node})
         self._pending[broadcast_id] = pending
         frame = {
             "op": "broadcast",
@@ -144,23 +161,33 @@ class Hub:
             "broadcast": broadcast_id,
             "sent_at": time.time(),
         }
-        delivered = sum(client.offer(frame) for client in members)
-        pending.expected = delivered
         try:
-            if delivered:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(pending.done.wait(), timeout)
+            if self.relay:
+                await self.relay.broadcast(key, frame)
+            self.delivered(broadcast_id, self.node, self.deliver(key, frame))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(pending.done.wait(), timeout)
             return list(pending.responses)
         finally:
             del self._pending[broadcast_id]
 
+    def delivered(self, broadcast_id: str, node: str, count: int) -> None:
+        pending = self._pending.get(broadcast_id)
+        if pending is not None:
+            pending.delivered[node] = count
+            pending.check()
+
     def respond(self, org_id: str, broadcast_id: str, payload: Any) -> None:
+        origin = broadcast_id.split(".", 1)[0]
+        if origin != self.node:
+            if self.relay:
+                self.relay.respond(origin, org_id, broadcast_id, payload)
+            return
         pending = self._pending.get(broadcast_id)
         if pending is None or pending.org_id != org_id:
             return
         pending.responses.append(payload)
-        if len(pending.responses) >= pending.expected:
-            pending.done.set()
+        pending.check()
 
     def publish(self, event: Event) -> None:
         frame = {
@@ -173,6 +200,95 @@ class Hub:
         for client in list(self.clients):
             if client.wants(event):
                 client.offer(frame)
+
+
+class Relay:
+    """Broadcasts and responses between server processes over Redis pub/sub.
+
+    Every process listens on one shared channel (broadcasts) and on its own (delivery counts
+    and responses), and keeps itself in a sorted set of live nodes with a heartbeat, so the
+    process that broadcasts knows how many nodes to hear back from."""
+
+    BROADCASTS = "tether:rt:broadcast"
+    NODES = "tether:rt:nodes"
+    HEARTBEAT = 2.0
+
+    def __init__(self, url: str, hub: Hub) -> None:
+        import redis.asyncio
+
+        self.hub = hub
+        self.redis: Any = redis.asyncio.from_url(url)
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def _inbox(self, node: str) -> str:
+        return f"tether:rt:node:{node}"
+
+    async def nodes(self) -> set[str]:
+        alive = await self.redis.zrangebyscore(self.NODES, time.time() - 3 * self.HEARTBEAT, "+inf")
+        return {n.decode() for n in alive}
+
+    async def broadcast(self, key: ChannelKey, frame: dict[str, Any]) -> None:
+        message = {"origin": self.hub.node, "key": list(key), "frame": frame}
+        await self.redis.publish(self.BROADCASTS, msgspec.json.encode(message))
+
+    def respond(self, origin: str, org_id: str, broadcast_id: str, payload: Any) -> None:
+        message = {"op": "response", "org": org_id, "broadcast": broadcast_id, "payload": payload}
+        self._send(origin, message)
+
+    def _send(self, node: str, message: dict[str, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self._publish(self._inbox(node), msgspec.json.encode(message))
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _publish(self, channel: str, data: bytes) -> None:
+        await self.redis.publish(channel, data)
+
+    async def run(self) -> None:
+        """Heartbeat and relay until cancelled."""
+        beating = asyncio.get_running_loop().create_task(self._heartbeat())
+        pubsub = self.redis.pubsub()
+        await pubsub.subscribe(self.BROADCASTS, self._inbox(self.hub.node))
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") != "message":
+                    continue
+                try:
+                    self._handle(message["channel"].decode(), msgspec.json.decode(message["data"]))
+                except Exception:
+                    logger.exception("bad realtime relay message")
+        finally:
+            beating.cancel()
+            await pubsub.aclose()
+            await self.redis.zrem(self.NODES, self.hub.node)
+            await self.redis.aclose()
+
+    def _handle(self, channel: str, message: dict[str, Any]) -> None:
+        if channel == self.BROADCASTS:
+            if message["origin"] == self.hub.node:
+                return
+            org_id, name, system, consumer = message["key"]
+            frame = message["frame"]
+            count = self.hub.deliver((org_id, name, bool(system), bool(consumer)), frame)
+            self._send(
+                message["origin"],
+                {
+                    "op": "delivered",
+                    "broadcast": frame["broadcast"],
+                    "node": self.hub.node,
+                    "count": count,
+                },
+            )
+        elif message.get("op") == "delivered":
+            self.hub.delivered(message["broadcast"], message["node"], int(message["count"]))
+        elif message.get("op") == "response":
+            self.hub.respond(message["org"], message["broadcast"], message["payload"])
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await self.redis.zadd(self.NODES, {self.hub.node: time.time()})
+            await asyncio.sleep(self.HEARTBEAT)
 
 
 async def forward_events(state: ServerState, hub: Hub) -> None:

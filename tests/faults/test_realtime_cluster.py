@@ -1,0 +1,108 @@
+"""Two server processes sharing channels through Redis: a broadcast on one reaches 50
+listeners split across both, each once, and every response comes back to the broadcaster."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+
+from tests.conftest import OPERATOR, RunningServer, free_port
+from tests.faults.conftest import serve
+
+pytestmark = pytest.mark.subprocess
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def redis_url() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+    except redis.RedisError as exc:
+        reason = f"Redis is not reachable at {REDIS_URL}: {exc}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return REDIS_URL
+
+
+def test_a_broadcast_crosses_processes_and_every_response_returns(
+    server: RunningServer, redis_url: str, tmp_path: Path
+) -> None:
+    ports = [free_port(), free_port()]
+    data = tmp_path / "data"
+    first = serve(ports[0], data, server.database_url, redis_url)
+    second = serve(ports[1], data, server.database_url, redis_url)
+    try:
+        org, user, password = OPERATOR
+        token = httpx.post(
+            f"http://127.0.0.1:{ports[0]}/api/v1/auth/token",
+            json={
+                "grant_type": "password",
+                "username": user,
+                "password": password,
+                "organization": org,
+            },
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        received: list[int] = [0] * 50
+
+        async def listener(n: int, ready: asyncio.Event, subscribed: list[int]) -> None:
+            url = f"ws://127.0.0.1:{ports[n % 2]}/api/v1/realtime"
+            async with connect(url, additional_headers=headers) as ws:
+                await ws.send(json.dumps({"op": "subscribe", "id": 1, "channel": "cluster"}))
+                assert json.loads(await ws.recv())["op"] == "ack"
+                subscribed.append(n)
+                if len(subscribed) == 50:
+                    ready.set()
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                assert frame["op"] == "broadcast"
+                received[n] += 1
+                await ws.send(
+                    json.dumps({"op": "respond", "broadcast": frame["broadcast"], "payload": n})
+                )
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(ws.recv(), 0.5)
+
+        async def main() -> tuple[list[Any], float]:
+            ready, subscribed = asyncio.Event(), []
+            tasks = [asyncio.create_task(listener(n, ready, subscribed)) for n in range(50)]
+            await asyncio.wait_for(ready.wait(), 60)
+            async with connect(
+                f"ws://127.0.0.1:{ports[0]}/api/v1/realtime", additional_headers=headers
+            ) as caster:
+                started = time.monotonic()
+                await caster.send(
+                    json.dumps(
+                        {
+                            "op": "broadcast",
+                            "id": 7,
+                            "channel": "cluster",
+                            "name": "roll-call",
+                            "timeout": 20,
+                        }
+                    )
+                )
+                reply = json.loads(await asyncio.wait_for(caster.recv(), 30))
+                elapsed = time.monotonic() - started
+            await asyncio.gather(*tasks)
+            return reply["responses"], elapsed
+
+        responses, elapsed = asyncio.run(main())
+        assert sorted(responses) == list(range(50))
+        assert received == [1] * 50
+        assert elapsed < 10, "the broadcast should end when everyone answered, not at its timeout"
+    finally:
+        for process in (first, second):
+            process.terminate()
+            process.wait(30)
