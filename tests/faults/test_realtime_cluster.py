@@ -102,6 +102,27 @@ def test_a_broadcast_crosses_processes_and_every_response_returns(
         assert sorted(responses) == list(range(50))
         assert received == [1] * 50
         assert elapsed < 10, "the broadcast should end when everyone answered, not at its timeout"
+
+        async def event_from_the_other_process() -> dict[str, Any]:
+            url = f"ws://127.0.0.1:{ports[0]}/api/v1/realtime"
+            async with connect(url, additional_headers=headers) as ws:
+                await ws.send(json.dumps({"op": "events", "id": 1, "types": ["device:created"]}))
+                assert json.loads(await ws.recv())["op"] == "ack"
+                async with httpx.AsyncClient() as http:
+                    created = await http.post(
+                        f"http://127.0.0.1:{ports[1]}/api/v1/devices",
+                        json={"name": "made-on-b"},
+                        headers=headers,
+                    )
+                    assert created.status_code == 201, created.text
+                return json.loads(await asyncio.wait_for(ws.recv(), 10))  # type: ignore[no-any-return]
+
+        event = asyncio.run(event_from_the_other_process())
+        assert (event["op"], event["type"], event["document"]["name"]) == (
+            "event",
+            "device",
+            "made-on-b",
+        )
     finally:
         for process in (first, second):
             process.terminate()

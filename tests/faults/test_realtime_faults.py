@@ -55,3 +55,37 @@ def test_listeners_come_back_after_the_server_is_killed(
         thread.join(30)
         assert got == [2]
         assert responses == ["back"]
+
+
+def test_clients_move_to_the_other_server_when_theirs_dies(
+    server: RunningServer, killable: dict[str, Any], tmp_path: Any
+) -> None:
+    from tests.conftest import free_port
+
+    other_port = free_port()
+    other = serve(other_port, killable["data"], server.database_url)
+    other_url = f"http://127.0.0.1:{other_port}"
+    org, user, password = OPERATOR
+    credentials = {"username": user, "password": password, "organization": org}
+    try:
+        with (
+            tether.Client(killable["url"], failover_urls=[other_url], **credentials) as player,
+            tether.Client(other_url, **credentials) as caster,
+        ):
+            listener = player.get_channel("moving").listen("ping")
+            killable["process"].send_signal(signal.SIGKILL)
+            killable["process"].wait(30)
+            got: list[Any] = []
+
+            def delivered() -> bool:
+                caster.get_channel("moving").broadcast("ping", "hello", timeout=0)
+                broadcast = listener.wait(timeout=0.5)
+                if broadcast is not None:
+                    got.append(broadcast.payload)
+                return bool(got)
+
+            wait_for(delivered, timeout=60, what="the listener to come back on the other server")
+            assert got == ["hello"]
+    finally:
+        other.terminate()
+        other.wait(30)

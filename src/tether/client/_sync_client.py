@@ -7,7 +7,7 @@ This file is the source of both twins: `scripts/unasync.py` writes `_sync_client
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -62,6 +62,7 @@ class Client:
         retries: Retries | None = None,
         verify: bool | str = True,
         enable_network: bool = True,
+        failover_urls: Sequence[str] = (),
         transport: httpx.BaseTransport | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
@@ -86,6 +87,7 @@ class Client:
             pairing_name=pairing_name,
         )
         self.enable_network = enable_network
+        self.failover_urls = [u.rstrip("/") for u in failover_urls]
         self._http = httpx.Client(
             transport=transport, verify=verify, timeout=timeout, follow_redirects=False
         )

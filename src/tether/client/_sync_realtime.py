@@ -156,15 +156,20 @@ class Realtime:
         self._listeners: dict[ChannelKey, set[Listener]] = {}
         self._callbacks: dict[str, list[Callable[[dict[str, Any]], Any]]] = {}
         self._failures = 0
+        self._current = 0
         self._closed = False
 
     @property
     def is_connected(self) -> bool:
         return self._socket is not None
 
-    def _url(self) -> str:
-        base = self._client._session.resolve("/api/v1/realtime")
-        return "ws" + base.removeprefix("http")
+    def _urls(self) -> list[str]:
+        """The socket URL on the client's server, then on each failover server, starting
+        with the one that answered last."""
+        primary = self._client._session.resolve("/api/v1/realtime")
+        urls = [primary, *(f"{base}/api/v1/realtime" for base in self._client.failover_urls)]
+        urls = ["ws" + url.removeprefix("http") for url in urls]
+        return urls[self._current :] + urls[: self._current]
 
     def _connect(self) -> None:
         if not self._client.enable_network:
@@ -172,12 +177,18 @@ class Realtime:
         self._client.get_auth()
         header = self._client._session.authorization()
         headers = {"Authorization": header} if header else {}
-        try:
-            self._socket = _sync_ws_connect(self._url(), headers)
-        except (OSError, TimeoutError) as exc:
-            raise NetworkError(f"Cannot open the realtime socket: {exc}") from exc
-        except Exception as exc:
-            raise NetworkError(f"The realtime socket was refused: {exc}") from exc
+        urls = self._urls()
+        failure: Exception | None = None
+        for offset, url in enumerate(urls):
+            try:
+                self._socket = _sync_ws_connect(url, headers)
+            except Exception as exc:
+                failure = exc
+                continue
+            self._current = (self._current + offset) % len(urls)
+            break
+        else:
+            raise NetworkError(f"Cannot open the realtime socket: {failure}") from failure
         self._failures = 0
         for key in self._listeners:
             self._send_frame({"op": "subscribe", "id": next(self._ids), **_key_frame(key)})

@@ -25,6 +25,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,6 +211,7 @@ class Relay:
     process that broadcasts knows how many nodes to hear back from."""
 
     BROADCASTS = "tether:rt:broadcast"
+    EVENTS = "tether:rt:events"
     NODES = "tether:rt:nodes"
     HEARTBEAT = 2.0
 
@@ -235,10 +237,15 @@ class Relay:
         message = {"op": "response", "org": org_id, "broadcast": broadcast_id, "payload": payload}
         self._send(origin, message)
 
+    def event(self, event: Event) -> None:
+        message = {"origin": self.hub.node, "event": msgspec.structs.asdict(event)}
+        self._spawn(self._publish(self.EVENTS, msgspec.json.encode(message)))
+
     def _send(self, node: str, message: dict[str, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self._publish(self._inbox(node), msgspec.json.encode(message))
-        )
+        self._spawn(self._publish(self._inbox(node), msgspec.json.encode(message)))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -249,7 +256,7 @@ class Relay:
         """Heartbeat and relay until cancelled."""
         beating = asyncio.get_running_loop().create_task(self._heartbeat())
         pubsub = self.redis.pubsub()
-        await pubsub.subscribe(self.BROADCASTS, self._inbox(self.hub.node))
+        await pubsub.subscribe(self.BROADCASTS, self.EVENTS, self._inbox(self.hub.node))
         try:
             async for message in pubsub.listen():
                 if message.get("type") != "message":
@@ -265,7 +272,10 @@ class Relay:
             await self.redis.aclose()
 
     def _handle(self, channel: str, message: dict[str, Any]) -> None:
-        if channel == self.BROADCASTS:
+        if channel == self.EVENTS:
+            if message["origin"] != self.hub.node:
+                self.hub.publish(msgspec.convert(message["event"], Event))
+        elif channel == self.BROADCASTS:
             if message["origin"] == self.hub.node:
                 return
             org_id, name, system, consumer = message["key"]
@@ -292,10 +302,14 @@ class Relay:
 
 
 async def forward_events(state: ServerState, hub: Hub) -> None:
-    """Carry every event of the bus to the sockets that asked for it."""
+    """Carry every event of this process's bus to the sockets that asked for it, here and,
+    through the relay, on the other processes."""
     async with state.bus.subscribe() as queue:
         while True:
-            hub.publish(await queue.get())
+            event = await queue.get()
+            hub.publish(event)
+            if hub.relay is not None:
+                hub.relay.event(event)
 
 
 def _channel_key(client: Client, frame: Frame) -> ChannelKey:
