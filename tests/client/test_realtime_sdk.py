@@ -90,3 +90,25 @@ def test_async_twin(tenant: Tenant) -> None:
             await listener.cancel()
 
     asyncio.run(main())
+
+
+def test_presence(tenant: Tenant, server: RunningServer) -> None:
+    changes: list[tuple[str, str]] = []
+    with tenant.client() as watcher, tenant.client() as admin:
+        device = admin.post("devices", {"name": "kiosk-7"})
+        watching = watcher.get_channel("hall").on_presence(
+            lambda change, member: changes.append((change, member["name"]))
+        )
+        with tether.Client(
+            server.url, device_id=device["id"], device_secret=device["secret"]
+        ) as kiosk:
+            kiosk.get_channel("hall").listen("ping")
+            wait_for(lambda: ("joined", "kiosk-7") in changes, timeout=10, what="the join")
+            members = watcher.get_channel("hall").members()
+            assert {(m["type"], m["name"]) for m in members} == {
+                ("user", "admin"),
+                ("device", "kiosk-7"),
+            }
+        wait_for(lambda: ("left", "kiosk-7") in changes, timeout=10, what="the leave")
+        assert [m["type"] for m in watcher.get_channel("hall").members()] == ["user"]
+        watching.cancel()

@@ -4,6 +4,7 @@ listeners split across both, each once, and every response comes back to the bro
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import time
@@ -20,6 +21,14 @@ from tests.faults.conftest import serve
 pytestmark = pytest.mark.subprocess
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+async def next_frame(ws: Any, timeout: float = 30) -> dict[str, Any]:
+    """The next frame that is not a presence notice (others join and leave all the time)."""
+    while True:
+        frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if frame["op"] != "presence":
+            return frame
 
 
 @pytest.fixture
@@ -61,18 +70,18 @@ def test_a_broadcast_crosses_processes_and_every_response_returns(
             url = f"ws://127.0.0.1:{ports[n % 2]}/api/v1/realtime"
             async with connect(url, additional_headers=headers) as ws:
                 await ws.send(json.dumps({"op": "subscribe", "id": 1, "channel": "cluster"}))
-                assert json.loads(await ws.recv())["op"] == "ack"
+                assert (await next_frame(ws))["op"] == "ack"
                 subscribed.append(n)
                 if len(subscribed) == 50:
                     ready.set()
-                frame = json.loads(await asyncio.wait_for(ws.recv(), 30))
+                frame = await next_frame(ws)
                 assert frame["op"] == "broadcast"
                 received[n] += 1
                 await ws.send(
                     json.dumps({"op": "respond", "broadcast": frame["broadcast"], "payload": n})
                 )
                 with pytest.raises(TimeoutError):
-                    await asyncio.wait_for(ws.recv(), 0.5)
+                    await next_frame(ws, 0.5)
 
         async def main() -> tuple[list[Any], float]:
             ready, subscribed = asyncio.Event(), []
@@ -93,7 +102,7 @@ def test_a_broadcast_crosses_processes_and_every_response_returns(
                         }
                     )
                 )
-                reply = json.loads(await asyncio.wait_for(caster.recv(), 30))
+                reply = await next_frame(caster)
                 elapsed = time.monotonic() - started
             await asyncio.gather(*tasks)
             return reply["responses"], elapsed
@@ -107,7 +116,7 @@ def test_a_broadcast_crosses_processes_and_every_response_returns(
             url = f"ws://127.0.0.1:{ports[0]}/api/v1/realtime"
             async with connect(url, additional_headers=headers) as ws:
                 await ws.send(json.dumps({"op": "events", "id": 1, "types": ["device:created"]}))
-                assert json.loads(await ws.recv())["op"] == "ack"
+                assert (await next_frame(ws))["op"] == "ack"
                 async with httpx.AsyncClient() as http:
                     created = await http.post(
                         f"http://127.0.0.1:{ports[1]}/api/v1/devices",
@@ -115,7 +124,29 @@ def test_a_broadcast_crosses_processes_and_every_response_returns(
                         headers=headers,
                     )
                     assert created.status_code == 201, created.text
-                return json.loads(await asyncio.wait_for(ws.recv(), 10))  # type: ignore[no-any-return]
+                return await next_frame(ws, 10)
+
+        device = httpx.post(
+            f"http://127.0.0.1:{ports[0]}/api/v1/devices", json={"name": "on-b"}, headers=headers
+        ).json()
+
+        async def presence_across_processes() -> list[dict[str, Any]]:
+            pair = f"{device['id']}:{device['secret']}".encode()
+            basic = "Basic " + base64.b64encode(pair).decode()
+            async with connect(
+                f"ws://127.0.0.1:{ports[1]}/api/v1/realtime",
+                additional_headers={"Authorization": basic},
+            ) as on_b:
+                await on_b.send(json.dumps({"op": "subscribe", "id": 1, "channel": "hall"}))
+                assert (await next_frame(on_b))["op"] == "ack"
+                async with connect(
+                    f"ws://127.0.0.1:{ports[0]}/api/v1/realtime", additional_headers=headers
+                ) as on_a:
+                    await on_a.send(json.dumps({"op": "who", "id": 2, "channel": "hall"}))
+                    return (await next_frame(on_a))["members"]  # type: ignore[no-any-return]
+
+        members = asyncio.run(presence_across_processes())
+        assert [(m["type"], m["name"]) for m in members] == [("device", "on-b")]
 
         event = asyncio.run(event_from_the_other_process())
         assert (event["op"], event["type"], event["document"]["name"]) == (

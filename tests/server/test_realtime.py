@@ -28,9 +28,10 @@ async def send(ws: ClientConnection, **frame: Any) -> None:
 
 
 async def receive(ws: ClientConnection, op: str | None = None) -> dict[str, Any]:
+    """The next frame (of kind `op`), passing over presence notices unless asked for them."""
     while True:
         frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
-        if op is None or frame["op"] == op:
+        if (op is None and frame["op"] != "presence") or frame["op"] == op:
             return frame  # type: ignore[no-any-return]
 
 

@@ -131,6 +131,19 @@ class AsyncChannel:
         await self._realtime.add_listener(listener, timeout)
         return listener
 
+    async def members(self, timeout: float = 10) -> list[dict[str, Any]]:
+        """Who is subscribed right now, across the cluster: type, id and name of each."""
+        reply = await self._realtime.request(self._frame(op="who"), timeout)
+        return list(reply["members"])
+
+    async def on_presence(
+        self, callback: Callable[[str, dict[str, Any]], Any], timeout: float = 10
+    ) -> AsyncListener:
+        """Call `callback("joined" | "left", member)` as others subscribe and leave; this
+        subscribes to the channel. Cancel the returned listener to stop."""
+        self._realtime._presence.setdefault(self.key, []).append(callback)
+        return await self.listen("", timeout)
+
     async def fling(self, payload: Any) -> None:
         """Ask the apps on this channel to launch `payload` (EXP's fling)."""
         await self.broadcast("fling", payload, timeout=0)
@@ -154,6 +167,7 @@ class AsyncRealtime:
         self._pending: dict[int, Any] = {}
         self._listeners: dict[ChannelKey, set[AsyncListener]] = {}
         self._callbacks: dict[str, list[Callable[[dict[str, Any]], Any]]] = {}
+        self._presence: dict[ChannelKey, list[Callable[[str, dict[str, Any]], Any]]] = {}
         self._failures = 0
         self._current = 0
         self._closed = False
@@ -240,7 +254,7 @@ class AsyncRealtime:
 
     def _dispatch(self, frame: dict[str, Any]) -> None:
         op = frame.get("op")
-        if op in ("ack", "responses", "error") and frame.get("id") in self._pending:
+        if op in ("ack", "responses", "members", "error") and frame.get("id") in self._pending:
             future = self._pending.pop(frame["id"])
             if op == "error":
                 _settle(future, RealtimeError(str(frame.get("message")), str(frame.get("code"))))
@@ -252,6 +266,14 @@ class AsyncRealtime:
             for listener in list(self._listeners.get(key, ())):
                 if listener.name in (broadcast.name, "*"):
                     listener._deliver(broadcast)
+        elif op == "presence":
+            key = (frame["channel"], bool(frame.get("system")), bool(frame.get("consumer")))
+            change = "joined" if "joined" in frame else "left"
+            for watcher in list(self._presence.get(key, ())):
+                try:
+                    watcher(change, frame[change])
+                except Exception:
+                    logger.exception("presence callback failed")
         elif op == "event":
             name = f"{frame['type']}:{frame['action']}"
             for pattern, callbacks in list(self._callbacks.items()):

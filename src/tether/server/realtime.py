@@ -9,10 +9,13 @@ Frames are JSON objects with an `op`. From the client:
                           "timeout": 0.5}
     {"op": "respond",     "broadcast": "<id>", "payload": {...}}
     {"op": "events",      "id": 4, "types": ["device:created", "telemetry:*"]}
+    {"op": "who",         "id": 5, "channel": "lobby"}
 
 From the server: `ack` (with the request's id), `error` (id, code, message: the socket stays
 open), `broadcast` (channel, name, payload, broadcast id, sent_at), `responses` (id, list) when a
-broadcast's time is up or everyone answered, and `event` (type, action, id, document).
+broadcast's time is up or everyone answered, `event` (type, action, id, document), `members`
+(the answer to `who`: type, id and name of each identity subscribed) and `presence` (channel
+and `joined` or `left` with a member) to a channel's subscribers as others come and go.
 
 One process keeps its sockets' channels in a `Hub`; with `TETHER_REDIS_URL` a `Relay` carries
 broadcasts, delivery counts and responses between processes over Redis pub/sub.
@@ -77,6 +80,11 @@ class Client:
     events: set[str] = field(default_factory=set)
     too_slow: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @property
+    def member(self) -> dict[str, str]:
+        """How this socket appears in a channel's presence."""
+        return {"type": self.principal.type, "id": self.principal.id, "name": self.principal.name}
+
     def offer(self, frame: dict[str, Any]) -> bool:
         """Queue a frame; a client whose queue is full is marked to be disconnected."""
         try:
@@ -123,25 +131,48 @@ class Hub:
         self.relay: Relay | None = None
 
     def subscribe(self, client: Client, key: ChannelKey) -> None:
+        if key in client.channels:
+            return
         self._channels.setdefault(key, set()).add(client)
         client.channels.add(key)
+        self._presence(key, client, "joined")
 
     def unsubscribe(self, client: Client, key: ChannelKey) -> None:
         members = self._channels.get(key)
-        if members is not None:
-            members.discard(client)
-            if not members:
-                del self._channels[key]
+        if members is None or client not in members:
+            return
+        members.discard(client)
+        if not members:
+            del self._channels[key]
         client.channels.discard(key)
+        self._presence(key, client, "left")
 
     def leave(self, client: Client) -> None:
         for key in list(client.channels):
             self.unsubscribe(client, key)
         self.clients.discard(client)
 
-    def deliver(self, key: ChannelKey, frame: dict[str, Any]) -> int:
-        """Hand a broadcast to this process's subscribers of `key`; how many took it."""
-        return sum(client.offer(frame) for client in list(self._channels.get(key, ())))
+    def members(self, key: ChannelKey) -> list[dict[str, Any]]:
+        """Who is subscribed to `key` on this node, once per identity."""
+        seen = {(c.principal.type, c.principal.id): c.member for c in self._channels.get(key, ())}
+        return list(seen.values())
+
+    def _presence(self, key: ChannelKey, client: Client, change: str) -> None:
+        frame = {
+            "op": "presence",
+            "channel": key[1],
+            "system": key[2],
+            "consumer": key[3],
+            change: client.member,
+        }
+        self.deliver(key, frame, skip=client)
+        if self.relay is not None:
+            self.relay.presence(key, frame, client, change)
+
+    def deliver(self, key: ChannelKey, frame: dict[str, Any], skip: Client | None = None) -> int:
+        """Hand a frame to this process's subscribers of `key` (but `skip`); how many took it."""
+        members = self._channels.get(key, ())
+        return sum(client.offer(frame) for client in list(members) if client is not skip)
 
     async def broadcast(
         self, key: ChannelKey, name: str, payload: Any, timeout: float
@@ -212,6 +243,7 @@ class Relay:
 
     BROADCASTS = "tether:rt:broadcast"
     EVENTS = "tether:rt:events"
+    PRESENCE = "tether:rt:presence"
     NODES = "tether:rt:nodes"
     HEARTBEAT = 2.0
 
@@ -237,6 +269,34 @@ class Relay:
         message = {"op": "response", "org": org_id, "broadcast": broadcast_id, "payload": payload}
         self._send(origin, message)
 
+    def _presence_key(self, key: ChannelKey) -> str:
+        return "tether:rt:presence:" + msgspec.json.encode(list(key)).decode()
+
+    def presence(self, key: ChannelKey, frame: dict[str, Any], client: Client, change: str) -> None:
+        """Tell the other nodes' subscribers, and keep the cluster-wide member list."""
+        field_name = f"{self.hub.node}:{id(client)}"
+        store = self._presence_key(key)
+        if change == "joined":
+            self._spawn(self._call("hset", store, field_name, msgspec.json.encode(client.member)))
+        else:
+            self._spawn(self._call("hdel", store, field_name))
+        message = {"origin": self.hub.node, "key": list(key), "frame": frame}
+        self._spawn(self._publish(self.PRESENCE, msgspec.json.encode(message)))
+
+    async def _call(self, command: str, *args: Any) -> None:
+        await getattr(self.redis, command)(*args)
+
+    async def members(self, key: ChannelKey, local: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Everyone in the channel on live nodes (a dead node's members are skipped)."""
+        alive = await self.nodes() | {self.hub.node}
+        stored = await self.redis.hgetall(self._presence_key(key))
+        seen = {(m["type"], m["id"]): m for m in local}
+        for field_name, value in stored.items():
+            if field_name.decode().split(":", 1)[0] in alive:
+                member = msgspec.json.decode(value)
+                seen.setdefault((member["type"], member["id"]), member)
+        return list(seen.values())
+
     def event(self, event: Event) -> None:
         message = {"origin": self.hub.node, "event": msgspec.structs.asdict(event)}
         self._spawn(self._publish(self.EVENTS, msgspec.json.encode(message)))
@@ -256,7 +316,9 @@ class Relay:
         """Heartbeat and relay until cancelled."""
         beating = asyncio.get_running_loop().create_task(self._heartbeat())
         pubsub = self.redis.pubsub()
-        await pubsub.subscribe(self.BROADCASTS, self.EVENTS, self._inbox(self.hub.node))
+        await pubsub.subscribe(
+            self.BROADCASTS, self.EVENTS, self.PRESENCE, self._inbox(self.hub.node)
+        )
         try:
             async for message in pubsub.listen():
                 if message.get("type") != "message":
@@ -272,7 +334,11 @@ class Relay:
             await self.redis.aclose()
 
     def _handle(self, channel: str, message: dict[str, Any]) -> None:
-        if channel == self.EVENTS:
+        if channel == self.PRESENCE:
+            if message["origin"] != self.hub.node:
+                org_id, name, system, consumer = message["key"]
+                self.hub.deliver((org_id, name, bool(system), bool(consumer)), message["frame"])
+        elif channel == self.EVENTS:
             if message["origin"] != self.hub.node:
                 self.hub.publish(msgspec.convert(message["event"], Event))
         elif channel == self.BROADCASTS:
@@ -341,6 +407,12 @@ async def _handle(hub: Hub, client: Client, frame: Frame) -> dict[str, Any] | No
             raise FrameError("invalid", "respond needs the broadcast id")
         hub.respond(client.principal.org_id, frame.broadcast, frame.payload)
         return None
+    if frame.op == "who":
+        key = _channel_key(client, frame)
+        members = hub.members(key)
+        if hub.relay is not None:
+            members = await hub.relay.members(key, members)
+        return {"op": "members", "id": frame.id, "members": members}
     if frame.op == "events":
         client.events = set(frame.types or [])
         return {"op": "ack", "id": frame.id}
