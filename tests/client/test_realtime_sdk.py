@@ -112,3 +112,18 @@ def test_presence(tenant: Tenant, server: RunningServer) -> None:
         wait_for(lambda: ("left", "kiosk-7") in changes, timeout=10, what="the leave")
         assert [m["type"] for m in watcher.get_channel("hall").members()] == ["user"]
         watching.cancel()
+
+
+def test_event_streams_and_resource_channels(tenant: Tenant) -> None:
+    with tenant.client() as watcher, tenant.client() as admin:
+        stream = watcher.listen_events("device:*")
+        device = admin.devices.create("streamed")
+        event = stream.wait(timeout=10)
+        assert event is not None
+        assert (event["action"], event["id"]) == ("created", device.id)
+        admin.devices.delete(device.id)
+        assert next(iter(stream))["action"] == "deleted"
+        thing = admin.things.create("lamp")
+        listener = watcher.things.get(thing.id).get_channel().listen("on")
+        assert thing.get_channel().broadcast("on", timeout=0) == []
+        assert listener.wait(timeout=10) is not None

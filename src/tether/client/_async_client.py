@@ -14,7 +14,7 @@ import httpx
 
 from tether._exceptions import ClientClosedError
 from tether.client._async_files import AsyncFiles
-from tether.client._async_realtime import AsyncChannel, AsyncRealtime
+from tether.client._async_realtime import AsyncChannel, AsyncEventStream, AsyncRealtime
 from tether.client._async_resources import (
     AsyncCollection,
     AsyncContent,
@@ -149,6 +149,10 @@ class AsyncClient:
     async def on(self, event: str, callback: Callable[[dict[str, Any]], Any]) -> None:
         """Call `callback(frame)` for resource events: "device:created", "zone:*", "*"."""
         await self.realtime.on(event, callback)
+
+    async def listen_events(self, *events: str) -> AsyncEventStream:
+        """Resource events ("device:created", "zone:*", "*") to iterate over or `wait()` for."""
+        return await self.realtime.listen_events(*events)
 
     async def run_forever(self, seconds: float | None = None) -> None:
         """Keep a script alive while callbacks and listeners work (`seconds`: then return)."""

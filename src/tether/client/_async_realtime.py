@@ -99,6 +99,33 @@ class AsyncListener:
         return broadcast
 
 
+class AsyncEventStream:
+    """Resource events in arrival order: `wait(timeout)` or iterate."""
+
+    def __init__(self, realtime: AsyncRealtime) -> None:
+        self._realtime = realtime
+        self._queue = _async_queue()
+
+    def _deliver(self, frame: dict[str, Any]) -> None:
+        self._queue.put_nowait(frame)
+
+    async def wait(self, timeout: float | None = 0) -> dict[str, Any] | None:
+        """The next event, waiting up to `timeout` seconds (None: forever); None if none."""
+        try:
+            return await _async_get(self._queue, timeout)  # type: ignore[no-any-return]
+        except TimeoutError:
+            return None
+
+    def __aiter__(self) -> AsyncEventStream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        event = await self.wait(timeout=None)
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+
 class AsyncChannel:
     """A named channel of the organization; `system` and `consumer` make distinct channels."""
 
@@ -328,6 +355,14 @@ class AsyncRealtime:
                 await self._send_frame(
                     {"op": "unsubscribe", "id": next(self._ids), **_key_frame(key)}
                 )
+
+    async def listen_events(self, *events: str) -> AsyncEventStream:
+        """Resource events named like `events` ("device:created", "zone:*", "*"), to iterate
+        over or `wait()` for."""
+        stream = AsyncEventStream(self)
+        for event in events or ("*",):
+            await self.on(event, stream._deliver)
+        return stream
 
     async def on(self, event: str, callback: Callable[[dict[str, Any]], Any]) -> None:
         """Call `callback(frame)` for each resource event named `event` ("device:created",

@@ -19,6 +19,7 @@ from tether.client._files import Source, opened_source
 
 if TYPE_CHECKING:
     from tether.client._async_client import AsyncClient
+    from tether.client._async_realtime import AsyncChannel
 
 R = TypeVar("R")
 
@@ -97,6 +98,10 @@ class AsyncResource:
     @property
     def project_id(self) -> str | None:
         return self.data.get("project_id")
+
+    def get_channel(self, system: bool = False, consumer: bool = False) -> AsyncChannel:
+        """This object's own channel (named by its id), e.g. to talk to one device."""
+        return self._client.get_channel(self.id, system, consumer)
 
     @property
     def created_at(self) -> dt.datetime:

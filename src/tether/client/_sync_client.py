@@ -15,7 +15,7 @@ import httpx
 
 from tether._exceptions import ClientClosedError
 from tether.client._sync_files import Files
-from tether.client._sync_realtime import Channel, Realtime
+from tether.client._sync_realtime import Channel, EventStream, Realtime
 from tether.client._sync_resources import (
     Collection,
     Content,
@@ -150,6 +150,10 @@ class Client:
     def on(self, event: str, callback: Callable[[dict[str, Any]], Any]) -> None:
         """Call `callback(frame)` for resource events: "device:created", "zone:*", "*"."""
         self.realtime.on(event, callback)
+
+    def listen_events(self, *events: str) -> EventStream:
+        """Resource events ("device:created", "zone:*", "*") to iterate over or `wait()` for."""
+        return self.realtime.listen_events(*events)
 
     def run_forever(self, seconds: float | None = None) -> None:
         """Keep a script alive while callbacks and listeners work (`seconds`: then return)."""

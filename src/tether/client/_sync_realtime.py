@@ -100,6 +100,33 @@ class Listener:
         return broadcast
 
 
+class EventStream:
+    """Resource events in arrival order: `wait(timeout)` or iterate."""
+
+    def __init__(self, realtime: Realtime) -> None:
+        self._realtime = realtime
+        self._queue = _sync_queue()
+
+    def _deliver(self, frame: dict[str, Any]) -> None:
+        self._queue.put_nowait(frame)
+
+    def wait(self, timeout: float | None = 0) -> dict[str, Any] | None:
+        """The next event, waiting up to `timeout` seconds (None: forever); None if none."""
+        try:
+            return _sync_get(self._queue, timeout)  # type: ignore[no-any-return]
+        except TimeoutError:
+            return None
+
+    def __iter__(self) -> EventStream:
+        return self
+
+    def __next__(self) -> dict[str, Any]:
+        event = self.wait(timeout=None)
+        if event is None:
+            raise StopIteration
+        return event
+
+
 class Channel:
     """A named channel of the organization; `system` and `consumer` make distinct channels."""
 
@@ -329,6 +356,14 @@ class Realtime:
                 self._send_frame(
                     {"op": "unsubscribe", "id": next(self._ids), **_key_frame(key)}
                 )
+
+    def listen_events(self, *events: str) -> EventStream:
+        """Resource events named like `events` ("device:created", "zone:*", "*"), to iterate
+        over or `wait()` for."""
+        stream = EventStream(self)
+        for event in events or ("*",):
+            self.on(event, stream._deliver)
+        return stream
 
     def on(self, event: str, callback: Callable[[dict[str, Any]], Any]) -> None:
         """Call `callback(frame)` for each resource event named `event` ("device:created",

@@ -20,6 +20,7 @@ from tether.client._files import Source, opened_source
 
 if TYPE_CHECKING:
     from tether.client._sync_client import Client
+    from tether.client._sync_realtime import Channel
 
 R = TypeVar("R")
 
@@ -98,6 +99,10 @@ class Resource:
     @property
     def project_id(self) -> str | None:
         return self.data.get("project_id")
+
+    def get_channel(self, system: bool = False, consumer: bool = False) -> Channel:
+        """This object's own channel (named by its id), e.g. to talk to one device."""
+        return self._client.get_channel(self.id, system, consumer)
 
     @property
     def created_at(self) -> dt.datetime:
