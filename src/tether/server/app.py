@@ -8,7 +8,7 @@ import contextlib
 import datetime as dt
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,19 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 
 from tether._version import __version__
-from tether.server import data, files, identity, pairing, realtime, resources, sessions, telemetry
+from tether.server import (
+    content_data,
+    data,
+    file_sync,
+    file_tasks,
+    files,
+    identity,
+    pairing,
+    realtime,
+    resources,
+    sessions,
+    telemetry,
+)
 from tether.server.authn import AuthenticationMiddleware
 from tether.server.blobs import BlobStore
 from tether.server.bootstrap import FirstAdmin, prepare
@@ -55,28 +67,35 @@ def _announce(admin: FirstAdmin, settings: Settings) -> None:
     print("\n".join(lines), file=sys.stderr, flush=True)
 
 
-async def _prune_telemetry(state: ServerState) -> None:
-    """Apply the telemetry retention setting now and then every hour."""
-    days = state.settings.telemetry_retention_days
+async def _hourly(job: Callable[[], Awaitable[int]], done: str) -> None:
+    """Run a housekeeping `job` now and then every hour; `done` % its count is logged."""
     while True:
         try:
-            deleted = await telemetry.prune(
-                state.engine, dt.datetime.now(dt.UTC) - dt.timedelta(days=days)
-            )
-            if deleted:
-                logger.info("telemetry retention deleted %d points", deleted)
+            count = await job()
+            if count:
+                logger.info(done, count)
         except Exception:
-            logger.exception("telemetry retention failed; trying again in an hour")
+            logger.exception("housekeeping failed (%s); trying again in an hour", done)
         await asyncio.sleep(3600)
+
+
+def _prune_telemetry(state: ServerState) -> Callable[[], Awaitable[int]]:
+    """The telemetry retention setting as a job."""
+    days = state.settings.telemetry_retention_days
+
+    def job() -> Awaitable[int]:
+        return telemetry.prune(state.engine, dt.datetime.now(dt.UTC) - dt.timedelta(days=days))
+
+    return job
 
 
 @contextlib.asynccontextmanager
 async def _background(state: ServerState, hub: realtime.Hub) -> AsyncIterator[None]:
     """Housekeeping tasks that live as long as the server."""
     if state.settings.telemetry_retention_days:
-        state.spawn(_prune_telemetry(state))
-    state.spawn(files.resume_tasks(state))
-    state.spawn(files.collect_blobs_hourly(state))
+        state.spawn(_hourly(_prune_telemetry(state), "telemetry retention deleted %d points"))
+    state.spawn(file_tasks.resume_tasks(state))
+    state.spawn(_hourly(lambda: files.collect_blobs(state), "removed %d unreferenced blobs"))
     state.spawn(realtime.forward_events(state, hub))
     if state.settings.redis_url:
         hub.relay = realtime.Relay(state.settings.redis_url, hub)
@@ -137,6 +156,9 @@ def create_app(
             data.router,
             telemetry.router,
             files.router,
+            file_tasks.router,
+            file_sync.router,
+            content_data.router,
             realtime.realtime,
             *(extra_handlers or []),
         ],

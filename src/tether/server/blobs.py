@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from tether.server.problems import Problem
 
@@ -34,8 +35,19 @@ class BlobStore:
     async def receive(self, chunks: AsyncIterator[bytes], limit: int) -> tuple[str, int]:
         """Store the bytes of `chunks` (413 past `limit`); returns their SHA-256 and size."""
         digest = hashlib.sha256()
+        temporary, size = await self.spool(chunks, limit, digest)
+        try:
+            return self.adopt(temporary, digest.hexdigest()), size
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    async def spool(
+        self, chunks: AsyncIterator[bytes], limit: int, digest: Any = None
+    ) -> tuple[Path, int]:
+        """Write `chunks` to a new temporary file (413 past `limit`, and then no file is
+        left), feeding `digest` on the way; the caller removes or adopts the file."""
         size = 0
-        temporary = self._incoming / uuid.uuid4().hex
+        temporary = self.temporary()
         try:
             with temporary.open("wb") as out:
                 async for chunk in chunks:
@@ -44,11 +56,13 @@ class BlobStore:
                         raise Problem(
                             413, f"A file may be at most {limit} bytes.", code="too_large"
                         )
-                    digest.update(chunk)
+                    if digest is not None:
+                        digest.update(chunk)
                     out.write(chunk)
-            return self.adopt(temporary, digest.hexdigest()), size
-        finally:
+        except BaseException:
             temporary.unlink(missing_ok=True)
+            raise
+        return temporary, size
 
     def adopt(self, temporary: Path, sha256: str) -> str:
         """Move a finished temporary file into place as the blob `sha256` (or drop it when the
