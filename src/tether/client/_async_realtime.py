@@ -288,13 +288,13 @@ class AsyncRealtime:
             else:
                 _settle(future, frame)
         elif op == "broadcast":
-            key = (frame["channel"], bool(frame.get("system")), bool(frame.get("consumer")))
+            key = _frame_key(frame)
             broadcast = AsyncBroadcast(self, frame)
             for listener in list(self._listeners.get(key, ())):
                 if listener.name in (broadcast.name, "*"):
                     listener._deliver(broadcast)
         elif op == "presence":
-            key = (frame["channel"], bool(frame.get("system")), bool(frame.get("consumer")))
+            key = _frame_key(frame)
             change = "joined" if "joined" in frame else "left"
             for watcher in list(self._presence.get(key, ())):
                 try:
@@ -385,6 +385,10 @@ class AsyncRealtime:
         if self._worker is not None:
             worker, self._worker = self._worker, None
             await worker.stop()
+
+
+def _frame_key(frame: dict[str, Any]) -> ChannelKey:
+    return (frame["channel"], bool(frame.get("system")), bool(frame.get("consumer")))
 
 
 def _key_frame(key: ChannelKey) -> dict[str, Any]:

@@ -289,13 +289,13 @@ class Realtime:
             else:
                 _settle(future, frame)
         elif op == "broadcast":
-            key = (frame["channel"], bool(frame.get("system")), bool(frame.get("consumer")))
+            key = _frame_key(frame)
             broadcast = Broadcast(self, frame)
             for listener in list(self._listeners.get(key, ())):
                 if listener.name in (broadcast.name, "*"):
                     listener._deliver(broadcast)
         elif op == "presence":
-            key = (frame["channel"], bool(frame.get("system")), bool(frame.get("consumer")))
+            key = _frame_key(frame)
             change = "joined" if "joined" in frame else "left"
             for watcher in list(self._presence.get(key, ())):
                 try:
@@ -386,6 +386,10 @@ class Realtime:
         if self._worker is not None:
             worker, self._worker = self._worker, None
             worker.stop()
+
+
+def _frame_key(frame: dict[str, Any]) -> ChannelKey:
+    return (frame["channel"], bool(frame.get("system")), bool(frame.get("consumer")))
 
 
 def _key_frame(key: ChannelKey) -> dict[str, Any]:

@@ -336,17 +336,15 @@ class Relay:
     def _handle(self, channel: str, message: dict[str, Any]) -> None:
         if channel == self.PRESENCE:
             if message["origin"] != self.hub.node:
-                org_id, name, system, consumer = message["key"]
-                self.hub.deliver((org_id, name, bool(system), bool(consumer)), message["frame"])
+                self.hub.deliver(_key(message["key"]), message["frame"])
         elif channel == self.EVENTS:
             if message["origin"] != self.hub.node:
                 self.hub.publish(msgspec.convert(message["event"], Event))
         elif channel == self.BROADCASTS:
             if message["origin"] == self.hub.node:
                 return
-            org_id, name, system, consumer = message["key"]
             frame = message["frame"]
-            count = self.hub.deliver((org_id, name, bool(system), bool(consumer)), frame)
+            count = self.hub.deliver(_key(message["key"]), frame)
             self._send(
                 message["origin"],
                 {
@@ -365,6 +363,12 @@ class Relay:
         while True:
             await self.redis.zadd(self.NODES, {self.hub.node: time.time()})
             await asyncio.sleep(self.HEARTBEAT)
+
+
+def _key(sent: list[Any]) -> ChannelKey:
+    """A channel key back from its JSON list form."""
+    org_id, name, system, consumer = sent
+    return (org_id, name, bool(system), bool(consumer))
 
 
 async def forward_events(state: ServerState, hub: Hub) -> None:

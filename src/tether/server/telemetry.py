@@ -22,6 +22,7 @@ from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tether._values import field_problem, value_problem
+from tether.server.data import scoped_paths
 from tether.server.database import Reads, bulk_insert, run_on_sqlite_thread, utcnow
 from tether.server.events import Event
 from tether.server.pages import check_query
@@ -143,8 +144,7 @@ def _points(
 
 
 def _paths(suffix: str) -> list[str]:
-    base = f"/devices/{{id:str}}/telemetry{suffix}"
-    return [base, f"/projects/{{project_id:str}}{base}"]
+    return scoped_paths(f"/devices/{{id:str}}/telemetry{suffix}")
 
 
 async def _device(conn: Reads, request: Request[Any, Any, Any]) -> tuple[str, str]:
