@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -25,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import httpx
+from _common import admin_token, free_port, start_tether
 from websockets.asyncio.client import connect
 
 BARE = """
@@ -78,12 +77,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int) -> None:
@@ -158,41 +151,12 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="tether-rt-"))
     tether_port, bare_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-    env |= {"TETHER_ADMIN_PASSWORD": "bench-password", "TETHER_LOG_LEVEL": "warning"}
-    tether = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "tether"),
-            "serve",
-            "--data",
-            str(work),
-            "--port",
-            str(tether_port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    tether = start_tether(work, tether_port)
     (work / "bare.py").write_text(BARE)
     bare = subprocess.Popen([sys.executable, str(work / "bare.py"), str(bare_port)])
     try:
-        wait_port(tether_port)
         wait_port(bare_port)
-        base = f"http://127.0.0.1:{tether_port}/api/v1"
-        for _ in range(100):
-            try:
-                token = httpx.post(
-                    f"{base}/auth/token",
-                    json={
-                        "grant_type": "password",
-                        "username": "admin",
-                        "password": "bench-password",
-                        "organization": "main",
-                    },
-                ).json()["access_token"]
-                break
-            except (httpx.HTTPError, KeyError):
-                time.sleep(0.1)
+        token = admin_token(f"http://127.0.0.1:{tether_port}")
         print(
             f"Python {sys.version.split()[0]}; {args.rounds} rounds; subscribers in one "
             "asyncio process; one tether serve worker; bare = websockets server, same frames"

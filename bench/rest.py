@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from _common import ADMIN_PASSWORD, admin_token, free_port
 from litestar import get
 
 from tether.server.app import create_app
@@ -61,12 +61,10 @@ def main() -> None:
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     data = tempfile.mkdtemp(prefix="tether-bench-")
     settings = Settings.load(
-        {"data": data, "admin_password": "bench-password", "port": port, "log_level": "warning"}
+        {"data": data, "admin_password": ADMIN_PASSWORD, "port": port, "log_level": "warning"}
     )
     app = create_app(settings, extra_handlers=[bare_device, bare_page])
     server = uvicorn.Server(
@@ -76,15 +74,7 @@ def main() -> None:
     while not server.started:
         time.sleep(0.05)
     base = f"http://127.0.0.1:{port}/api/v1"
-    token = httpx.post(
-        f"{base}/auth/token",
-        json={
-            "grant_type": "password",
-            "username": "admin",
-            "password": "bench-password",
-            "organization": "main",
-        },
-    ).json()["access_token"]
+    token = admin_token(f"http://127.0.0.1:{port}")
     headers = {"Authorization": f"Bearer {token}"}
     ids = [
         httpx.post(

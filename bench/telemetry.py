@@ -15,11 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
-import socket
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +27,7 @@ from typing import Any
 import asyncpg
 import httpx
 import sqlalchemy as sa
+from _common import admin_token, free_port, start_tether
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tether.server.tables import metadata, telemetry_points
@@ -38,12 +36,6 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 T0 = 1_767_225_600.0
 SHAPES = ((1, 3000), (100, 400), (1000, 120))  # points per push, pushes per run
 COLUMNS = ("device_id", "field", "ts", "num", "value")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def batches(device_ids: list[str], per_push: int, pushes: int) -> list[tuple[str, bytes]]:
@@ -149,29 +141,6 @@ async def pg_database(action: str, name: str) -> None:
         await conn.close()
 
 
-def serve(data: Path, port: int, database_url: str | None) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-    env |= {"TETHER_ADMIN_PASSWORD": "bench-password", "TETHER_LOG_LEVEL": "warning"}
-    if database_url:
-        env["TETHER_DATABASE_URL"] = database_url
-    tether = str(Path(sys.executable).parent / "tether")
-    process = subprocess.Popen(
-        [tether, "serve", "--data", str(data), "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health").status_code == 200:
-                return process
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    process.kill()
-    raise SystemExit("tether serve did not start")
-
-
 def run(backend: str, devices: int, rounds: int) -> list[tuple[str, int, float, float]]:
     work = Path(tempfile.mkdtemp(prefix="tether-bench-"))
     names: list[str] = []
@@ -184,19 +153,11 @@ def run(backend: str, devices: int, rounds: int) -> list[tuple[str, int, float, 
 
     api_db = new_pg_database() if backend == "postgresql" else None
     port = free_port()
-    process = serve(work / "data", port, api_db)
+    process = start_tether(work / "data", port, api_db)
     results = []
     try:
         url = f"http://127.0.0.1:{port}"
-        token = httpx.post(
-            f"{url}/api/v1/auth/token",
-            json={
-                "grant_type": "password",
-                "username": "admin",
-                "password": "bench-password",
-                "organization": "main",
-            },
-        ).json()["access_token"]
+        token = admin_token(url)
         auth = {"Authorization": f"Bearer {token}"}
         ids = [
             httpx.post(f"{url}/api/v1/devices", json={"name": f"d{n}"}, headers=auth).json()["id"]

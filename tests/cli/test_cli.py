@@ -26,7 +26,8 @@ def cli(*args: str) -> str:
     return result.output
 
 
-def test_login_whoami_tokens_devices_request(tenant: Tenant) -> None:
+def login(tenant: Tenant) -> None:
+    """`tether login` as the tenant's admin, saving the token for later commands."""
     cli(
         "login",
         tenant.url,
@@ -37,6 +38,10 @@ def test_login_whoami_tokens_devices_request(tenant: Tenant) -> None:
         "--password",
         tenant.password,
     )
+
+
+def test_login_whoami_tokens_devices_request(tenant: Tenant) -> None:
+    login(tenant)
     assert json.loads(cli("whoami", "--json"))["organization"]["name"] == tenant.organization
     created = json.loads(cli("devices", "create", "sensor", "--document", '{"a": 1}', "--json"))
     assert created["secret"]
@@ -180,16 +185,7 @@ def test_telemetry_push_latest_query(tenant: Tenant, tmp_path: Path) -> None:
 
 def test_files_commands(tenant: Tenant, tmp_path: Path) -> None:
     env = {"TETHER_URL": tenant.url}
-    cli(
-        "login",
-        tenant.url,
-        "--organization",
-        tenant.organization,
-        "--username",
-        "admin",
-        "--password",
-        tenant.password,
-    )
+    login(tenant)
     local = tmp_path / "photo.jpg"
     local.write_bytes(os.urandom(300_000))
     assert "/pics/photo.jpg (300000 bytes" in cli("files", "put", str(local), "/pics/photo.jpg")

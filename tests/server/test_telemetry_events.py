@@ -11,40 +11,18 @@ import datetime as dt
 from pathlib import Path
 
 import sqlalchemy as sa
-from litestar.testing import AsyncTestClient
 
+from tests.server.inprocess import settings_for, signed_in
 from tether.server import telemetry
-from tether.server.app import create_app
-from tether.server.settings import Settings
-from tether.server.state import ServerState
 from tether.server.tables import telemetry_latest, telemetry_points
 
 T0 = 1_767_225_600.0
 
 
 def test_pushes_are_published_and_retention_prunes(tmp_path: Path) -> None:
-    settings = Settings.load(
-        {"data": tmp_path, "admin_username": "admin", "admin_password": "admin-password"},
-        environ={},
-    )
-    app = create_app(settings)
-
     async def main() -> None:
-        async with AsyncTestClient(app) as http:
-            token = (
-                await http.post(
-                    "/api/v1/auth/token",
-                    json={
-                        "grant_type": "password",
-                        "username": "admin",
-                        "password": "admin-password",
-                        "organization": "main",
-                    },
-                )
-            ).json()["access_token"]
-            http.headers["Authorization"] = f"Bearer {token}"
+        async with signed_in(settings_for(tmp_path)) as (http, state):
             device = (await http.post("/api/v1/devices", json={"name": "d"})).json()
-            state: ServerState = app.state.tether
             async with state.bus.subscribe() as events:
                 body = {
                     "batch": "one",

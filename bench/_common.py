@@ -1,0 +1,59 @@
+"""What the benchmarks share: a free port, a `tether serve` process, the admin's token."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ADMIN_PASSWORD = "bench-password"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_tether(data: Path, port: int, database_url: str | None = None) -> subprocess.Popen[bytes]:
+    """`tether serve` on loopback with a known admin password, once it answers its health check."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    env |= {"TETHER_ADMIN_PASSWORD": ADMIN_PASSWORD, "TETHER_LOG_LEVEL": "warning"}
+    if database_url:
+        env["TETHER_DATABASE_URL"] = database_url
+    tether = str(Path(sys.executable).parent / "tether")
+    process = subprocess.Popen(
+        [tether, "serve", "--data", str(data), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v1/health").status_code == 200:
+                return process
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("tether serve did not start")
+
+
+def admin_token(url: str) -> str:
+    """An access token for the first admin of the server at `url`."""
+    answer = httpx.post(
+        f"{url}/api/v1/auth/token",
+        json={
+            "grant_type": "password",
+            "username": "admin",
+            "password": ADMIN_PASSWORD,
+            "organization": "main",
+        },
+    )
+    answer.raise_for_status()
+    return str(answer.json()["access_token"])
