@@ -42,9 +42,10 @@ class _AsyncWorker:
                 delay = _AFTER_CRASH
             if self._stopping:
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
-            self._wake.clear()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), delay)
+                self._wake.clear()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -76,8 +77,9 @@ class _Worker:
                 delay = _AFTER_CRASH
             if self._stopping:
                 return
-            self._wake.wait(delay)
-            self._wake.clear()
+            if delay > 0:
+                self._wake.wait(delay)
+                self._wake.clear()
 
     def stop(self) -> None:
         self._stopping = True
