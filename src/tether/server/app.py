@@ -23,15 +23,18 @@ from tether._version import __version__
 from tether.server import (
     content_data,
     data,
+    deployments,
     file_sync,
     file_tasks,
     files,
     identity,
+    packages,
     pairing,
     realtime,
     resources,
     sessions,
     telemetry,
+    updates,
 )
 from tether.server.authn import AuthenticationMiddleware
 from tether.server.blobs import BlobStore
@@ -159,6 +162,9 @@ def create_app(
             file_tasks.router,
             file_sync.router,
             content_data.router,
+            packages.router,
+            deployments.router,
+            updates.router,
             realtime.realtime,
             *(extra_handlers or []),
         ],

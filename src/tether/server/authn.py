@@ -142,9 +142,10 @@ async def authenticate(state: ServerState, authorization: str) -> Principal:
     raise unauthenticated("Unsupported authorization scheme; use Bearer or Basic.")
 
 
-def enforce_scope(principal: Principal, method: str, path: str) -> None:
-    """Read-only principals cannot write; project-bound ones cannot leave their project."""
-    if principal.read_only and method not in _SAFE_METHODS:
+def enforce_scope(principal: Principal, method: str, path: str, reads_only: bool = False) -> None:
+    """Read-only principals cannot write (`reads_only`: a POST that changes nothing, such as an
+    update check); project-bound ones cannot leave their project."""
+    if principal.read_only and method not in _SAFE_METHODS and not reads_only:
         raise Problem(403, "This credential is read-only.", code="read_only")
     if principal.project_id and path not in _ANYWHERE:
         match = _PROJECT_PATH.match(path)
@@ -165,5 +166,10 @@ class AuthenticationMiddleware(AbstractAuthenticationMiddleware):
         if not header:
             raise unauthenticated()
         principal = await authenticate(state, header)
-        enforce_scope(principal, str(connection.scope.get("method", "GET")), connection.url.path)
+        enforce_scope(
+            principal,
+            str(connection.scope.get("method", "GET")),
+            connection.url.path,
+            bool(connection.route_handler.opt.get("reads_only")),
+        )
         return AuthenticationResult(user=principal, auth=header)

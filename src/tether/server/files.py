@@ -28,7 +28,7 @@ from tether.server.database import Reads, new_id, upsert, utcnow
 from tether.server.pages import Page, check_query, fetch_page, page_limit
 from tether.server.problems import Problem, conflict, invalid, not_found
 from tether.server.state import ServerState, Tether
-from tether.server.tables import blobs, content_data, files
+from tether.server.tables import blobs, content_data, files, package_versions
 
 CHUNK = 1024 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -326,10 +326,11 @@ async def make_folder(
 
 
 async def collect_blobs(tether: ServerState, idle: float = 3600.0) -> int:
-    """Delete blobs that no file or content item points at; returns how many went."""
+    """Delete blobs no file, content item or package version points at; returns how many."""
     referenced = sa.union(
         sa.select(files.c.sha256).where(files.c.sha256.is_not(None)),
         sa.select(content_data.c.sha256),
+        sa.select(package_versions.c.sha256),
     ).subquery()
     async with tether.reader.connect() as reads:
         orphans = (

@@ -91,6 +91,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("login_max_failures", int, 5, "Failed logins allowed per identity and window."),
     Setting("login_window", int, 60, "Window of the failed-login limit, in seconds."),
     Setting("max_file_size", int, 10 * 1024**3, "Largest file an upload may store, in bytes."),
+    Setting(
+        "max_package_size",
+        int,
+        4 * 1024**3,
+        "Largest package version a publish may store, in bytes.",
+    ),
     Setting("telemetry_max_points", int, 10_000, "Most telemetry points one push may carry."),
     Setting(
         "telemetry_retention_days",
@@ -149,6 +155,7 @@ class Settings:
             "pairing_ttl",
             "telemetry_max_points",
             "max_file_size",
+            "max_package_size",
         ):
             if self.values[name] <= 0:
                 raise SettingsError(f"{_BY_NAME[name].env}: must be positive")

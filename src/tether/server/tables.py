@@ -322,3 +322,75 @@ content_data = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
 )
 """The bytes of a content item and of each of its variants ("" is the item itself), as blobs."""
+
+update_keys = sa.Table(
+    "update_keys",
+    metadata,
+    sa.Column(
+        "org_id",
+        sa.String(36),
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("public_key", sa.String(64), nullable=False),
+    sa.Column("private_key", sa.String(64), nullable=True),
+    _created(),
+)
+"""An organization's ed25519 package signing key; the private half only when the server holds it."""
+
+package_versions = sa.Table(
+    "package_versions",
+    metadata,
+    _id(primary_key=True),
+    _org(),
+    sa.Column("reference", sa.String(200), nullable=False),
+    sa.Column("version", sa.String(100), nullable=False),
+    sa.Column("filename", sa.String(255), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("metadata", sa.Text, nullable=False),
+    sa.Column("signature", sa.String(100), nullable=True),
+    _created(),
+    sa.UniqueConstraint("org_id", "reference", "version", name="uq_package_versions_version"),
+)
+
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    _id(primary_key=True),
+    _org(),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column(
+        "version_id",
+        sa.String(36),
+        sa.ForeignKey("package_versions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("reference", sa.String(200), nullable=False),
+    sa.Column("rules", sa.Text, nullable=False),
+    sa.Column("percentage", sa.Float, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("failure_threshold", sa.Float, nullable=True),
+    sa.Column("min_reports", sa.Integer, nullable=False),
+    _created(),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_deployments_org_state", "org_id", "state"),
+)
+"""Which version of a package goes to which devices: rules over their properties, a stable
+percentage, and a state (active, paused, aborted)."""
+
+deployment_reports = sa.Table(
+    "deployment_reports",
+    metadata,
+    sa.Column(
+        "deployment_id",
+        sa.String(36),
+        sa.ForeignKey("deployments.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("device_id", sa.String(36), primary_key=True),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+"""The latest state each device reported for a deployment (downloading, installed, failed)."""

@@ -1,0 +1,266 @@
+"""The device side of software updates: check, download, report.
+
+A check takes what a device has installed and its properties and answers four lists
+(available, changed, unchanged, unavailable) from the organization's live deployments. Each
+offered package carries a download URL with a grant bound to that device and version, so no
+device can fetch a blob its rules do not give it, whatever URL or hash it guesses.
+"""
+
+# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+
+from typing import Annotated, Any
+
+import msgspec
+import sqlalchemy as sa
+from litestar import Request, Response, Router, get, post
+from litestar.params import FromPath, JSONBody
+
+from tether._versions import parse_version
+from tether.server.credentials import Principal
+from tether.server.data import scoped_paths
+from tether.server.database import Reads
+from tether.server.deployments import ReportState, record_report
+from tether.server.files import blob_response
+from tether.server.packages import LIVE_STATES, checked_version
+from tether.server.problems import forbidden, invalid, not_found
+from tether.server.resources import principal_of, resolve_scope
+from tether.server.rules import compile_rules, in_rollout
+from tether.server.state import Tether
+from tether.server.tables import deployment_reports, deployments, package_versions, resources
+
+GRANT_TTL = 7 * 24 * 3600
+_Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class InstalledPackage(msgspec.Struct, forbid_unknown_fields=True):
+    reference: _Text
+    version: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class CheckIn(msgspec.Struct, forbid_unknown_fields=True):
+    installed: Annotated[list[InstalledPackage], msgspec.Meta(max_length=1000)] = msgspec.field(
+        default_factory=list
+    )
+    properties: Annotated[dict[str, Any], msgspec.Meta(max_length=200)] = msgspec.field(
+        default_factory=dict
+    )
+    device_id: str | None = None
+
+
+class PackageOffer(msgspec.Struct, omit_defaults=True):
+    reference: str
+    version: str
+    filename: str
+    size: int
+    sha256: str
+    metadata: dict[str, Any]
+    url: str
+    deployment_id: str
+    signature: str | None = None
+
+
+class CheckOut(msgspec.Struct):
+    available: list[PackageOffer]
+    changed: list[PackageOffer]
+    unchanged: list[InstalledPackage]
+    unavailable: list[str]
+
+
+class ReportIn(msgspec.Struct, forbid_unknown_fields=True):
+    reference: _Text
+    version: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    state: ReportState
+    reason: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    device_id: str | None = None
+
+
+class ReportOut(msgspec.Struct):
+    deployment_id: str
+    deployment_state: str
+
+
+_LIVE = (
+    sa.select(
+        deployments.c.id,
+        deployments.c.reference,
+        deployments.c.rules,
+        deployments.c.percentage,
+        deployments.c.state,
+        package_versions.c.id.label("version_id"),
+        package_versions.c.version,
+        package_versions.c.filename,
+        package_versions.c.size,
+        package_versions.c.sha256,
+        package_versions.c.metadata,
+        package_versions.c.signature,
+    )
+    .join(package_versions, package_versions.c.id == deployments.c.version_id)
+    .where(deployments.c.org_id == sa.bindparam("org_id"), deployments.c.state.in_(LIVE_STATES))
+    .order_by(deployments.c.created_at.desc(), deployments.c.id.desc())
+)
+_DEVICE = sa.select(resources.c.name, resources.c.document).where(
+    resources.c.id == sa.bindparam("device_id"),
+    resources.c.org_id == sa.bindparam("org_id"),
+    resources.c.kind == "device",
+)
+
+
+def _device_of(principal: Principal, given: str | None) -> str:
+    """The device a check or report is about: the caller itself, or the one a user or app
+    names."""
+    if principal.type == "device":
+        if given not in (None, principal.id):
+            raise forbidden("A device checks and reports for itself only.")
+        return principal.id
+    if principal.type not in ("user", "app"):
+        raise forbidden("Only devices, users and apps check for updates.")
+    if not given:
+        raise invalid("Name the device: device_id.", "device_required")
+    return given
+
+
+async def _properties(
+    reads: Reads, org_id: str, device_id: str, sent: dict[str, Any]
+) -> dict[str, Any]:
+    row = (await reads.execute(_DEVICE, {"device_id": device_id, "org_id": org_id})).first()
+    if row is None:
+        raise not_found("device")
+    document = msgspec.json.decode(row.document)
+    return {**document, **sent, "device_id": device_id, "name": row.name}
+
+
+def _same_version(installed: str, assigned: str) -> bool:
+    if installed == assigned:
+        return True
+    try:
+        return parse_version(installed) == parse_version(assigned)
+    except ValueError:
+        return False
+
+
+async def _resumed(reads: Reads, device_id: str, paused: list[str]) -> set[str]:
+    """The paused deployments this device has already reported on (it keeps those)."""
+    if not paused:
+        return set()
+    rows = await reads.execute(
+        sa.select(deployment_reports.c.deployment_id).where(
+            deployment_reports.c.device_id == device_id,
+            deployment_reports.c.deployment_id.in_(paused),
+        )
+    )
+    return set(rows.scalars())
+
+
+@post(
+    scoped_paths("/updates/check"),
+    tags=["updates"],
+    summary="What a device should install: available, changed, unchanged and unavailable",
+    opt={"reads_only": True},
+    status_code=200,
+)
+async def check(
+    data: JSONBody[CheckIn], request: Request[Any, Any, Any], tether: Tether
+) -> CheckOut:
+    principal = principal_of(request)
+    installed = {p.reference: p.version for p in data.installed}
+    async with tether.reader.connect() as reads:
+        org_id, _ = await resolve_scope(reads, request)
+        device_id = _device_of(principal, data.device_id)
+        props = await _properties(reads, org_id, device_id, data.properties)
+        live = (await reads.execute(_LIVE, {"org_id": org_id})).all()
+        resumed = await _resumed(reads, device_id, [d.id for d in live if d.state == "paused"])
+    assigned: dict[str, Any] = {}
+    for d in live:
+        if d.reference in assigned or not in_rollout(d.id, device_id, d.percentage):
+            continue
+        kept = d.id in resumed or _same_version(installed.get(d.reference, ""), d.version)
+        if d.state == "paused" and not kept:
+            continue
+        if compile_rules(d.rules)(props):
+            assigned[d.reference] = d
+    prefix = request.url.path.removesuffix("check")
+    out = CheckOut([], [], [], [])
+    for reference, d in assigned.items():
+        have = installed.get(reference)
+        if have is not None and _same_version(have, d.version):
+            out.unchanged.append(InstalledPackage(reference, have))
+            continue
+        grant = tether.tokens.grant(f"download:{org_id}:{device_id}:{d.version_id}", GRANT_TTL)
+        offer = PackageOffer(
+            reference=reference,
+            version=d.version,
+            filename=d.filename,
+            size=d.size,
+            sha256=d.sha256,
+            metadata=msgspec.json.decode(d.metadata),
+            url=f"{prefix}download/{d.version_id}?grant={grant}",
+            deployment_id=d.id,
+            signature=d.signature,
+        )
+        (out.available if have is None else out.changed).append(offer)
+    out.unavailable = [ref for ref in installed if ref not in assigned]
+    return out
+
+
+@get(
+    scoped_paths("/updates/download/{version_id:str}"),
+    tags=["updates"],
+    summary="Download an offered package (the URL a check gave); honours Range",
+)
+async def download(
+    version_id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
+) -> Response[Any]:
+    principal = principal_of(request)
+    if principal.type == "device":
+        grant = request.query_params.get("grant", "")
+        subject = f"download:{principal.org_id}:{principal.id}:{version_id}"
+        if not tether.tokens.granted(grant, subject):
+            raise not_found("package")
+    async with tether.reader.connect() as reads:
+        await resolve_scope(reads, request)
+        row = (
+            await reads.execute(
+                sa.select(package_versions).where(
+                    package_versions.c.id == version_id,
+                    package_versions.c.org_id == principal.org_id,
+                )
+            )
+        ).first()
+    if row is None:
+        raise not_found("package")
+    return blob_response(request, tether, row.sha256, row.size, None, row.filename)
+
+
+@post(
+    scoped_paths("/updates/reports"),
+    tags=["updates"],
+    summary="Report a package's progress on a device: downloading, installed or failed",
+    status_code=200,
+)
+async def report(
+    data: JSONBody[ReportIn], request: Request[Any, Any, Any], tether: Tether
+) -> ReportOut:
+    principal = principal_of(request)
+    async with tether.engine.begin() as conn:
+        await resolve_scope(conn, request)
+        device_id = _device_of(principal, data.device_id)
+        deployment = (
+            await conn.execute(
+                sa.select(deployments)
+                .join(package_versions, package_versions.c.id == deployments.c.version_id)
+                .where(
+                    deployments.c.org_id == principal.org_id,
+                    package_versions.c.reference == data.reference,
+                    package_versions.c.version == checked_version(data.version),
+                )
+                .order_by(deployments.c.created_at.desc())
+                .limit(1)
+            )
+        ).first()
+        if deployment is None:
+            raise not_found("deployment of this package version")
+        state = await record_report(tether, conn, deployment, device_id, data.state, data.reason)
+    return ReportOut(deployment.id, state)
+
+
+router = Router("/", route_handlers=[check, download, report])
