@@ -17,6 +17,7 @@ PAIRS = {
     "_async_telemetry.py": "_sync_telemetry.py",
     "_async_files.py": "_sync_files.py",
     "_async_realtime.py": "_sync_realtime.py",
+    "_async_updates.py": "_sync_updates.py",
 }
 RULES = [
     (r"\basync def\b", "def"),

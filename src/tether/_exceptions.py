@@ -3,12 +3,14 @@
     TetherError
     ├── ConfigurationError          bad or inconsistent client options
     ├── NetworkError                the server could not be reached or the connection broke
-    │   └── RequestTimeout
+    │   ├── RequestTimeout
+    │   └── DownloadError           a transfer broke off; its partial file is kept to resume
     ├── PairingError                pairing expired or was refused
     ├── OutboxFullError             the telemetry outbox is at its bound (policy "error")
     ├── PushError                   a telemetry push did not deliver everything
     ├── DeltaError                  a signature or delta is corrupt, truncated or of a wrong kind
-    ├── ChecksumError               downloaded bytes do not match the server's SHA-256
+    ├── ChecksumError               downloaded bytes do not match their SHA-256 or signature
+    ├── DowngradeError              an update would install an older version than installed
     ├── TaskError                   a server task (move, copy, remove) failed
     ├── RealtimeError               the server refused a realtime request (an error frame)
     └── APIError                    the server answered with a problem document
@@ -49,6 +51,19 @@ class RequestTimeout(NetworkError):
     """The server did not answer in time."""
 
 
+class DownloadError(NetworkError):
+    """A download broke off midway; `partial` holds the bytes so far, and calling the download
+    again resumes from there."""
+
+    def __init__(self, message: str, partial: Any) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+class DowngradeError(TetherError):
+    """The offered version is older than the installed one (pass `allow_downgrade=True`)."""
+
+
 class PairingError(TetherError):
     """Pairing could not complete: the code expired, or was already used."""
 
@@ -79,7 +94,8 @@ class DeltaError(TetherError):
 
 
 class ChecksumError(TetherError):
-    """Bytes received do not match the SHA-256 the server announced; nothing was kept."""
+    """Bytes received do not match their announced SHA-256, or a package its signature;
+    nothing was kept."""
 
 
 class TaskError(TetherError):

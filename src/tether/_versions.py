@@ -32,9 +32,7 @@ def parse_range(text: str) -> list[tuple[str, Version]]:
     for part in text.split(","):
         match = _COMPARISON.match(part)
         if match is None:
-            raise ValueError(
-                f"{text!r} is not a version range (comparisons like >=1.2.0,<2.0.0)"
-            )
+            raise ValueError(f"{text!r} is not a version range (comparisons like >=1.2.0,<2.0.0)")
         comparisons.append((match.group(1), parse_version(match.group(2))))
     return comparisons
 

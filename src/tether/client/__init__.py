@@ -18,6 +18,12 @@ from tether.client._async_resources import (
     AsyncZone,
 )
 from tether.client._async_telemetry import AsyncTelemetry
+from tether.client._async_updates import (
+    AsyncDeployment,
+    AsyncDownloadablePackage,
+    AsyncUpdateCheck,
+    AsyncUpdates,
+)
 from tether.client._config import Retries
 from tether.client._credentials import Credentials
 from tether.client._session import AuthPayload, PairingCode
@@ -39,7 +45,9 @@ from tether.client._sync_resources import (
     Zone,
 )
 from tether.client._sync_telemetry import Telemetry
+from tether.client._sync_updates import Deployment, DownloadablePackage, UpdateCheck, Updates
 from tether.client._telemetry import Outbox, Reading, RejectedEntry
+from tether.client._updates import Package
 
 __all__ = [
     "AsyncBroadcast",
@@ -48,7 +56,9 @@ __all__ = [
     "AsyncCollection",
     "AsyncContent",
     "AsyncDataItem",
+    "AsyncDeployment",
     "AsyncDevice",
+    "AsyncDownloadablePackage",
     "AsyncExperience",
     "AsyncFeed",
     "AsyncFileTask",
@@ -60,6 +70,8 @@ __all__ = [
     "AsyncResultSet",
     "AsyncTelemetry",
     "AsyncThing",
+    "AsyncUpdateCheck",
+    "AsyncUpdates",
     "AsyncZone",
     "AuthPayload",
     "Broadcast",
@@ -69,7 +81,9 @@ __all__ = [
     "Content",
     "Credentials",
     "DataItem",
+    "Deployment",
     "Device",
+    "DownloadablePackage",
     "Experience",
     "Feed",
     "FileTask",
@@ -77,6 +91,7 @@ __all__ = [
     "Listener",
     "Location",
     "Outbox",
+    "Package",
     "PairingCode",
     "Project",
     "Reading",
@@ -86,5 +101,7 @@ __all__ = [
     "Retries",
     "Telemetry",
     "Thing",
+    "UpdateCheck",
+    "Updates",
     "Zone",
 ]

@@ -6,6 +6,7 @@ This file is the source of both twins: `scripts/unasync.py` writes `_sync_client
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -29,6 +30,7 @@ from tether.client._async_resources import (
     AsyncZone,
 )
 from tether.client._async_telemetry import AsyncTelemetry
+from tether.client._async_updates import AsyncUpdates
 from tether.client._config import DEFAULT_TIMEOUT, Retries
 from tether.client._credentials import resolve
 from tether.client._flows import Flow, T, pause, run_async
@@ -62,6 +64,7 @@ class AsyncClient:
         verify: bool | str = True,
         enable_network: bool = True,
         failover_urls: Sequence[str] = (),
+        update_key: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
@@ -104,6 +107,8 @@ class AsyncClient:
         self._telemetry: AsyncTelemetry | None = None
         self.files = AsyncFiles(self)
         self._realtime: AsyncRealtime | None = None
+        environment = os.environ if environ is None else environ
+        self.updates = AsyncUpdates(self, update_key or environment.get("TETHER_UPDATE_KEY"))
 
     @property
     def url(self) -> str:

@@ -14,6 +14,16 @@ Source = str | os.PathLike[str] | BinaryIO | tuple[str, BinaryIO]
 """An upload's bytes: a path, a binary file object, or a (filename, file object) pair."""
 
 
+def source_name(source: Source) -> str | None:
+    """The file name an upload carries: the pair's name, the path's, or the file object's."""
+    if isinstance(source, tuple):
+        return Path(source[0]).name
+    if isinstance(source, str | os.PathLike):
+        return Path(source).name
+    name = getattr(source, "name", None)
+    return Path(name).name if isinstance(name, str) else None
+
+
 @contextmanager
 def opened_source(source: Source) -> Iterator[tuple[BinaryIO, int | None]]:
     """The stream to read and its remaining size when known (None for pipes)."""

@@ -7,6 +7,7 @@ This file is the source of both twins: `scripts/unasync.py` writes `_sync_client
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -30,6 +31,7 @@ from tether.client._sync_resources import (
     Zone,
 )
 from tether.client._sync_telemetry import Telemetry
+from tether.client._sync_updates import Updates
 from tether.client._config import DEFAULT_TIMEOUT, Retries
 from tether.client._credentials import resolve
 from tether.client._flows import Flow, T, pause, run_sync
@@ -63,6 +65,7 @@ class Client:
         verify: bool | str = True,
         enable_network: bool = True,
         failover_urls: Sequence[str] = (),
+        update_key: str | None = None,
         transport: httpx.BaseTransport | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
@@ -105,6 +108,8 @@ class Client:
         self._telemetry: Telemetry | None = None
         self.files = Files(self)
         self._realtime: Realtime | None = None
+        environment = os.environ if environ is None else environ
+        self.updates = Updates(self, update_key or environment.get("TETHER_UPDATE_KEY"))
 
     @property
     def url(self) -> str:

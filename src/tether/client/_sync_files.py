@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
 from tether import delta as rsync
-from tether._exceptions import ChecksumError, NotFoundError, TaskError
+from tether._exceptions import (
+    ChecksumError,
+    DownloadError,
+    NetworkError,
+    NotFoundError,
+    ServerError,
+    TaskError,
+)
 from tether._paths import clean_path
 from tether.client._files import CHUNK, Source, opened_source
 from tether.client._flows import pause as pause_flow
@@ -45,6 +52,54 @@ def _sync_chunks(
         if progress:
             progress(done, total)
         yield chunk
+
+
+def fetch_verified(
+    client: Client,
+    url: str,
+    target: Path,
+    size: int,
+    sha256: str,
+    progress: Progress | None = None,
+) -> Path:
+    """Download `url` to `target` in Range requests through a partial file beside it, which
+    survives a failed transfer (`DownloadError`) so the next call, in this process or a later
+    one, resumes where it stopped. `target` appears, atomically, only once size and SHA-256
+    match; on a mismatch the bytes are deleted and `ChecksumError` raised."""
+    partial = target.with_name(f".{target.name}.{sha256[:16]}.part")
+    have = partial.stat().st_size if partial.exists() else 0
+    if have > size:
+        have = 0
+        partial.unlink()
+    with partial.open("ab") as out:
+        while have < size:
+            end = min(size, have + CHUNK * 8) - 1
+            try:
+                chunk = client.request(
+                    "GET", url, headers={"Range": f"bytes={have}-{end}"}, raw=True, timeout=None
+                )
+            except (NetworkError, ServerError) as exc:
+                raise DownloadError(
+                    f"{target.name}: the transfer failed after {have} of {size} bytes ({exc}); "
+                    "call again to resume",
+                    partial,
+                ) from exc
+            out.write(chunk)
+            out.flush()
+            have += len(chunk)
+            if progress:
+                progress(have, size)
+            if not chunk:
+                break
+    with partial.open("rb") as done:
+        digest = hashlib.file_digest(done, "sha256").hexdigest()
+    if have != size or digest != sha256:
+        partial.unlink()
+        raise ChecksumError(
+            f"{target.name}: the downloaded bytes do not match the SHA-256 {sha256}"
+        )
+    os.replace(partial, target)
+    return target
 
 
 class FileTask:
@@ -120,35 +175,14 @@ class Files:
         info = self.info(remote)
         if info["is_dir"]:
             raise IsADirectoryError(remote)
-        target = Path(local)
-        partial = target.with_name(f".{target.name}.{info['sha256'][:16]}.part")
-        size = int(info["size"])
-        have = partial.stat().st_size if partial.exists() else 0
-        if have > size:
-            have = 0
-            partial.unlink()
-        with partial.open("ab") as out:
-            while have < size:
-                end = min(size, have + CHUNK * 8) - 1
-                chunk = self._client.request(
-                    "GET",
-                    f"files/data{_remote(remote)}",
-                    headers={"Range": f"bytes={have}-{end}"},
-                    raw=True,
-                    timeout=None,
-                )
-                out.write(chunk)
-                out.flush()
-                have += len(chunk)
-                if progress:
-                    progress(have, size)
-        with partial.open("rb") as done:
-            sha256 = hashlib.file_digest(done, "sha256").hexdigest()
-        if sha256 != info["sha256"]:
-            partial.unlink()
-            raise ChecksumError(f"{remote}: downloaded bytes do not match the server's SHA-256")
-        os.replace(partial, target)
-        return target
+        return fetch_verified(
+            self._client,
+            f"files/data{_remote(remote)}",
+            Path(local),
+            int(info["size"]),
+            info["sha256"],
+            progress,
+        )
 
     def read(self, remote: str) -> bytes:
         """A (small) file's bytes."""
