@@ -247,3 +247,69 @@ def test_listen_and_broadcast_as_real_processes(tenant: Tenant, tmp_path: Path) 
     )
     assert bad.exit_code == 1
     assert "JSON" in bad.output
+
+
+def test_packages_and_deployments_commands(tenant: Tenant, tmp_path: Path) -> None:
+    env = {"TETHER_URL": tenant.url}
+    login(tenant)
+    key = tmp_path / "signing.pem"
+    assert "server_held" in cli("packages", "create-key", "--out", str(key))
+    assert key.stat().st_mode & 0o777 == 0o600
+    firmware = tmp_path / "fw-1.4.bin"
+    firmware.write_bytes(os.urandom(200_000))
+    published = json.loads(
+        cli(
+            "packages",
+            "publish",
+            "fw",
+            "1.4",
+            str(firmware),
+            "--key",
+            str(key),
+            "--metadata",
+            '{"notes": "x"}',
+            "--json",
+            "-q",
+        )
+    )
+    assert (published["version"], published["filename"]) == ("1.4.0", "fw-1.4.bin")
+    unsigned = runner.invoke(app, ["packages", "publish", "fw", "1.5", str(firmware)], env=env)
+    assert unsigned.exit_code == 1
+    assert "signature_required" in unsigned.output
+    assert "fw" in cli("packages", "list")
+    created = json.loads(
+        cli(
+            "deployments",
+            "create",
+            "fw",
+            "1.4.0",
+            "--percent",
+            "10",
+            "--rule",
+            '{"property": "region", "equals": "eu"}',
+            "--json",
+        )
+    )
+    assert (created["state"], created["percentage"]) == ("active", 10.0)
+    assert "50.0" in cli("deployments", "set", created["id"], "--percent", "50")
+    assert "paused" in cli("deployments", "pause", created["id"])
+    shown = cli("deployments", "show", created["id"])
+    assert "reports installed" in shown
+    assert "paused" in shown
+    listed = json.loads(cli("deployments", "list", "--json"))
+    assert [(d["id"], d["state"], d["installed"]) for d in listed] == [(created["id"], "paused", 0)]
+    with tenant.client() as admin:
+        device = admin.post("devices", {"name": "d"})["id"]
+    cli("deployments", "resume", created["id"])
+    cli("deployments", "set", created["id"], "--percent", "100")
+    checked = json.loads(
+        cli("updates", "check", "--device", device, "--property", "region=eu", "--json")
+    )
+    assert checked == [
+        {"list": "available", "reference": "fw", "version": "1.4.0", "size": 200_000}
+    ]
+    bad_rule = runner.invoke(
+        app, ["deployments", "create", "fw", "1.4.0", "--rule", "{nope"], env=env
+    )
+    assert bad_rule.exit_code == 1
+    assert "not JSON" in bad_rule.output

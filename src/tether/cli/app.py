@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 import tether
-from tether.cli import files, realtime, telemetry
+from tether.cli import files, realtime, telemetry, updates
 from tether.cli.common import JsonOption, UrlOption, connect
 from tether.cli.output import emit_json, fail, record, table
 from tether.client._credentials import read_saved_logins, write_saved_logins
@@ -26,6 +26,9 @@ app.add_typer(devices_app, name="devices")
 app.add_typer(pairing_app, name="pairing")
 app.add_typer(telemetry.app, name="telemetry")
 app.add_typer(files.app, name="files")
+app.add_typer(updates.packages_app, name="packages")
+app.add_typer(updates.deployments_app, name="deployments")
+app.add_typer(updates.updates_app, name="updates")
 app.command("listen")(realtime.listen)
 app.command("broadcast")(realtime.broadcast)
 

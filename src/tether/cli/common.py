@@ -17,6 +17,7 @@ UrlOption = Annotated[
     typer.Option("--url", envvar="TETHER_URL", help="Server URL (default: the saved login)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
 @contextmanager

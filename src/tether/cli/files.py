@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 import tether
-from tether.cli.common import JsonOption, UrlOption, connect
-from tether.cli.output import errors, fail, record, table
+from tether.cli.common import JsonOption, QuietOption, UrlOption, connect
+from tether.cli.output import fail, progress_bar, record, table
 
 app = typer.Typer(
     help="Files: upload, download, list, move, copy, remove, sync.", no_args_is_help=True
 )
-
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
-
-
-@contextmanager
-def progress_bar(label: str, quiet: bool) -> Iterator[Callable[[int, int | None], None] | None]:
-    """A transfer bar on stderr, fed by the SDK's progress callback."""
-    if quiet:
-        yield None
-        return
-    columns = ("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, console=errors, transient=True) as bar:
-        task = bar.add_task(label, total=None)
-
-        def update(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
-
-        yield update
 
 
 @app.command("put")

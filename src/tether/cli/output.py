@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
 console = Console()
@@ -44,6 +46,22 @@ def record(value: dict[str, Any], as_json: bool) -> None:
         shown = json.dumps(item) if isinstance(item, dict | list) else str(item)
         view.add_row(key, shown)
     console.print(view)
+
+
+@contextmanager
+def progress_bar(label: str, quiet: bool) -> Iterator[Callable[[int, int | None], None] | None]:
+    """A transfer bar on stderr, fed by the SDK's progress callback."""
+    if quiet:
+        yield None
+        return
+    columns = ("{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=errors, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

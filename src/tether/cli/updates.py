@@ -1,0 +1,260 @@
+"""`tether packages`, `tether deployments` and `tether updates`: ship software to the fleet."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+import tether
+from tether.cli.common import JsonOption, QuietOption, UrlOption, connect
+from tether.cli.output import fail, progress_bar, record, table
+
+packages_app = typer.Typer(
+    help="Packages: publish versions, list them, manage the signing key.", no_args_is_help=True
+)
+deployments_app = typer.Typer(
+    help="Deployments: roll a version out by rules and percentage; pause, resume, abort.",
+    no_args_is_help=True,
+)
+updates_app = typer.Typer(help="The device side: check for updates.", no_args_is_help=True)
+
+KeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key",
+        envvar="TETHER_SIGNING_KEY",
+        help="Private signing key (PEM) to sign with here, when the server does not hold it.",
+    ),
+]
+
+
+def _json_object(text: str | None, what: str) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise fail(f"{what} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise fail(f"{what} must be a JSON object")
+    return value
+
+
+@packages_app.command("publish")
+def publish(
+    reference: str,
+    version: str,
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    metadata: Annotated[str | None, typer.Option(help="JSON object kept with the version.")] = None,
+    key: KeyOption = None,
+    url: UrlOption = None,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Upload a package version (streamed, signed when a key is given)."""
+    extra = _json_object(metadata, "--metadata")
+    signing_key = _load_key(key) if key else None
+    with connect(url) as client, progress_bar(f"publish {file.name}", quiet) as bar:
+        out = client.updates.publish(
+            reference, version, file, metadata=extra, signing_key=signing_key, progress=bar
+        )
+    record(out, as_json)
+
+
+def _load_key(path: Path) -> tether.SigningKey:
+    try:
+        return tether.SigningKey.load(path)
+    except (OSError, ValueError) as exc:
+        raise fail(f"cannot read the signing key {path}: {exc}") from None
+
+
+@packages_app.command("list")
+def list_versions(
+    reference: Annotated[str | None, typer.Option(help="Only this package.")] = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Published package versions."""
+    with connect(url) as client:
+        versions = client.updates.versions(reference)
+    for v in versions:
+        v["signed"] = "yes" if v.get("signature") else "no"
+    table(versions, ["reference", "version", "filename", "size", "signed", "created_at"], as_json)
+
+
+@packages_app.command("create-key")
+def create_key(
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a new private key here (PEM, mode 600) and register its public half."
+        ),
+    ] = None,
+    on_server: Annotated[
+        bool, typer.Option("--on-server", help="Let the server make and hold the key instead.")
+    ] = False,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Give the organization a package signing key (admins only)."""
+    if (out is None) == (not on_server):
+        raise fail("Give either --out FILE (you keep the key) or --on-server.")
+    with connect(url) as client:
+        if on_server:
+            answer = client.post("packages/signing-key", {"generate": True})
+        else:
+            assert out is not None
+            key = tether.SigningKey.generate()
+            key.save(out)
+            answer = client.post("packages/signing-key", {"public_key": key.public_key})
+    record(answer, as_json)
+    if not as_json:
+        typer.echo(
+            "Provision devices with the public key (Client(update_key=...) or TETHER_UPDATE_KEY)."
+        )
+
+
+@packages_app.command("key")
+def show_key(url: UrlOption = None, as_json: JsonOption = False) -> None:
+    """The organization's public signing key."""
+    with connect(url) as client:
+        record(client.get("packages/signing-key"), as_json)
+
+
+def _show(deployment: tether.Deployment, as_json: bool) -> None:
+    data = dict(deployment.data)
+    if not as_json:
+        counts = data.pop("counts")
+        data.update({f"reports {state}": n for state, n in counts.items()})
+    record(data, as_json)
+
+
+@deployments_app.command("create")
+def create(
+    reference: str,
+    version: str,
+    rule: Annotated[
+        list[str] | None,
+        typer.Option(
+            help='A rule as JSON, e.g. \'{"property": "region", "equals": "eu"}\' (repeat).'
+        ),
+    ] = None,
+    percent: Annotated[float, typer.Option(help="Share of the matching devices, 0..100.")] = 100.0,
+    name: Annotated[str, typer.Option(help="A name to find it by.")] = "",
+    failure_threshold: Annotated[
+        float | None, typer.Option(help="Abort once this share (0..1) of reports failed.")
+    ] = None,
+    min_reports: Annotated[
+        int, typer.Option(help="Reports needed before the threshold applies.")
+    ] = 10,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Roll a package version out."""
+    rules = [_json_object(r, "--rule") for r in rule or []]
+    with connect(url) as client:
+        deployment = client.updates.deploy(
+            reference,
+            version,
+            rules=rules,
+            percentage=percent,
+            name=name,
+            failure_threshold=failure_threshold,
+            min_reports=min_reports,
+        )
+    _show(deployment, as_json)
+
+
+@deployments_app.command("list")
+def list_deployments(url: UrlOption = None, as_json: JsonOption = False) -> None:
+    """Every deployment with its progress."""
+    with connect(url) as client:
+        rows = client.get("deployments", {"limit": 500})["results"]
+    for row in rows:
+        row.update(row.pop("counts"))
+    columns = ["id", "name", "version", "state", "percentage", "installed", "failed"]
+    table(rows, columns, as_json)
+
+
+@deployments_app.command("show")
+def show(deployment_id: str, url: UrlOption = None, as_json: JsonOption = False) -> None:
+    """A deployment: rules, percentage, state and the devices' reports per state."""
+    with connect(url) as client:
+        _show(client.updates.deployment(deployment_id), as_json)
+
+
+def _change(deployment_id: str, url: str | None, as_json: bool, **changes: Any) -> None:
+    with connect(url) as client:
+        _show(client.updates.deployment(deployment_id).update(**changes), as_json)
+
+
+@deployments_app.command("pause")
+def pause(deployment_id: str, url: UrlOption = None, as_json: JsonOption = False) -> None:
+    """Offer the version to no new device (those that started keep it)."""
+    _change(deployment_id, url, as_json, state="paused")
+
+
+@deployments_app.command("resume")
+def resume(deployment_id: str, url: UrlOption = None, as_json: JsonOption = False) -> None:
+    """Offer the version again."""
+    _change(deployment_id, url, as_json, state="active")
+
+
+@deployments_app.command("abort")
+def abort(deployment_id: str, url: UrlOption = None, as_json: JsonOption = False) -> None:
+    """Stop for good: devices fall back to the previous deployment of the package."""
+    _change(deployment_id, url, as_json, state="aborted")
+
+
+@deployments_app.command("set")
+def set_percentage(
+    deployment_id: str,
+    percent: Annotated[float, typer.Option(help="New share of matching devices, 0..100.")],
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Grow (or shrink) a staged rollout; devices already in it stay in."""
+    _change(deployment_id, url, as_json, percentage=percent)
+
+
+@updates_app.command("check")
+def check(
+    installed: Annotated[
+        list[str] | None, typer.Option(help="An installed package as REFERENCE=VERSION (repeat).")
+    ] = None,
+    prop: Annotated[
+        list[str] | None, typer.Option("--property", help="A device property as NAME=VALUE.")
+    ] = None,
+    device: Annotated[str | None, typer.Option(help="Check for this device (as a user).")] = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """What this device (or --device) should install."""
+    have = [tether.Package(*_pair(item)) for item in installed or []]
+    props = dict(_pair(item) for item in prop or [])
+    with connect(url) as client:
+        answer = client.updates.check(have, props, device_id=device)
+    rows = [
+        {"list": "available", "reference": p.reference, "version": p.version, "size": p.size}
+        for p in answer.available
+    ]
+    rows += [
+        {"list": "changed", "reference": p.reference, "version": p.version, "size": p.size}
+        for p in answer.changed
+    ]
+    rows += [
+        {"list": "unchanged", "reference": p.reference, "version": p.version}
+        for p in answer.unchanged
+    ]
+    rows += [{"list": "unavailable", "reference": r} for r in answer.unavailable]
+    table(rows, ["list", "reference", "version", "size"], as_json)
+
+
+def _pair(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep or not name:
+        raise fail(f"expected NAME=VALUE, not {item!r}")
+    return name.strip(), value.strip()
