@@ -43,8 +43,13 @@ async def bare_page() -> dict[str, Any]:
     return _BARE["page"]  # type: ignore[no-any-return]
 
 
-def wrk(url: str, seconds: int, connections: int, token: str | None) -> float:
+def wrk(
+    url: str, seconds: int, connections: int, token: str | None, script: str | None = None
+) -> float:
+    """Requests/s wrk reaches on `url` (`script`: a Lua file that shapes each request)."""
     command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", url]
+    if script:
+        command[1:1] = ["-s", script]
     if token:
         command[1:1] = ["-H", f"Authorization: Bearer {token}"]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout

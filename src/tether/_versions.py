@@ -7,6 +7,7 @@ is `1.4.0`. A range is comparisons joined by commas, all of which must hold:
 
 from __future__ import annotations
 
+import functools
 import re
 
 from semver import Version
@@ -14,6 +15,7 @@ from semver import Version
 _COMPARISON = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*$")
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_version(text: str) -> Version:
     """The semver version `text` names; ValueError if it is not one."""
     try:

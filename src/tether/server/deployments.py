@@ -80,6 +80,12 @@ def _encode_rules(rules: list[Rule]) -> str:
     return msgspec.json.encode(rules).decode()
 
 
+def changed(tether: ServerState, event: Event) -> None:
+    """Announce a deployment change, and forget the organization's cached live deployments."""
+    tether.live_deployments.drop(event.org_id)
+    tether.bus.publish(event)
+
+
 async def counts_of(conn: Reads, deployment_id: str) -> dict[str, int]:
     rows = await conn.execute(
         sa.select(deployment_reports.c.state, sa.func.count().label("n"))
@@ -151,7 +157,7 @@ async def create_deployment(
             )
         )
         out = await _show(conn, org_id, deployment_id)
-    tether.bus.publish(Event(org_id, "deployment", "created", out.id, out))
+    changed(tether, Event(org_id, "deployment", "created", out.id, out))
     return out
 
 
@@ -209,7 +215,7 @@ async def update_deployment(
                 .values(**changes, updated_at=utcnow())
             )
         out = await _show(conn, org_id, id)
-    tether.bus.publish(Event(org_id, "deployment", "updated", out.id, out))
+    changed(tether, Event(org_id, "deployment", "updated", out.id, out))
     return out
 
 
@@ -224,7 +230,7 @@ async def delete_deployment(
         )
     if gone.rowcount != 1:
         raise not_found("deployment")
-    tether.bus.publish(Event(org_id, "deployment", "deleted", id, None))
+    changed(tether, Event(org_id, "deployment", "deleted", id, None))
 
 
 async def record_report(
@@ -239,7 +245,7 @@ async def record_report(
     reaches the threshold. Returns the deployment's state afterwards."""
     now = utcnow()
     values = {"state": state, "reason": reason, "updated_at": now}
-    changed = await conn.execute(
+    updated = await conn.execute(
         deployment_reports.update()
         .where(
             deployment_reports.c.deployment_id == deployment.id,
@@ -247,7 +253,7 @@ async def record_report(
         )
         .values(**values)
     )
-    if changed.rowcount == 0:
+    if updated.rowcount == 0:
         await conn.execute(
             deployment_reports.insert().values(
                 deployment_id=deployment.id, device_id=device_id, **values
@@ -265,14 +271,15 @@ async def record_report(
         .where(deployments.c.id == deployment.id)
         .values(state="aborted", updated_at=now)
     )
-    tether.bus.publish(
+    changed(
+        tether,
         Event(
             deployment.org_id,
             "deployment",
             "updated",
             deployment.id,
             {"id": deployment.id, "state": "aborted", "counts": counts, "reason": "failure_rate"},
-        )
+        ),
     )
     return "aborted"
 

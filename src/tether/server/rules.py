@@ -85,6 +85,12 @@ def compile_rules(encoded: str) -> Test:
     return lambda props: all(test(props) for test in tests)
 
 
+@functools.lru_cache(maxsize=4096)
+def properties_of(encoded: str) -> frozenset[str]:
+    """The properties a deployment's stored rules look at."""
+    return frozenset(rule.property for rule in _DECODE_RULES.decode(encoded))
+
+
 def in_rollout(deployment_id: str, device_id: str, percentage: float) -> bool:
     """Whether the device falls in the first `percentage` of the deployment's stable order."""
     if percentage >= 100:

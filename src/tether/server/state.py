@@ -54,6 +54,29 @@ class LoginLimiter:
         self._failures.pop(key, None)
 
 
+class TimedCache:
+    """Values kept for `ttl` seconds, for hot reads that may lag other server processes by
+    that long (this process drops a key itself when it changes what the key holds)."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._values: dict[str, tuple[float, Any]] = {}
+
+    def get(self, key: str) -> Any:
+        found = self._values.get(key)
+        if found is None or found[0] < time.monotonic():
+            return None
+        return found[1]
+
+    def put(self, key: str, value: Any) -> None:
+        if len(self._values) > 10_000:
+            self._values.clear()
+        self._values[key] = (time.monotonic() + self.ttl, value)
+
+    def drop(self, key: str) -> None:
+        self._values.pop(key, None)
+
+
 @dataclass
 class ServerState:
     settings: Settings
@@ -64,6 +87,8 @@ class ServerState:
     bus: EventBus = field(default_factory=EventBus)
     limiter: LoginLimiter = field(default_factory=lambda: LoginLimiter(5, 60))
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    live_deployments: TimedCache = field(default_factory=lambda: TimedCache(1.0))
+    """Each organization's active and paused deployments, for update checks."""
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run `work` after the request returns; kept until done, cancelled at shutdown."""

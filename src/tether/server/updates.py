@@ -21,11 +21,11 @@ from tether.server.data import scoped_paths
 from tether.server.database import Reads
 from tether.server.deployments import ReportState, record_report
 from tether.server.files import blob_response
-from tether.server.packages import LIVE_STATES, checked_version
+from tether.server.packages import checked_version
 from tether.server.problems import forbidden, invalid, not_found
 from tether.server.resources import principal_of, resolve_scope
-from tether.server.rules import compile_rules, in_rollout
-from tether.server.state import Tether
+from tether.server.rules import compile_rules, in_rollout, properties_of
+from tether.server.state import ServerState, Tether
 from tether.server.tables import deployment_reports, deployments, package_versions, resources
 
 GRANT_TTL = 7 * 24 * 3600
@@ -95,7 +95,7 @@ _LIVE = (
         package_versions.c.signature,
     )
     .join(package_versions, package_versions.c.id == deployments.c.version_id)
-    .where(deployments.c.org_id == sa.bindparam("org_id"), deployments.c.state.in_(LIVE_STATES))
+    .where(deployments.c.org_id == sa.bindparam("org_id"), deployments.c.state != "aborted")
     .order_by(deployments.c.created_at.desc(), deployments.c.id.desc())
 )
 _DEVICE = sa.select(resources.c.name, resources.c.document).where(
@@ -120,13 +120,27 @@ def _device_of(principal: Principal, given: str | None) -> str:
 
 
 async def _properties(
-    reads: Reads, org_id: str, device_id: str, sent: dict[str, Any]
+    reads: Reads, principal: Principal, device_id: str, sent: dict[str, Any], needed: set[str]
 ) -> dict[str, Any]:
-    row = (await reads.execute(_DEVICE, {"device_id": device_id, "org_id": org_id})).first()
+    """The properties rules see. The device's own record (name, document) is read only when a
+    rule asks for more than the check sent, or to make sure a device named by a user exists."""
+    props = {**sent, "device_id": device_id}
+    if principal.type == "device" and needed <= props.keys():
+        return props
+    found = await reads.execute(_DEVICE, {"device_id": device_id, "org_id": principal.org_id})
+    row = found.first()
     if row is None:
         raise not_found("device")
-    document = msgspec.json.decode(row.document)
-    return {**document, **sent, "device_id": device_id, "name": row.name}
+    return {**msgspec.json.decode(row.document), **props, "name": row.name}
+
+
+async def live_deployments(tether: ServerState, reads: Reads, org_id: str) -> list[Any]:
+    """The organization's active and paused deployments, newest first (cached briefly)."""
+    live: list[Any] | None = tether.live_deployments.get(org_id)
+    if live is None:
+        live = list((await reads.execute(_LIVE, {"org_id": org_id})).all())
+        tether.live_deployments.put(org_id, live)
+    return live
 
 
 def _same_version(installed: str, assigned: str) -> bool:
@@ -166,8 +180,9 @@ async def check(
     async with tether.reader.connect() as reads:
         org_id, _ = await resolve_scope(reads, request)
         device_id = _device_of(principal, data.device_id)
-        props = await _properties(reads, org_id, device_id, data.properties)
-        live = (await reads.execute(_LIVE, {"org_id": org_id})).all()
+        live = await live_deployments(tether, reads, org_id)
+        needed = set().union(*(properties_of(d.rules) for d in live))
+        props = await _properties(reads, principal, device_id, data.properties, needed)
         resumed = await _resumed(reads, device_id, [d.id for d in live if d.state == "paused"])
     assigned: dict[str, Any] = {}
     for d in live:
