@@ -8,6 +8,8 @@ device can fetch a blob its rules do not give it, whatever URL or hash it guesse
 
 # Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
 
+import functools
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
@@ -24,7 +26,7 @@ from tether.server.files import blob_response
 from tether.server.packages import checked_version
 from tether.server.problems import forbidden, invalid, not_found
 from tether.server.resources import principal_of, resolve_scope
-from tether.server.rules import compile_rules, in_rollout, properties_of
+from tether.server.rules import Test, compile_rules, in_rollout, properties_of
 from tether.server.state import ServerState, Tether
 from tether.server.tables import deployment_reports, deployments, package_versions, resources
 
@@ -134,15 +136,52 @@ async def _properties(
     return {**msgspec.json.decode(row.document), **props, "name": row.name}
 
 
-async def live_deployments(tether: ServerState, reads: Reads, org_id: str) -> list[Any]:
+@dataclass(frozen=True)
+class _Live:
+    """A live deployment ready for checks: its rules compiled, its version's metadata parsed."""
+
+    id: str
+    reference: str
+    state: str
+    percentage: float
+    test: Test
+    needs: frozenset[str]
+    version_id: str
+    version: str
+    filename: str
+    size: int
+    sha256: str
+    metadata: dict[str, Any]
+    signature: str | None
+
+
+async def live_deployments(tether: ServerState, reads: Reads, org_id: str) -> list[_Live]:
     """The organization's active and paused deployments, newest first (cached briefly)."""
-    live: list[Any] | None = tether.live_deployments.get(org_id)
+    live: list[_Live] | None = tether.live_deployments.get(org_id)
     if live is None:
-        live = list((await reads.execute(_LIVE, {"org_id": org_id})).all())
+        live = [
+            _Live(
+                id=row.id,
+                reference=row.reference,
+                state=row.state,
+                percentage=row.percentage,
+                test=compile_rules(row.rules),
+                needs=properties_of(row.rules),
+                version_id=row.version_id,
+                version=row.version,
+                filename=row.filename,
+                size=row.size,
+                sha256=row.sha256,
+                metadata=msgspec.json.decode(row.metadata),
+                signature=row.signature,
+            )
+            for row in await reads.execute(_LIVE, {"org_id": org_id})
+        ]
         tether.live_deployments.put(org_id, live)
     return live
 
 
+@functools.lru_cache(maxsize=4096)
 def _same_version(installed: str, assigned: str) -> bool:
     if installed == assigned:
         return True
@@ -181,17 +220,18 @@ async def check(
         org_id, _ = await resolve_scope(reads, request)
         device_id = _device_of(principal, data.device_id)
         live = await live_deployments(tether, reads, org_id)
-        needed = set().union(*(properties_of(d.rules) for d in live))
+        needed = set().union(*(d.needs for d in live))
         props = await _properties(reads, principal, device_id, data.properties, needed)
         resumed = await _resumed(reads, device_id, [d.id for d in live if d.state == "paused"])
-    assigned: dict[str, Any] = {}
+    assigned: dict[str, _Live] = {}
     for d in live:
         if d.reference in assigned or not in_rollout(d.id, device_id, d.percentage):
             continue
-        kept = d.id in resumed or _same_version(installed.get(d.reference, ""), d.version)
-        if d.state == "paused" and not kept:
+        if d.state == "paused" and not (
+            d.id in resumed or _same_version(installed.get(d.reference, ""), d.version)
+        ):
             continue
-        if compile_rules(d.rules)(props):
+        if d.test(props):
             assigned[d.reference] = d
     prefix = request.url.path.removesuffix("check")
     out = CheckOut([], [], [], [])
@@ -207,7 +247,7 @@ async def check(
             filename=d.filename,
             size=d.size,
             sha256=d.sha256,
-            metadata=msgspec.json.decode(d.metadata),
+            metadata=d.metadata,
             url=f"{prefix}download/{d.version_id}?grant={grant}",
             deployment_id=d.id,
             signature=d.signature,
