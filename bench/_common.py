@@ -57,3 +57,41 @@ def admin_token(url: str) -> str:
     )
     answer.raise_for_status()
     return str(answer.json()["access_token"])
+
+
+def fresh_database(url: str) -> str:
+    """A new empty PostgreSQL database beside the one `url` names (so a run starts clean);
+    its URL. `drop_database` removes it."""
+    import asyncio
+    import secrets
+
+    import asyncpg
+
+    name = f"tether_bench_{secrets.token_hex(4)}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(url: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    admin_url, name = url.rsplit("/", 1)
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(admin_url.replace("+asyncpg", "") + "/postgres")
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())

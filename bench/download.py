@@ -9,7 +9,8 @@ free loopback port (SQLite in a temporary folder, or TETHER_DATABASE_URL) and ng
 publishes a random file of --size-mib as a package, and times single-stream downloads of it by
 curl from both (best of 3, to /dev/null). Then it creates --devices devices and 5 packages
 deployed to them by rules and percentage, and runs wrk with each request from a random device
-(the access token its id and secret got, as the SDK does) against the check endpoint and the bare one.
+(the access token its id and secret got, as the SDK does) against the check endpoint and the
+bare one.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 
 import httpx
 import uvicorn
-from _common import admin_token, free_port
+from _common import admin_token, drop_database, free_port, fresh_database
 from litestar import post
 from rest import wrk
 
@@ -143,9 +144,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="tether-bench-"))
     work.chmod(0o755)  # nginx's workers run as an unprivileged user
     port = free_port()
+    database_url = os.environ.get("TETHER_DATABASE_URL")
+    if database_url:
+        database_url = fresh_database(database_url)
     settings = Settings.load(
         {
             "data": work / "data",
+            "database_url": database_url,
             "admin_password": "bench-password",
             "port": port,
             "log_level": "warning",
@@ -251,6 +256,8 @@ def main() -> None:
     )
     server.should_exit = True
     shutil.rmtree(work, ignore_errors=True)
+    if database_url:
+        drop_database(database_url)
     os._exit(0)
 
 

@@ -20,7 +20,6 @@ from litestar.params import FromPath, JSONBody
 from tether._versions import parse_version
 from tether.server.credentials import Principal
 from tether.server.data import scoped_paths
-from tether.server.database import Reads
 from tether.server.deployments import ReportState, record_report
 from tether.server.files import blob_response
 from tether.server.packages import checked_version
@@ -122,15 +121,20 @@ def _device_of(principal: Principal, given: str | None) -> str:
 
 
 async def _properties(
-    reads: Reads, principal: Principal, device_id: str, sent: dict[str, Any], needed: set[str]
+    tether: ServerState,
+    principal: Principal,
+    device_id: str,
+    sent: dict[str, Any],
+    needed: set[str],
 ) -> dict[str, Any]:
     """The properties rules see. The device's own record (name, document) is read only when a
     rule asks for more than the check sent, or to make sure a device named by a user exists."""
     props = {**sent, "device_id": device_id}
     if principal.type == "device" and needed <= props.keys():
         return props
-    found = await reads.execute(_DEVICE, {"device_id": device_id, "org_id": principal.org_id})
-    row = found.first()
+    async with tether.reader.connect() as reads:
+        found = await reads.execute(_DEVICE, {"device_id": device_id, "org_id": principal.org_id})
+        row = found.first()
     if row is None:
         raise not_found("device")
     return {**msgspec.json.decode(row.document), **props, "name": row.name}
@@ -155,29 +159,32 @@ class _Live:
     signature: str | None
 
 
-async def live_deployments(tether: ServerState, reads: Reads, org_id: str) -> list[_Live]:
+async def live_deployments(tether: ServerState, org_id: str) -> list[_Live]:
     """The organization's active and paused deployments, newest first (cached briefly)."""
     live: list[_Live] | None = tether.live_deployments.get(org_id)
-    if live is None:
-        live = [
-            _Live(
-                id=row.id,
-                reference=row.reference,
-                state=row.state,
-                percentage=row.percentage,
-                test=compile_rules(row.rules),
-                needs=properties_of(row.rules),
-                version_id=row.version_id,
-                version=row.version,
-                filename=row.filename,
-                size=row.size,
-                sha256=row.sha256,
-                metadata=msgspec.json.decode(row.metadata),
-                signature=row.signature,
-            )
-            for row in await reads.execute(_LIVE, {"org_id": org_id})
-        ]
-        tether.live_deployments.put(org_id, live)
+    if live is not None:
+        return live
+    async with tether.reader.connect() as reads:
+        rows = (await reads.execute(_LIVE, {"org_id": org_id})).all()
+    live = [
+        _Live(
+            id=row.id,
+            reference=row.reference,
+            state=row.state,
+            percentage=row.percentage,
+            test=compile_rules(row.rules),
+            needs=properties_of(row.rules),
+            version_id=row.version_id,
+            version=row.version,
+            filename=row.filename,
+            size=row.size,
+            sha256=row.sha256,
+            metadata=msgspec.json.decode(row.metadata),
+            signature=row.signature,
+        )
+        for row in rows
+    ]
+    tether.live_deployments.put(org_id, live)
     return live
 
 
@@ -191,17 +198,18 @@ def _same_version(installed: str, assigned: str) -> bool:
         return False
 
 
-async def _resumed(reads: Reads, device_id: str, paused: list[str]) -> set[str]:
+async def _resumed(tether: ServerState, device_id: str, paused: list[str]) -> set[str]:
     """The paused deployments this device has already reported on (it keeps those)."""
     if not paused:
         return set()
-    rows = await reads.execute(
-        sa.select(deployment_reports.c.deployment_id).where(
-            deployment_reports.c.device_id == device_id,
-            deployment_reports.c.deployment_id.in_(paused),
+    async with tether.reader.connect() as reads:
+        rows = await reads.execute(
+            sa.select(deployment_reports.c.deployment_id).where(
+                deployment_reports.c.device_id == device_id,
+                deployment_reports.c.deployment_id.in_(paused),
+            )
         )
-    )
-    return set(rows.scalars())
+        return set(rows.scalars())
 
 
 @post(
@@ -216,13 +224,15 @@ async def check(
 ) -> CheckOut:
     principal = principal_of(request)
     installed = {p.reference: p.version for p in data.installed}
-    async with tether.reader.connect() as reads:
-        org_id, _ = await resolve_scope(reads, request)
-        device_id = _device_of(principal, data.device_id)
-        live = await live_deployments(tether, reads, org_id)
-        needed = set().union(*(d.needs for d in live))
-        props = await _properties(reads, principal, device_id, data.properties, needed)
-        resumed = await _resumed(reads, device_id, [d.id for d in live if d.state == "paused"])
+    org_id = principal.org_id
+    if "project_id" in request.path_params:
+        async with tether.reader.connect() as reads:
+            await resolve_scope(reads, request)
+    device_id = _device_of(principal, data.device_id)
+    live = await live_deployments(tether, org_id)
+    needed = set().union(*(d.needs for d in live))
+    props = await _properties(tether, principal, device_id, data.properties, needed)
+    resumed = await _resumed(tether, device_id, [d.id for d in live if d.state == "paused"])
     assigned: dict[str, _Live] = {}
     for d in live:
         if d.reference in assigned or not in_rollout(d.id, device_id, d.percentage):
