@@ -8,6 +8,7 @@ This file is the source of both twins: `scripts/unasync.py` writes `_sync_client
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -62,7 +63,7 @@ class Client:
         pairing_name: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         retries: Retries | None = None,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
         enable_network: bool = True,
         failover_urls: Sequence[str] = (),
         update_key: str | None = None,
@@ -91,6 +92,8 @@ class Client:
         )
         self.enable_network = enable_network
         self.failover_urls = [u.rstrip("/") for u in failover_urls]
+        if isinstance(verify, str):
+            verify = ssl.create_default_context(cafile=verify)
         self._http = httpx.Client(
             transport=transport, verify=verify, timeout=timeout, follow_redirects=False
         )
