@@ -419,3 +419,17 @@ def test_downloads_honour_range_and_etag(server: RunningServer, admin: tether.Cl
     assert response.status_code == 206
     assert response.content == data[100:200]
     assert response.headers["etag"] == f'"{published["sha256"]}"'
+
+
+def test_a_project_device_checks_and_downloads_through_its_project(
+    server: RunningServer, admin: tether.Client, downloads: Path
+) -> None:
+    project = admin.projects.create("field")
+    device = admin.post(f"projects/{project.id}/devices", {"name": "in the field"})
+    publish(admin, "fw", "1.0.0", b"project firmware")
+    admin.updates.deploy("fw", "1.0.0")
+    with device_client(server, device) as dc:
+        offer = dc.updates.check().available[0]
+        assert offer.url.startswith(f"/api/v1/projects/{project.id}/updates/download/")
+        assert offer.download(downloads).read_bytes() == b"project firmware"
+        assert offer.report("installed")["deployment_state"] == "active"
