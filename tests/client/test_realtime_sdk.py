@@ -127,3 +127,30 @@ def test_event_streams_and_resource_channels(tenant: Tenant) -> None:
         listener = watcher.things.get(thing.id).get_channel().listen("on")
         assert thing.get_channel().broadcast("on", timeout=0) == []
         assert listener.wait(timeout=10) is not None
+
+
+def test_objects_moving_in_a_location_or_project(tenant: Tenant) -> None:
+    in_location: list[dict[str, Any]] = []
+    in_project: list[dict[str, Any]] = []
+    with tenant.client() as watcher, tenant.client() as admin:
+        project = admin.projects.create("fleet")
+        hq = admin.post(f"projects/{project.id}/locations", {"name": "HQ"})
+        elsewhere = admin.locations.create("elsewhere")
+        watcher.locations.get(hq["id"]).on_move(in_location.append)
+        watcher.projects.get(project.id).on_move(in_project.append)
+        made = admin.post(
+            f"projects/{project.id}/devices",
+            {"name": "van", "location_id": hq["id"], "document": {"latitude": 1.5, "longitude": 2}},
+        )
+        admin.patch(f"devices/{made['id']}", {"document": {"latitude": 1.6, "longitude": 2.1}})
+        other = admin.things.create("crate", location_id=elsewhere.id)
+        admin.patch(f"things/{other.id}", {"document": {"latitude": 9.0, "longitude": 9.0}})
+        admin.patch(f"devices/{made['id']}", {"document": {"note": "no position"}})
+        admin.patch(f"devices/{made['id']}", {"document": {"latitude": 1.7, "longitude": 2.2}})
+        wait_for(lambda: len(in_location) == 3 and len(in_project) == 3, 10, "three moves each")
+    expected = [(1.5, 2), (1.6, 2.1), (1.7, 2.2)]
+    for seen in (in_location, in_project):
+        assert [(f["document"]["latitude"], f["document"]["longitude"]) for f in seen] == expected
+        assert {(f["action"], f["id"], f["document"]["kind"]) for f in seen} == {
+            ("moved", made["id"], "device")
+        }

@@ -203,7 +203,17 @@ class AsyncThing(_AsyncPlaced):
     """A thing: an object a device can sense (a tag, a product, a person)."""
 
 
-class AsyncLocation(AsyncResource):
+class _AsyncDataset(AsyncResource):
+    """A location or project: the devices and things in it announce their moves."""
+
+    async def on_move(self, callback: Callable[[dict[str, Any]], Any]) -> None:
+        """Call `callback(frame)` whenever a device or thing of this location or project gets a
+        new position (its document's `latitude` and `longitude`); the frame's `document` holds
+        `id`, `kind`, `latitude` and `longitude`."""
+        await self._client.on(f"{self.data['kind']}.{self.id}:moved", callback)
+
+
+class AsyncLocation(_AsyncDataset):
     async def get_devices(self, **params: Any) -> AsyncResultSet[AsyncDevice]:
         return await self._find("devices", AsyncDevice, params | {"location_id": self.id})
 
@@ -294,7 +304,7 @@ class AsyncContent(AsyncResource):
         )
 
 
-class AsyncProject(AsyncResource):
+class AsyncProject(_AsyncDataset):
     """A project: the scope of project-bound API tokens."""
 
 

@@ -204,7 +204,17 @@ class Thing(_Placed):
     """A thing: an object a device can sense (a tag, a product, a person)."""
 
 
-class Location(Resource):
+class _Dataset(Resource):
+    """A location or project: the devices and things in it announce their moves."""
+
+    def on_move(self, callback: Callable[[dict[str, Any]], Any]) -> None:
+        """Call `callback(frame)` whenever a device or thing of this location or project gets a
+        new position (its document's `latitude` and `longitude`); the frame's `document` holds
+        `id`, `kind`, `latitude` and `longitude`."""
+        self._client.on(f"{self.data['kind']}.{self.id}:moved", callback)
+
+
+class Location(_Dataset):
     def get_devices(self, **params: Any) -> ResultSet[Device]:
         return self._find("devices", Device, params | {"location_id": self.id})
 
@@ -295,7 +305,7 @@ class Content(Resource):
         )
 
 
-class Project(Resource):
+class Project(_Dataset):
     """A project: the scope of project-bound API tokens."""
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 
-Action = Literal["created", "updated", "deleted"]
+Action = Literal["created", "updated", "deleted", "moved"]
 
 
 class Event(msgspec.Struct, frozen=True):
