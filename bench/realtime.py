@@ -205,12 +205,18 @@ async def measure(wire: Wire, n: int, rounds: int) -> list[float]:
     if not ready.is_set():
         failed = [t.exception() for t in tasks if t.done()]
         raise SystemExit(f"{subscribed} of {n} subscribed; {failed[:1]}")
+    print(f"    {n} subscribed", file=sys.stderr)
     times = []
     async with connect(wire.url, additional_headers=wire.headers, max_size=2**22) as caster:
         for r in range(rounds):
             started = time.perf_counter()
-            responses = await wire.broadcast(caster, r)
+            try:
+                responses = await wire.broadcast(caster, r)
+            except Exception as exc:
+                print(f"    round {r}: {exc!r}", file=sys.stderr)
+                raise
             if len(responses) != n:
+                print(f"    round {r}: {len(responses)} of {n} responses", file=sys.stderr)
                 raise SystemExit(f"{len(responses)} of {n} responses")
             times.append(time.perf_counter() - started)
     stop.set()

@@ -154,6 +154,31 @@ def test_a_broadcast_crosses_processes_and_every_response_returns(
             "device",
             "made-on-b",
         )
+
+        hall = f"hall-{os.getpid()}-{time.monotonic_ns()}"
+
+        async def member_of_a_dying_process() -> list[dict[str, Any]]:
+            b_url = f"ws://127.0.0.1:{ports[1]}/api/v1/realtime"
+            on_b = await connect(b_url, additional_headers=headers)
+            await on_b.send(json.dumps({"op": "subscribe", "id": 1, "channel": hall}))
+            assert (await next_frame(on_b))["op"] == "ack"
+            second.kill()
+            second.wait(30)
+            url = f"ws://127.0.0.1:{ports[0]}/api/v1/realtime"
+            async with connect(url, additional_headers=headers) as on_a:
+                deadline = time.monotonic() + 30
+                while True:
+                    await on_a.send(json.dumps({"op": "who", "id": 2, "channel": hall}))
+                    members: list[dict[str, Any]] = (await next_frame(on_a))["members"]
+                    if not members or time.monotonic() > deadline:
+                        return members
+                    await asyncio.sleep(0.2)
+
+        assert asyncio.run(member_of_a_dying_process()) == []
+        import redis
+
+        stored = redis.Redis.from_url(redis_url).keys(f"tether:rt:presence:*{hall}*")
+        assert stored == [], "the dead process's member stays in the shared list"
     finally:
         for process in (first, second):
             process.terminate()

@@ -145,3 +145,28 @@ def test_a_socket_without_credentials_is_refused(server: RunningServer) -> None:
                 await ws.recv()
 
     asyncio.run(main())
+
+
+def test_presence_changes_go_only_to_sockets_that_asked(
+    server: RunningServer, tenant: Tenant
+) -> None:
+    token = token_of(tenant)
+
+    async def main() -> None:
+        async with socket(server, token) as plain, socket(server, token) as watcher:
+            await send(plain, op="subscribe", id=1, channel="hall")
+            assert (await receive(plain, "ack"))["id"] == 1
+            await send(watcher, op="subscribe", id=2, channel="hall", presence=True)
+            assert (await receive(watcher, "ack"))["id"] == 2
+            async with socket(server, token) as newcomer:
+                await send(newcomer, op="subscribe", id=3, channel="hall")
+                assert (await receive(newcomer, "ack"))["id"] == 3
+                joined = await receive(watcher, "presence")
+                assert joined["joined"]["type"] == "user"
+            left = await receive(watcher, "presence")
+            assert "left" in left
+            await send(plain, op="who", id=4, channel="hall")
+            answer = json.loads(await asyncio.wait_for(plain.recv(), 10))
+            assert answer["op"] == "members", "a plain subscriber was sent presence changes"
+
+    asyncio.run(main())

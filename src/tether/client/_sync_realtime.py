@@ -169,7 +169,11 @@ class Channel:
     ) -> Listener:
         """Call `callback("joined" | "left", member)` as others subscribe and leave; this
         subscribes to the channel. Cancel the returned listener to stop."""
-        self._realtime._presence.setdefault(self.key, []).append(callback)
+        realtime = self._realtime
+        first = self.key not in realtime._presence
+        realtime._presence.setdefault(self.key, []).append(callback)
+        if first and self.key in realtime._listeners:
+            realtime.request(realtime.subscribe_frame(self.key), timeout)
         return self.listen("", timeout)
 
     def fling(self, payload: Any) -> None:
@@ -232,7 +236,7 @@ class Realtime:
             raise NetworkError(f"Cannot open the realtime socket: {failure}") from failure
         self._failures = 0
         for key in self._listeners:
-            self._send_frame({"op": "subscribe", "id": next(self._ids), **_key_frame(key)})
+            self._send_frame({"id": next(self._ids), **self.subscribe_frame(key)})
         if self._callbacks:
             self._send_frame(
                 {"op": "events", "id": next(self._ids), "types": list(self._callbacks)}
@@ -340,8 +344,15 @@ class Realtime:
     def add_listener(self, listener: Listener, timeout: float) -> None:
         key = listener.channel.key
         if key not in self._listeners:
-            self.request({"op": "subscribe", **_key_frame(key)}, timeout)
+            self.request(self.subscribe_frame(key), timeout)
         self._listeners.setdefault(key, set()).add(listener)
+
+    def subscribe_frame(self, key: ChannelKey) -> dict[str, Any]:
+        """Subscribe to a channel, asking for its presence changes when someone watches them."""
+        frame: dict[str, Any] = {"op": "subscribe", **_key_frame(key)}
+        if key in self._presence:
+            frame["presence"] = True
+        return frame
 
     def remove_listener(self, listener: Listener) -> None:
         listener.cancelled = True

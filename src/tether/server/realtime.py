@@ -3,7 +3,8 @@ collect the subscribers' responses, and resource events from the event bus.
 
 Frames are JSON objects with an `op`. From the client:
 
-    {"op": "subscribe",   "id": 1, "channel": "lobby", "system": false, "consumer": false}
+    {"op": "subscribe",   "id": 1, "channel": "lobby", "system": false, "consumer": false,
+                          "presence": false}
     {"op": "unsubscribe", "id": 2, "channel": "lobby"}
     {"op": "broadcast",   "id": 3, "channel": "lobby", "name": "ping", "payload": {...},
                           "timeout": 0.5}
@@ -15,7 +16,8 @@ From the server: `ack` (with the request's id), `error` (id, code, message: the 
 open), `broadcast` (channel, name, payload, broadcast id, sent_at), `responses` (id, list) when a
 broadcast's time is up or everyone answered, `event` (type, action, id, document), `members`
 (the answer to `who`: type, id and name of each identity subscribed) and `presence` (channel
-and `joined` or `left` with a member) to a channel's subscribers as others come and go.
+and `joined` or `left` with a member) as others come and go, to the subscribers that asked for
+it with `"presence": true` (sent to everyone, a thousand joins would be half a million frames).
 
 One process keeps its sockets' channels in a `Hub`; with `TETHER_REDIS_URL` a `Relay` carries
 broadcasts, delivery counts and responses between processes over Redis pub/sub.
@@ -61,6 +63,7 @@ class Frame(msgspec.Struct, omit_defaults=True):
     timeout: float = 0.1
     broadcast: str | None = None
     types: list[str] | None = None
+    presence: bool = False
 
 
 class FrameError(Exception):
@@ -77,6 +80,8 @@ class Client:
     principal: Principal
     outbox: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(QUEUE))
     channels: set[ChannelKey] = field(default_factory=set)
+    watching: set[ChannelKey] = field(default_factory=set)
+    """The channels whose presence changes this socket asked to hear about."""
     events: set[str] = field(default_factory=set)
     too_slow: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -130,7 +135,9 @@ class Hub:
         self.clients: set[Client] = set()
         self.relay: Relay | None = None
 
-    def subscribe(self, client: Client, key: ChannelKey) -> None:
+    def subscribe(self, client: Client, key: ChannelKey, presence: bool = False) -> None:
+        if presence:
+            client.watching.add(key)
         if key in client.channels:
             return
         self._channels.setdefault(key, set()).add(client)
@@ -145,6 +152,7 @@ class Hub:
         if not members:
             del self._channels[key]
         client.channels.discard(key)
+        client.watching.discard(key)
         self._presence(key, client, "left")
 
     def leave(self, client: Client) -> None:
@@ -165,9 +173,17 @@ class Hub:
             "consumer": key[3],
             change: client.member,
         }
-        self.deliver(key, frame, skip=client)
+        self.tell_watchers(key, frame, skip=client)
         if self.relay is not None:
             self.relay.presence(key, frame, client, change)
+
+    def tell_watchers(
+        self, key: ChannelKey, frame: dict[str, Any], skip: Client | None = None
+    ) -> None:
+        """Hand a presence change to this process's subscribers of `key` that asked for them."""
+        for client in list(self._channels.get(key, ())):
+            if client is not skip and key in client.watching:
+                client.offer(frame)
 
     def deliver(self, key: ChannelKey, frame: dict[str, Any], skip: Client | None = None) -> int:
         """Hand a frame to this process's subscribers of `key` (but `skip`); how many took it."""
@@ -287,14 +303,21 @@ class Relay:
         await getattr(self.redis, command)(*args)
 
     async def members(self, key: ChannelKey, local: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Everyone in the channel on live nodes (a dead node's members are skipped)."""
+        """Everyone in the channel on live nodes. A dead node's members are left out and
+        removed from the shared list, which it can no longer clean up itself."""
         alive = await self.nodes() | {self.hub.node}
-        stored = await self.redis.hgetall(self._presence_key(key))
+        store = self._presence_key(key)
+        stored = await self.redis.hgetall(store)
         seen = {(m["type"], m["id"]): m for m in local}
+        dead = []
         for field_name, value in stored.items():
-            if field_name.decode().split(":", 1)[0] in alive:
-                member = msgspec.json.decode(value)
-                seen.setdefault((member["type"], member["id"]), member)
+            if field_name.decode().split(":", 1)[0] not in alive:
+                dead.append(field_name)
+                continue
+            member = msgspec.json.decode(value)
+            seen.setdefault((member["type"], member["id"]), member)
+        if dead:
+            await self.redis.hdel(store, *dead)
         return list(seen.values())
 
     def event(self, event: Event) -> None:
@@ -336,7 +359,7 @@ class Relay:
     def _handle(self, channel: str, message: dict[str, Any]) -> None:
         if channel == self.PRESENCE:
             if message["origin"] != self.hub.node:
-                self.hub.deliver(_key(message["key"]), message["frame"])
+                self.hub.tell_watchers(_key(message["key"]), message["frame"])
         elif channel == self.EVENTS:
             if message["origin"] != self.hub.node:
                 self.hub.publish(msgspec.convert(message["event"], Event))
@@ -419,7 +442,7 @@ def _channel_key(client: Client, frame: Frame) -> ChannelKey:
 
 async def _handle(hub: Hub, client: Client, frame: Frame) -> dict[str, Any] | None:
     if frame.op == "subscribe":
-        hub.subscribe(client, _channel_key(client, frame))
+        hub.subscribe(client, _channel_key(client, frame), frame.presence)
         return {"op": "ack", "id": frame.id}
     if frame.op == "unsubscribe":
         hub.unsubscribe(client, _channel_key(client, frame))
