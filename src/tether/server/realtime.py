@@ -90,10 +90,13 @@ class Client:
         """How this socket appears in a channel's presence."""
         return {"type": self.principal.type, "id": self.principal.id, "name": self.principal.name}
 
-    def offer(self, frame: dict[str, Any]) -> bool:
-        """Queue a frame; a client whose queue is full is marked to be disconnected."""
+    def offer(self, frame: dict[str, Any] | bytes) -> bool:
+        """Queue a frame (or its JSON, encoded once for many sockets); a client whose queue is
+        full is marked to be disconnected."""
         try:
-            self.outbox.put_nowait(msgspec.json.encode(frame))
+            self.outbox.put_nowait(
+                frame if isinstance(frame, bytes) else msgspec.json.encode(frame)
+            )
             return True
         except asyncio.QueueFull:
             self.too_slow.set()
@@ -181,14 +184,16 @@ class Hub:
         self, key: ChannelKey, frame: dict[str, Any], skip: Client | None = None
     ) -> None:
         """Hand a presence change to this process's subscribers of `key` that asked for them."""
+        encoded = msgspec.json.encode(frame)
         for client in list(self._channels.get(key, ())):
             if client is not skip and key in client.watching:
-                client.offer(frame)
+                client.offer(encoded)
 
     def deliver(self, key: ChannelKey, frame: dict[str, Any], skip: Client | None = None) -> int:
         """Hand a frame to this process's subscribers of `key` (but `skip`); how many took it."""
         members = self._channels.get(key, ())
-        return sum(client.offer(frame) for client in list(members) if client is not skip)
+        encoded = msgspec.json.encode(frame)
+        return sum(client.offer(encoded) for client in list(members) if client is not skip)
 
     async def broadcast(
         self, key: ChannelKey, name: str, payload: Any, timeout: float
@@ -245,9 +250,11 @@ class Hub:
             "id": event.id,
             "document": event.document,
         }
+        encoded = None
         for client in list(self.clients):
             if client.wants(event):
-                client.offer(frame)
+                encoded = encoded or msgspec.json.encode(frame)
+                client.offer(encoded)
 
 
 class Relay:
@@ -517,6 +524,9 @@ async def realtime(socket: WebSocket[Any, Any, Any]) -> None:
                 frame = msgspec.json.decode(text, type=Frame)
             except msgspec.DecodeError as exc:
                 client.offer({"op": "error", "code": "malformed", "message": str(exc)})
+                continue
+            if frame.op == "respond" and frame.broadcast:
+                hub.respond(client.principal.org_id, frame.broadcast, frame.payload)
                 continue
             task = asyncio.create_task(_run(socket, hub, client, frame))
             work.add(task)
