@@ -159,7 +159,7 @@ def tokens_create(
 def tokens_list(url: UrlOption = None, as_json: JsonOption = False) -> None:
     """List your API tokens."""
     with connect(url) as client:
-        rows = _all(client, "tokens")
+        rows = client.get_all("tokens", {"limit": 500})
     table(
         rows,
         ["id", "name", "prefix", "read_only", "project_id", "expires_at", "revoked_at"],
@@ -173,15 +173,6 @@ def tokens_revoke(token_id: str, url: UrlOption = None) -> None:
     with connect(url) as client:
         client.delete(f"tokens/{token_id}")
     typer.echo(f"Revoked {token_id}.")
-
-
-def _all(client: tether.Client, path: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    page: dict[str, Any] | None = client.get(path, {"limit": 500})
-    while page:
-        rows.extend(page["results"])
-        page = client.get(page["next"]) if page.get("next") else None
-    return rows
 
 
 @devices_app.command("list")

@@ -172,7 +172,7 @@ def create(
 def list_deployments(url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Every deployment with its progress."""
     with connect(url) as client:
-        rows = client.get("deployments", {"limit": 500})["results"]
+        rows = client.get_all("deployments", {"limit": 500})
     for row in rows:
         row.update(row.pop("counts"))
     columns = ["id", "name", "version", "state", "percentage", "installed", "failed"]

@@ -229,6 +229,18 @@ class AsyncClient:
     ) -> Any:
         return await self.request("GET", path, params=params, timeout=timeout, raw=raw)
 
+    async def get_all(
+        self, path: str, params: Mapping[str, Any] | None = None, *, key: str = "results"
+    ) -> list[Any]:
+        """Every item of a paged list (`key` names the page's list), following `next`."""
+        page = await self.get(path, params)
+        items: list[Any] = []
+        while True:
+            items.extend(page[key])
+            if not page.get("next"):
+                return items
+            page = await self.get(page["next"])
+
     async def post(
         self,
         path: str,

@@ -194,13 +194,9 @@ class AsyncFiles:
     async def ls(self, remote: str = "/") -> list[dict[str, Any]]:
         """The contents of a folder (every page), by name."""
         path = _remote(remote)
-        page = await self._client.get("files/list" + ("" if path == "/" else path), {"limit": 500})
-        entries: list[dict[str, Any]] = []
-        while True:
-            entries.extend(page["results"])
-            if not page.get("next"):
-                return entries
-            page = await self._client.get(page["next"])
+        return await self._client.get_all(
+            "files/list" + ("" if path == "/" else path), {"limit": 500}
+        )
 
     async def mkdir(self, remote: str) -> dict[str, Any]:
         """Make a folder and any missing parents."""

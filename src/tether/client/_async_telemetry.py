@@ -236,13 +236,10 @@ class AsyncTelemetry:
             params["every"] = parse_duration(every)
         if agg is not None:
             params["agg"] = agg
-        readings: list[Reading] = []
-        page = await self._client.get(f"devices/{self._device(device)}/telemetry", params)
-        while True:
-            readings.extend(Reading.from_api(point) for point in page["points"])
-            if not page.get("next"):
-                return readings
-            page = await self._client.get(page["next"])
+        points = await self._client.get_all(
+            f"devices/{self._device(device)}/telemetry", params, key="points"
+        )
+        return [Reading.from_api(point) for point in points]
 
     async def close(self) -> None:
         """Stop background pushing and close the outbox file."""

@@ -209,13 +209,7 @@ class AsyncUpdates:
 
     async def versions(self, reference: str | None = None) -> list[dict[str, Any]]:
         """Published package versions (every page), oldest first."""
-        page = await self._client.get("packages", {"reference": reference, "limit": 500})
-        found: list[dict[str, Any]] = []
-        while True:
-            found.extend(page["results"])
-            if not page.get("next"):
-                return found
-            page = await self._client.get(page["next"])
+        return await self._client.get_all("packages", {"reference": reference, "limit": 500})
 
     async def deploy(
         self,

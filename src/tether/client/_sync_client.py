@@ -230,6 +230,18 @@ class Client:
     ) -> Any:
         return self.request("GET", path, params=params, timeout=timeout, raw=raw)
 
+    def get_all(
+        self, path: str, params: Mapping[str, Any] | None = None, *, key: str = "results"
+    ) -> list[Any]:
+        """Every item of a paged list (`key` names the page's list), following `next`."""
+        page = self.get(path, params)
+        items: list[Any] = []
+        while True:
+            items.extend(page[key])
+            if not page.get("next"):
+                return items
+            page = self.get(page["next"])
+
     def post(
         self,
         path: str,

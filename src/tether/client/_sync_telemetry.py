@@ -237,13 +237,10 @@ class Telemetry:
             params["every"] = parse_duration(every)
         if agg is not None:
             params["agg"] = agg
-        readings: list[Reading] = []
-        page = self._client.get(f"devices/{self._device(device)}/telemetry", params)
-        while True:
-            readings.extend(Reading.from_api(point) for point in page["points"])
-            if not page.get("next"):
-                return readings
-            page = self._client.get(page["next"])
+        points = self._client.get_all(
+            f"devices/{self._device(device)}/telemetry", params, key="points"
+        )
+        return [Reading.from_api(point) for point in points]
 
     def close(self) -> None:
         """Stop background pushing and close the outbox file."""

@@ -210,13 +210,7 @@ class Updates:
 
     def versions(self, reference: str | None = None) -> list[dict[str, Any]]:
         """Published package versions (every page), oldest first."""
-        page = self._client.get("packages", {"reference": reference, "limit": 500})
-        found: list[dict[str, Any]] = []
-        while True:
-            found.extend(page["results"])
-            if not page.get("next"):
-                return found
-            page = self._client.get(page["next"])
+        return self._client.get_all("packages", {"reference": reference, "limit": 500})
 
     def deploy(
         self,
