@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,7 +10,7 @@ import typer
 
 import tether
 from tether.cli import files, realtime, telemetry, updates
-from tether.cli.common import JsonOption, UrlOption, connect
+from tether.cli.common import JsonOption, UrlOption, connect, parse_json, split_pair
 from tether.cli.output import emit_json, fail, record, table
 from tether.client._credentials import read_saved_logins, write_saved_logins
 
@@ -53,10 +52,8 @@ def serve(
         raise fail("The server needs its extra: pip install 'tether[server]'") from None
     overrides: dict[str, Any] = {"data": data, "host": host, "port": port}
     for item in set_ or []:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise fail(f"--set takes NAME=VALUE, not {item!r}")
-        overrides[name.strip().replace("-", "_")] = value
+        name, value = split_pair(item, "--set NAME=VALUE")
+        overrides[name.replace("-", "_")] = value
     try:
         settings = Settings.load(overrides)
     except SettingsError as exc:
@@ -195,10 +192,7 @@ def devices_create(
     as_json: JsonOption = False,
 ) -> None:
     """Create a device; its secret is shown once."""
-    try:
-        doc = json.loads(document) if document else {}
-    except ValueError:
-        raise fail("--document must be JSON.") from None
+    doc = parse_json(document, "--document") if document else {}
     with connect(url) as client:
         record(client.post("devices", {"name": name, "document": doc}), as_json)
 
@@ -279,10 +273,7 @@ def request(
     method = method.upper()
     if method not in {"GET", "POST", "PUT", "PATCH", "DELETE"}:
         raise fail(f"Unknown method {method}.")
-    try:
-        payload = json.loads(body) if body else None
-    except ValueError:
-        raise fail("--data must be JSON.") from None
+    payload = parse_json(body, "--data") if body else None
     params = dict(p.partition("=")[::2] for p in param or [])
     with connect(url) as client:
         result = client.request(method, path, params=params, json=payload)

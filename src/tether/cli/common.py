@@ -3,9 +3,10 @@ command with one clear line."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -33,3 +34,19 @@ def connect(url: str | None) -> Iterator[tether.Client]:
         raise fail(exc.message) from None
     except (ValueError, OSError) as exc:
         raise fail(str(exc)) from None
+
+
+def parse_json(text: str, what: str) -> Any:
+    """`text` as JSON, or a one-line error naming the option it came from."""
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise fail(f"{what} is not JSON ({exc}), e.g. '{{\"level\": 3}}' or '\"text\"'.") from None
+
+
+def split_pair(item: str, form: str = "NAME=VALUE") -> tuple[str, str]:
+    """`name=value` as its two sides (the name stripped); a one-line error otherwise."""
+    name, sep, value = item.partition("=")
+    if not sep or not name.strip():
+        raise fail(f"Give {form}, not {item!r}.")
+    return name.strip(), value

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from tether.cli.common import UrlOption, connect
-from tether.cli.output import emit_json, fail
+from tether.cli.common import UrlOption, connect, parse_json
+from tether.cli.output import emit_json
 
 SystemOption = Annotated[bool, typer.Option("--system", help="The system channel of that name.")]
 ConsumerOption = Annotated[
     bool, typer.Option("--consumer", help="The consumer channel of that name.")
 ]
-
-
-def _json(text: str | None, what: str) -> Any:
-    if text is None:
-        return None
-    try:
-        return json.loads(text)
-    except ValueError:
-        raise fail(f"{what} must be JSON, e.g. '{{\"volume\": 3}}' or '\"text\"'.") from None
 
 
 def listen(
@@ -37,7 +28,7 @@ def listen(
     url: UrlOption = None,
 ) -> None:
     """Print broadcasts on CHANNEL as they come, one JSON object a line."""
-    answer = _json(respond, "--respond")
+    answer = None if respond is None else parse_json(respond, "--respond")
     with connect(url) as client:
         listener = client.get_channel(channel, system, consumer).listen(event)
         for seen, broadcast in enumerate(listener, start=1):
@@ -58,6 +49,6 @@ def broadcast(
     url: UrlOption = None,
 ) -> None:
     """Broadcast EVENT on CHANNEL and print the responses that came back in time."""
-    data = _json(payload, "The payload")
+    data = None if payload is None else parse_json(payload, "The payload")
     with connect(url) as client:
         emit_json(client.get_channel(channel, system, consumer).broadcast(event, data, timeout))

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 import tether
-from tether.cli.common import JsonOption, UrlOption, connect
+from tether.cli.common import JsonOption, UrlOption, connect, split_pair
 from tether.cli.output import fail, table
 
 app = typer.Typer(
@@ -24,9 +24,7 @@ DeviceOption = Annotated[
 
 def parse_assignment(item: str) -> tuple[str, Any]:
     """`field=value`, the value read as JSON when it is JSON (numbers, true, {...}) else text."""
-    field, sep, raw = item.partition("=")
-    if not sep or not field:
-        raise fail(f"Give values as FIELD=VALUE, not {item!r}.")
+    field, raw = split_pair(item, "values as FIELD=VALUE")
     try:
         return field, json.loads(raw)
     except ValueError:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 import tether
-from tether.cli.common import JsonOption, QuietOption, UrlOption, connect
+from tether.cli.common import JsonOption, QuietOption, UrlOption, connect, parse_json, split_pair
 from tether.cli.output import fail, progress_bar, record, table
 
 packages_app = typer.Typer(
@@ -34,10 +33,7 @@ KeyOption = Annotated[
 def _json_object(text: str | None, what: str) -> dict[str, Any]:
     if not text:
         return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise fail(f"{what} is not JSON: {exc}") from None
+    value = parse_json(text, what)
     if not isinstance(value, dict):
         raise fail(f"{what} must be a JSON object")
     return value
@@ -233,8 +229,10 @@ def check(
     as_json: JsonOption = False,
 ) -> None:
     """What this device (or --device) should install."""
-    have = [tether.Package(*_pair(item)) for item in installed or []]
-    props = dict(_pair(item) for item in prop or [])
+    have = [
+        tether.Package(*_pair(item, "--installed REFERENCE=VERSION")) for item in installed or []
+    ]
+    props = dict(_pair(item, "--property NAME=VALUE") for item in prop or [])
     with connect(url) as client:
         answer = client.updates.check(have, props, device_id=device)
     rows = [
@@ -253,8 +251,6 @@ def check(
     table(rows, ["list", "reference", "version", "size"], as_json)
 
 
-def _pair(item: str) -> tuple[str, str]:
-    name, sep, value = item.partition("=")
-    if not sep or not name:
-        raise fail(f"expected NAME=VALUE, not {item!r}")
-    return name.strip(), value.strip()
+def _pair(item: str, form: str) -> tuple[str, str]:
+    name, value = split_pair(item, form)
+    return name, value.strip()
