@@ -141,17 +141,19 @@ class AccessTokens:
     def grant(self, subject: str, ttl: int) -> str:
         """A capability for `subject` (a string naming who may do what), valid `ttl` seconds:
         the expiry and an HMAC of both under the server key."""
-        expires = int(time.time()) + ttl
-        mac = hmac.new(self._key.encode(), f"{expires}:{subject}".encode(), "sha256")
-        return f"{expires}.{mac.hexdigest()[:32]}"
+        expires = str(int(time.time()) + ttl)
+        return f"{expires}.{self._grant_mac(expires, subject)}"
 
     def granted(self, grant: str, subject: str) -> bool:
         """Whether `grant` was issued for `subject` and has not expired."""
         expires, _, mac = grant.partition(".")
         if not expires.isdigit() or int(expires) < time.time():
             return False
-        wanted = hmac.new(self._key.encode(), f"{expires}:{subject}".encode(), "sha256")
-        return hmac.compare_digest(mac, wanted.hexdigest()[:32])
+        return hmac.compare_digest(mac, self._grant_mac(expires, subject))
+
+    def _grant_mac(self, expires: str, subject: str) -> str:
+        mac = hmac.new(self._key.encode(), f"{expires}:{subject}".encode(), "sha256")
+        return mac.hexdigest()[:32]
 
     def verify(self, token: str) -> Principal | None:
         known = self._verified.get(token)

@@ -84,7 +84,7 @@ class TokenOut(msgspec.Struct, omit_defaults=True):
     token: str | None = None
 
 
-def _require_admin(request: Request[Any, Any, Any]) -> Principal:
+def require_admin(request: Request[Any, Any, Any]) -> Principal:
     principal = principal_of(request)
     if principal.type != "user" or not principal.is_admin:
         raise forbidden("Only organization admins may do this.")
@@ -167,7 +167,7 @@ async def list_users(request: Request[Any, Any, Any], tether: Tether) -> Page[Us
 async def create_user(
     data: JSONBody[UserCreate], request: Request[Any, Any, Any], tether: Tether
 ) -> UserOut:
-    principal = _require_admin(request)
+    principal = require_admin(request)
     async with tether.engine.begin() as conn:
         return await insert_user(conn, principal.org_id, data)
 
@@ -176,7 +176,7 @@ async def create_user(
 async def delete_user(
     user_id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
 ) -> None:
-    principal = _require_admin(request)
+    principal = require_admin(request)
     if user_id == principal.id:
         raise invalid("You cannot delete yourself.", "self_delete")
     async with tether.engine.begin() as conn:

@@ -24,8 +24,9 @@ from tether.server.credentials import Principal
 from tether.server.database import Reads, new_id, utcnow
 from tether.server.events import Event
 from tether.server.files import blob_response, record_blob
+from tether.server.identity import require_admin
 from tether.server.pages import Page, check_query, fetch_page, page_limit
-from tether.server.problems import conflict, forbidden, invalid, not_found
+from tether.server.problems import Problem, conflict, forbidden, invalid, not_found
 from tether.server.resources import principal_of
 from tether.server.state import ServerState, Tether
 from tether.server.tables import deployments, package_versions, update_keys
@@ -114,6 +115,10 @@ async def find_version(conn: Reads, org_id: str, reference: str, version: str) -
     return row
 
 
+def _published(reference: str, version: str) -> Problem:
+    return conflict(f"{reference} {version} is already published.", "version_exists")
+
+
 def _metadata(request: Request[Any, Any, Any]) -> str:
     raw = request.headers.get("x-tether-metadata") or "{}"
     if len(raw) > MAX_METADATA:
@@ -127,15 +132,19 @@ def _metadata(request: Request[Any, Any, Any]) -> str:
     return msgspec.json.encode(value).decode()
 
 
+async def _org_key(tether: ServerState, org_id: str) -> Any:
+    """The organization's signing key row, or None."""
+    async with tether.reader.connect() as reads:
+        found = await reads.execute(sa.select(update_keys).where(update_keys.c.org_id == org_id))
+        return found.first()
+
+
 async def _signature(
     tether: ServerState, org_id: str, offered: str | None, message: tuple[str, str, int, str]
 ) -> str | None:
     """The signature a new version keeps: the server's own when it holds the key, else the
     publisher's, which must verify (and is required once the organization has a key)."""
-    async with tether.reader.connect() as reads:
-        key = (
-            await reads.execute(sa.select(update_keys).where(update_keys.c.org_id == org_id))
-        ).first()
+    key = await _org_key(tether, org_id)
     if key is None:
         if offered:
             raise invalid(
@@ -185,7 +194,7 @@ async def publish(
     )
     async with tether.reader.connect() as reads:
         if (await reads.execute(exists)).first() is not None:
-            raise conflict(f"{reference} {version} is already published.", "version_exists")
+            raise _published(reference, version)
     sha256, size = await tether.blobs.receive(request.stream(), tether.settings.max_package_size)
     signature = await _signature(
         tether,
@@ -211,7 +220,7 @@ async def publish(
             await record_blob(conn, sha256, size, now)
             await conn.execute(package_versions.insert().values(**row))
     except sa.exc.IntegrityError:
-        raise conflict(f"{reference} {version} is already published.", "version_exists") from None
+        raise _published(reference, version) from None
     out = version_out(SimpleNamespace(**row))
     tether.bus.publish(Event(org_id, "package", "created", out.id, out))
     return out
@@ -296,11 +305,7 @@ def _key_out(row: Any) -> SigningKeyOut:
 
 @get("/packages/signing-key", tags=["packages"], summary="The organization's public signing key")
 async def read_key(request: Request[Any, Any, Any], tether: Tether) -> SigningKeyOut:
-    org_id = principal_of(request).org_id
-    async with tether.reader.connect() as reads:
-        row = (
-            await reads.execute(sa.select(update_keys).where(update_keys.c.org_id == org_id))
-        ).first()
+    row = await _org_key(tether, principal_of(request).org_id)
     if row is None:
         raise not_found("signing key")
     return _key_out(row)
@@ -316,9 +321,7 @@ async def read_key(request: Request[Any, Any, Any], tether: Tether) -> SigningKe
 async def set_key(
     data: JSONBody[SigningKeyIn], request: Request[Any, Any, Any], tether: Tether
 ) -> SigningKeyOut:
-    principal = principal_of(request)
-    if principal.type != "user" or not principal.is_admin:
-        raise forbidden("Only organization admins may set the signing key.")
+    principal = require_admin(request)
     if data.generate == (data.public_key is not None):
         raise invalid("Give either public_key or generate: true.")
     private = None

@@ -22,7 +22,7 @@ from tether.server.credentials import Principal
 from tether.server.data import scoped_paths
 from tether.server.deployments import ReportState, record_report
 from tether.server.files import blob_response
-from tether.server.packages import checked_version
+from tether.server.packages import LIVE_STATES, checked_version
 from tether.server.problems import forbidden, invalid, not_found
 from tether.server.resources import principal_of, resolve_scope
 from tether.server.rules import Test, compile_rules, in_rollout, properties_of
@@ -96,7 +96,11 @@ _LIVE = (
         package_versions.c.signature,
     )
     .join(package_versions, package_versions.c.id == deployments.c.version_id)
-    .where(deployments.c.org_id == sa.bindparam("org_id"), deployments.c.state != "aborted")
+    .where(
+        deployments.c.org_id == sa.bindparam("org_id"),
+        # Equalities, not in_(): an expanding IN is rendered again on every execution.
+        sa.or_(*(deployments.c.state == state for state in LIVE_STATES)),
+    )
     .order_by(deployments.c.created_at.desc(), deployments.c.id.desc())
 )
 _DEVICE = sa.select(resources.c.name, resources.c.document).where(
@@ -104,6 +108,11 @@ _DEVICE = sa.select(resources.c.name, resources.c.document).where(
     resources.c.org_id == sa.bindparam("org_id"),
     resources.c.kind == "device",
 )
+
+
+def _download(org_id: str, device_id: str, version_id: str) -> str:
+    """What a download grant allows: this device to fetch this version."""
+    return f"download:{org_id}:{device_id}:{version_id}"
 
 
 def _device_of(principal: Principal, given: str | None) -> str:
@@ -250,7 +259,7 @@ async def check(
         if have is not None and _same_version(have, d.version):
             out.unchanged.append(InstalledPackage(reference, have))
             continue
-        grant = tether.tokens.grant(f"download:{org_id}:{device_id}:{d.version_id}", GRANT_TTL)
+        grant = tether.tokens.grant(_download(org_id, device_id, d.version_id), GRANT_TTL)
         offer = PackageOffer(
             reference=reference,
             version=d.version,
@@ -278,8 +287,7 @@ async def download(
     principal = principal_of(request)
     if principal.type == "device":
         grant = request.query_params.get("grant", "")
-        subject = f"download:{principal.org_id}:{principal.id}:{version_id}"
-        if not tether.tokens.granted(grant, subject):
+        if not tether.tokens.granted(grant, _download(principal.org_id, principal.id, version_id)):
             raise not_found("package")
     async with tether.reader.connect() as reads:
         await resolve_scope(reads, request)
