@@ -18,7 +18,7 @@ from litestar import Request, Router, delete, get, patch, post
 from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tether.server.database import Reads, new_id, utcnow
+from tether.server.database import Reads, new_id, upsert, utcnow
 from tether.server.events import Event
 from tether.server.packages import LIVE_STATES, find_version, manager
 from tether.server.pages import Page, check_query, fetch_page, page_limit
@@ -86,15 +86,28 @@ def changed(tether: ServerState, event: Event) -> None:
     tether.bus.publish(event)
 
 
-async def counts_of(conn: Reads, deployment_id: str) -> dict[str, int]:
-    rows = await conn.execute(
-        sa.select(deployment_reports.c.state, sa.func.count().label("n"))
-        .where(deployment_reports.c.deployment_id == deployment_id)
-        .group_by(deployment_reports.c.state)
-    )
-    counts = {"downloading": 0, "installed": 0, "failed": 0}
-    counts.update({row.state: row.n for row in rows.all()})
+async def counts_for(conn: Reads, deployment_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Each deployment's reports per state, in one query for a whole page."""
+    counts: dict[str, dict[str, int]] = {
+        d: {"downloading": 0, "installed": 0, "failed": 0} for d in deployment_ids
+    }
+    if deployment_ids:
+        rows = await conn.execute(
+            sa.select(
+                deployment_reports.c.deployment_id,
+                deployment_reports.c.state,
+                sa.func.count().label("n"),
+            )
+            .where(deployment_reports.c.deployment_id.in_(deployment_ids))
+            .group_by(deployment_reports.c.deployment_id, deployment_reports.c.state)
+        )
+        for row in rows.all():
+            counts[row.deployment_id][row.state] = row.n
     return counts
+
+
+async def counts_of(conn: Reads, deployment_id: str) -> dict[str, int]:
+    return (await counts_for(conn, [deployment_id]))[deployment_id]
 
 
 def _out(row: Any, counts: dict[str, int]) -> DeploymentOut:
@@ -172,7 +185,8 @@ async def list_deployments(request: Request[Any, Any, Any], tether: Tether) -> P
             query = query.where(deployments.c[name] == request.query_params[name])
     async with tether.reader.connect() as reads:
         total, rows, next_url = await fetch_page(reads, request, query, deployments.c.id, limit)
-        results = [_out(row, await counts_of(reads, row.id)) for row in rows]
+        counts = await counts_for(reads, [row.id for row in rows])
+    results = [_out(row, counts[row.id]) for row in rows]
     return Page(total, results, next_url)
 
 
@@ -245,20 +259,11 @@ async def record_report(
     reaches the threshold. Returns the deployment's state afterwards."""
     now = utcnow()
     values = {"state": state, "reason": reason, "updated_at": now}
-    updated = await conn.execute(
-        deployment_reports.update()
-        .where(
-            deployment_reports.c.deployment_id == deployment.id,
-            deployment_reports.c.device_id == device_id,
-        )
-        .values(**values)
+    await conn.execute(
+        upsert(conn, deployment_reports)
+        .values(deployment_id=deployment.id, device_id=device_id, **values)
+        .on_conflict_do_update(index_elements=["deployment_id", "device_id"], set_=values)
     )
-    if updated.rowcount == 0:
-        await conn.execute(
-            deployment_reports.insert().values(
-                deployment_id=deployment.id, device_id=device_id, **values
-            )
-        )
     threshold = deployment.failure_threshold
     if state != "failed" or threshold is None or deployment.state not in LIVE_STATES:
         return str(deployment.state)

@@ -21,7 +21,7 @@ from litestar.params import FromPath, JSONBody
 
 from tether._versions import canonical_version
 from tether.server.credentials import Principal
-from tether.server.database import Reads, new_id, utcnow
+from tether.server.database import Reads, new_id, upsert, utcnow
 from tether.server.events import Event
 from tether.server.files import blob_response, record_blob
 from tether.server.identity import require_admin
@@ -335,11 +335,11 @@ async def set_key(
             raise invalid(f"public_key is {exc}.", "invalid_key") from None
     now = utcnow()
     async with tether.engine.begin() as conn:
-        await conn.execute(update_keys.delete().where(update_keys.c.org_id == principal.org_id))
+        stored = {"public_key": public, "private_key": private, "created_at": now}
         await conn.execute(
-            update_keys.insert().values(
-                org_id=principal.org_id, public_key=public, private_key=private, created_at=now
-            )
+            upsert(conn, update_keys)
+            .values(org_id=principal.org_id, **stored)
+            .on_conflict_do_update(index_elements=["org_id"], set_=stored)
         )
     return SigningKeyOut(public, private is not None, now)
 
