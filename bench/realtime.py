@@ -6,7 +6,8 @@
 For N subscribers (one asyncio process of raw WebSocket clients that answer every broadcast at
 once), a broadcaster asks for a broadcast and waits until all N answers are back; p50 and p99 of
 that time over the rounds, and fan-out deliveries per second, for Tether (`tether serve`, one
-worker), for the bare server (`websockets`, same frames, no auth, no checks) and for Node's
+worker), for the bare server (`websockets`, same frames, no auth, no checks; like Tether's
+default, and Socket.IO's, without permessage-deflate) and for Node's
 Socket.IO 4 (`io.to(room).timeout(t).emit(...)` collecting the acknowledgements; installed with
 npm into a temporary folder, so it needs node and npm). The subscribers and the broadcaster are
 the same Python code for all three, speaking each server's wire format (Socket.IO's is
@@ -76,7 +77,7 @@ async def serve_one(ws):
             await ws.send(json.dumps(reply))
 
 async def main():
-    async with serve(handler, "127.0.0.1", int(sys.argv[1]), max_size=2**22):
+    async with serve(handler, "127.0.0.1", int(sys.argv[1]), max_size=2**22, compression=None):
         await asyncio.Future()
 
 asyncio.run(main())

@@ -111,7 +111,7 @@ def server(
     """A real Tether server (uvicorn, in a thread) on a free loopback port."""
     import uvicorn
 
-    from tether.server.app import create_app
+    from tether.server.app import create_app, uvicorn_options
     from tether.server.settings import Settings
 
     database_url = _postgres_database() if request.param == "postgresql" else None
@@ -130,9 +130,8 @@ def server(
         environ={},
     )
     port = free_port()
-    config = uvicorn.Config(
-        create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-    )
+    options = {**uvicorn_options(settings), "port": port, "log_level": "warning"}
+    config = uvicorn.Config(create_app(settings), lifespan="on", **options)
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, daemon=True)
     thread.start()

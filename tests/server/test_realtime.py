@@ -106,11 +106,15 @@ def test_bad_frames_and_read_only_tokens_get_error_frames(
 
     async def main() -> None:
         async with socket(server, read_only) as ws:
+            assert ws.response is not None
+            assert "Sec-WebSocket-Extensions" not in ws.response.headers, "compression is opt-in"
             await send(ws, op="broadcast", id=1, channel="c", name="n")
             error = await receive(ws)
             assert (error["op"], error["code"], error["id"]) == ("error", "read_only", 1)
             await ws.send("{not json")
             assert (await receive(ws))["code"] == "malformed"
+            await ws.send(b'{"op": "who", "id": 5, "channel": "c"}')
+            assert (await receive(ws))["code"] == "malformed", "frames are text, not binary"
             await ws.send(json.dumps({"op": "subscribe", "id": 2, "channel": "x" * 300}))
             assert (await receive(ws))["code"] == "invalid"
             await ws.send("x" * 70_000)

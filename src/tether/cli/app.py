@@ -46,7 +46,7 @@ def serve(
     try:
         import uvicorn
 
-        from tether.server.app import create_app
+        from tether.server.app import create_app, uvicorn_options
         from tether.server.settings import Settings, SettingsError
     except ImportError:
         raise fail("The server needs its extra: pip install 'tether[server]'") from None
@@ -62,13 +62,7 @@ def serve(
         f"Tether {tether.__version__} on http://{settings.host}:{settings.port} "
         f"(health: /api/v1/health, API docs: /api/v1/docs)"
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-    )
+    uvicorn.run(create_app(settings), **uvicorn_options(settings))
 
 
 @app.command()

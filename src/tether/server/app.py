@@ -190,3 +190,14 @@ def create_app(
         debug=False,
     )
     return app
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How `tether serve` (and the test server) runs uvicorn for these settings."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+        "ws_per_message_deflate": settings.realtime_compression,
+    }

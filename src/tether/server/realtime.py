@@ -48,6 +48,7 @@ MAX_FRAME = 64 * 1024
 QUEUE = 1000
 MAX_TIMEOUT = 30.0
 SLOW_CONSUMER = 4008
+CLOSE_TIMEOUT = 5.0
 
 ChannelKey = tuple[str, str, bool, bool]
 
@@ -78,7 +79,7 @@ class Client:
     """One connected socket: who it is, what it listens to, and its bounded outbox."""
 
     principal: Principal
-    outbox: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(QUEUE))
+    outbox: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(QUEUE))
     channels: set[ChannelKey] = field(default_factory=set)
     watching: set[ChannelKey] = field(default_factory=set)
     """The channels whose presence changes this socket asked to hear about."""
@@ -90,13 +91,11 @@ class Client:
         """How this socket appears in a channel's presence."""
         return {"type": self.principal.type, "id": self.principal.id, "name": self.principal.name}
 
-    def offer(self, frame: dict[str, Any] | bytes) -> bool:
-        """Queue a frame (or its JSON, encoded once for many sockets); a client whose queue is
-        full is marked to be disconnected."""
+    def offer(self, frame: dict[str, Any] | str) -> bool:
+        """Queue a frame (or its JSON text, made once for many sockets); a client whose queue
+        is full is marked to be disconnected."""
         try:
-            self.outbox.put_nowait(
-                frame if isinstance(frame, bytes) else msgspec.json.encode(frame)
-            )
+            self.outbox.put_nowait(frame if isinstance(frame, str) else _text(frame))
             return True
         except asyncio.QueueFull:
             self.too_slow.set()
@@ -184,7 +183,7 @@ class Hub:
         self, key: ChannelKey, frame: dict[str, Any], skip: Client | None = None
     ) -> None:
         """Hand a presence change to this process's subscribers of `key` that asked for them."""
-        encoded = msgspec.json.encode(frame)
+        encoded = _text(frame)
         for client in list(self._channels.get(key, ())):
             if client is not skip and key in client.watching:
                 client.offer(encoded)
@@ -192,7 +191,7 @@ class Hub:
     def deliver(self, key: ChannelKey, frame: dict[str, Any], skip: Client | None = None) -> int:
         """Hand a frame to this process's subscribers of `key` (but `skip`); how many took it."""
         members = self._channels.get(key, ())
-        encoded = msgspec.json.encode(frame)
+        encoded = _text(frame)
         return sum(client.offer(encoded) for client in list(members) if client is not skip)
 
     async def broadcast(
@@ -253,7 +252,7 @@ class Hub:
         encoded = None
         for client in list(self.clients):
             if client.wants(event):
-                encoded = encoded or msgspec.json.encode(frame)
+                encoded = encoded or _text(frame)
                 client.offer(encoded)
 
 
@@ -395,6 +394,11 @@ class Relay:
             await asyncio.sleep(self.HEARTBEAT)
 
 
+def _text(frame: dict[str, Any]) -> str:
+    """A frame as the text of a WebSocket message."""
+    return msgspec.json.encode(frame).decode()
+
+
 def _key(sent: list[Any]) -> ChannelKey:
     """A channel key back from its JSON list form."""
     org_id, name, system, consumer = sent
@@ -447,13 +451,27 @@ def _channel_key(client: Client, frame: Frame) -> ChannelKey:
     return (client.principal.org_id, name, frame.system, frame.consumer)
 
 
-async def _handle(hub: Hub, client: Client, frame: Frame) -> dict[str, Any] | None:
+def _handle(hub: Hub, client: Client, frame: Frame) -> dict[str, Any] | None:
+    """Answer a frame that needs no waiting; broadcasts and `who` go to `_answer`."""
     if frame.op == "subscribe":
         hub.subscribe(client, _channel_key(client, frame), frame.presence)
         return {"op": "ack", "id": frame.id}
     if frame.op == "unsubscribe":
         hub.unsubscribe(client, _channel_key(client, frame))
         return {"op": "ack", "id": frame.id}
+    if frame.op == "respond":
+        if not frame.broadcast:
+            raise FrameError("invalid", "respond needs the broadcast id")
+        hub.respond(client.principal.org_id, frame.broadcast, frame.payload)
+        return None
+    if frame.op == "events":
+        client.events = set(frame.types or [])
+        return {"op": "ack", "id": frame.id}
+    raise FrameError("unknown_op", f"unknown op {frame.op!r}")
+
+
+async def _answer(hub: Hub, client: Client, frame: Frame) -> dict[str, Any]:
+    """Answer a frame whose reply takes time: a broadcast's responses, a channel's members."""
     if frame.op == "broadcast":
         if client.principal.read_only:
             raise FrameError("read_only", "This credential is read-only: it cannot broadcast.")
@@ -464,58 +482,44 @@ async def _handle(hub: Hub, client: Client, frame: Frame) -> dict[str, Any] | No
         key = _channel_key(client, frame)
         responses = await hub.broadcast(key, frame.name, frame.payload, frame.timeout)
         return {"op": "responses", "id": frame.id, "responses": responses}
-    if frame.op == "respond":
-        if not frame.broadcast:
-            raise FrameError("invalid", "respond needs the broadcast id")
-        hub.respond(client.principal.org_id, frame.broadcast, frame.payload)
-        return None
-    if frame.op == "who":
-        key = _channel_key(client, frame)
-        members = hub.members(key)
-        if hub.relay is not None:
-            members = await hub.relay.members(key, members)
-        return {"op": "members", "id": frame.id, "members": members}
-    if frame.op == "events":
-        client.events = set(frame.types or [])
-        return {"op": "ack", "id": frame.id}
-    raise FrameError("unknown_op", f"unknown op {frame.op!r}")
+    key = _channel_key(client, frame)
+    members = hub.members(key)
+    if hub.relay is not None:
+        members = await hub.relay.members(key, members)
+    return {"op": "members", "id": frame.id, "members": members}
+
+
+def _error(frame: Frame, exc: FrameError) -> dict[str, Any]:
+    return {"op": "error", "id": frame.id, "code": exc.code, "message": exc.message}
+
+
+async def _answer_later(hub: Hub, client: Client, frame: Frame) -> None:
+    try:
+        reply = await _answer(hub, client, frame)
+    except FrameError as exc:
+        reply = _error(frame, exc)
+    client.offer(reply)
 
 
 async def _send_loop(socket: WebSocket[Any, Any, Any], client: Client) -> None:
     while True:
-        await socket.send_text((await client.outbox.get()).decode())
+        text = await client.outbox.get()
+        await socket.send({"type": "websocket.send", "text": text, "bytes": None})
 
 
-async def _run(socket: WebSocket[Any, Any, Any], hub: Hub, client: Client, frame: Frame) -> None:
-    try:
-        reply = await _handle(hub, client, frame)
-    except FrameError as exc:
-        reply = {"op": "error", "id": frame.id, "code": exc.code, "message": exc.message}
-    if reply is not None:
-        client.offer(reply)
-
-
-@websocket("/realtime")
-async def realtime(socket: WebSocket[Any, Any, Any]) -> None:
-    hub: Hub = socket.app.state.hub
-    client = Client(principal=socket.user)
-    await socket.accept()
-    hub.clients.add(client)
-    sender = asyncio.create_task(_send_loop(socket, client))
-    watchdog = asyncio.create_task(client.too_slow.wait())
+async def _read_loop(socket: WebSocket[Any, Any, Any], hub: Hub, client: Client) -> None:
+    """Read and act on the client's frames until it goes away. Frames are read here, one
+    after the other; only those that wait (broadcast, who) get a task of their own."""
     work: set[asyncio.Task[None]] = set()
     try:
         while True:
-            receive = asyncio.create_task(socket.receive_text())
-            done, _ = await asyncio.wait(
-                {receive, watchdog, sender}, return_when=asyncio.FIRST_COMPLETED
-            )
-            if receive not in done:
-                receive.cancel()
-                if watchdog in done:
-                    await socket.close(SLOW_CONSUMER, "too slow: messages were piling up")
+            message = await socket.receive()
+            if message["type"] == "websocket.disconnect":
                 return
-            text = receive.result()
+            text = message.get("text") if message["type"] == "websocket.receive" else None
+            if not isinstance(text, str):
+                client.offer({"op": "error", "code": "malformed", "message": "frames are text"})
+                continue
             if len(text) > MAX_FRAME:
                 too_large = f"frames are at most {MAX_FRAME} bytes"
                 client.offer({"op": "error", "code": "too_large", "message": too_large})
@@ -525,15 +529,44 @@ async def realtime(socket: WebSocket[Any, Any, Any]) -> None:
             except msgspec.DecodeError as exc:
                 client.offer({"op": "error", "code": "malformed", "message": str(exc)})
                 continue
-            if frame.op == "respond" and frame.broadcast:
-                hub.respond(client.principal.org_id, frame.broadcast, frame.payload)
+            if frame.op in ("broadcast", "who"):
+                task = asyncio.create_task(_answer_later(hub, client, frame))
+                work.add(task)
+                task.add_done_callback(work.discard)
                 continue
-            task = asyncio.create_task(_run(socket, hub, client, frame))
-            work.add(task)
-            task.add_done_callback(work.discard)
-    except WebSocketDisconnect:
-        return
+            try:
+                reply = _handle(hub, client, frame)
+            except FrameError as exc:
+                reply = _error(frame, exc)
+            if reply is not None:
+                client.offer(reply)
+    finally:
+        for task in list(work):
+            task.cancel()
+
+
+@websocket("/realtime")
+async def realtime(socket: WebSocket[Any, Any, Any]) -> None:
+    hub: Hub = socket.app.state.hub
+    client = Client(principal=socket.user)
+    await socket.accept()
+    hub.clients.add(client)
+    tasks = {
+        reader := asyncio.create_task(_read_loop(socket, hub, client)),
+        asyncio.create_task(_send_loop(socket, client)),
+        watchdog := asyncio.create_task(client.too_slow.wait()),
+    }
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if watchdog in done:
+            hub.leave(client)
+            reader.cancel()
+            with contextlib.suppress(TimeoutError, WebSocketDisconnect):
+                await asyncio.wait_for(
+                    socket.close(SLOW_CONSUMER, "too slow: messages were piling up"), CLOSE_TIMEOUT
+                )
     finally:
         hub.leave(client)
-        for pending in (sender, watchdog, *work):
-            pending.cancel()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -104,6 +104,13 @@ SETTINGS: tuple[Setting, ...] = (
         0,
         "Delete telemetry points received more than this many days ago; 0 keeps them forever.",
     ),
+    Setting(
+        "realtime_compression",
+        bool,
+        False,
+        "Offer permessage-deflate on realtime sockets: fewer bytes on slow links, more CPU per "
+        "frame and socket on the server.",
+    ),
     Setting("pairing_ttl", int, 600, "How long a pairing code stays valid, in seconds."),
     Setting("log_level", str, "info", "Log level of the server: debug, info, warning, error."),
 )
