@@ -30,13 +30,15 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Coroutine
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
+from litestar.types import WebSocketSendEvent
 
 from tether.server.credentials import Principal
 from tether.server.events import Event
@@ -74,17 +76,28 @@ class FrameError(Exception):
         self.message = message
 
 
+Send = Callable[[WebSocketSendEvent], Awaitable[None]]
+
+
 @dataclass(eq=False)
 class Client:
-    """One connected socket: who it is, what it listens to, and its bounded outbox."""
+    """One connected socket: who it is, what it listens to, and its bounded outbox.
+
+    A frame is written at once when nothing is waiting to go out before it (see `_step`); only
+    when the socket's transport is full do frames queue, up to `QUEUE`, behind a task that
+    writes them as the socket drains."""
 
     principal: Principal
-    outbox: asyncio.Queue[str] = field(default_factory=lambda: asyncio.Queue(QUEUE))
+    send: Send
+    outbox: deque[str] = field(default_factory=deque)
     channels: set[ChannelKey] = field(default_factory=set)
     watching: set[ChannelKey] = field(default_factory=set)
     """The channels whose presence changes this socket asked to hear about."""
     events: set[str] = field(default_factory=set)
-    too_slow: asyncio.Event = field(default_factory=asyncio.Event)
+    gone: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the socket cannot keep up (`too_slow`) or a write to it failed."""
+    too_slow: bool = False
+    _flushing: asyncio.Task[None] | None = None
 
     @property
     def member(self) -> dict[str, str]:
@@ -92,14 +105,43 @@ class Client:
         return {"type": self.principal.type, "id": self.principal.id, "name": self.principal.name}
 
     def offer(self, frame: dict[str, Any] | str) -> bool:
-        """Queue a frame (or its JSON text, made once for many sockets); a client whose queue
-        is full is marked to be disconnected."""
-        try:
-            self.outbox.put_nowait(frame if isinstance(frame, str) else _text(frame))
-            return True
-        except asyncio.QueueFull:
-            self.too_slow.set()
+        """Send a frame (or its JSON text, made once for many sockets), or queue it behind
+        those still waiting; a client whose queue is full is marked to be disconnected."""
+        text = frame if isinstance(frame, str) else _text(frame)
+        if self.gone.is_set():
             return False
+        if self._flushing is not None:
+            if len(self.outbox) >= QUEUE:
+                self.too_slow = True
+                self.gone.set()
+                return False
+            self.outbox.append(text)
+            return True
+        send = self.send({"type": "websocket.send", "text": text, "bytes": None}).__await__()
+        try:
+            waiting = _step(send)
+        except Exception:
+            self.gone.set()
+            return False
+        if waiting is not _DONE:
+            self._flushing = asyncio.get_running_loop().create_task(self._flush(send, waiting))
+        return True
+
+    async def _flush(self, send: Steps, waiting: Any) -> None:
+        try:
+            await _finish(send, waiting)
+            while self.outbox:
+                await self.send(
+                    {"type": "websocket.send", "text": self.outbox.popleft(), "bytes": None}
+                )
+        except Exception:
+            self.gone.set()
+        finally:
+            self._flushing = None
+
+    def close(self) -> None:
+        if self._flushing is not None:
+            self._flushing.cancel()
 
     def wants(self, event: Event) -> bool:
         return (
@@ -394,6 +436,35 @@ class Relay:
             await asyncio.sleep(self.HEARTBEAT)
 
 
+_DONE = object()
+Steps = Generator[Any, None, None]
+
+
+def _step(coroutine: Steps) -> Any:
+    """Run `coroutine` until it first waits and return what it waits on, or `_DONE` when it
+    finished without waiting. An ASGI send to a socket whose transport has room finishes
+    without waiting, so a fan-out writes each frame in place instead of waking a task per
+    socket, which was most of what a broadcast to a thousand sockets cost."""
+    try:
+        return coroutine.send(None)
+    except StopIteration:
+        return _DONE
+
+
+async def _finish(coroutine: Steps, waiting: Any) -> None:
+    """Drive a coroutine that `_step` left waiting on `waiting` to its end, as a task would."""
+    try:
+        while waiting is not _DONE:
+            if waiting is None:
+                await asyncio.sleep(0)
+            else:
+                waiting._asyncio_future_blocking = False  # taken over, as Task.__step does
+                await waiting
+            waiting = _step(coroutine)
+    finally:
+        coroutine.close()
+
+
 def _text(frame: dict[str, Any]) -> str:
     """A frame as the text of a WebSocket message."""
     return msgspec.json.encode(frame).decode()
@@ -501,12 +572,6 @@ async def _answer_later(hub: Hub, client: Client, frame: Frame) -> None:
     client.offer(reply)
 
 
-async def _send_loop(socket: WebSocket[Any, Any, Any], client: Client) -> None:
-    while True:
-        text = await client.outbox.get()
-        await socket.send({"type": "websocket.send", "text": text, "bytes": None})
-
-
 async def _read_loop(socket: WebSocket[Any, Any, Any], hub: Hub, client: Client) -> None:
     """Read and act on the client's frames until it goes away. Frames are read here, one
     after the other; only those that wait (broadcast, who) get a task of their own."""
@@ -548,25 +613,24 @@ async def _read_loop(socket: WebSocket[Any, Any, Any], hub: Hub, client: Client)
 @websocket("/realtime")
 async def realtime(socket: WebSocket[Any, Any, Any]) -> None:
     hub: Hub = socket.app.state.hub
-    client = Client(principal=socket.user)
+    client = Client(principal=socket.user, send=socket.send)
     await socket.accept()
     hub.clients.add(client)
-    tasks = {
-        reader := asyncio.create_task(_read_loop(socket, hub, client)),
-        asyncio.create_task(_send_loop(socket, client)),
-        watchdog := asyncio.create_task(client.too_slow.wait()),
-    }
+    reader = asyncio.create_task(_read_loop(socket, hub, client))
+    gone = asyncio.create_task(client.gone.wait())
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        if watchdog in done:
+        await asyncio.wait({reader, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if client.too_slow:
             hub.leave(client)
             reader.cancel()
+            client.close()
             with contextlib.suppress(TimeoutError, WebSocketDisconnect):
                 await asyncio.wait_for(
                     socket.close(SLOW_CONSUMER, "too slow: messages were piling up"), CLOSE_TIMEOUT
                 )
     finally:
         hub.leave(client)
-        for task in tasks:
+        client.close()
+        for task in (reader, gone):
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(reader, gone, return_exceptions=True)
