@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 import uuid
@@ -178,6 +179,7 @@ class Hub:
         self._pending: dict[str, _Pending] = {}
         self.clients: set[Client] = set()
         self.relay: Relay | None = None
+        self._numbers = itertools.count(1)
 
     def subscribe(self, client: Client, key: ChannelKey, presence: bool = False) -> None:
         if presence:
@@ -241,7 +243,7 @@ class Hub:
     ) -> list[Any]:
         """Deliver to every subscriber of `key` (on every node); return the responses that
         arrive within `timeout` seconds, sooner when every subscriber has answered."""
-        broadcast_id = f"{self.node}.{uuid.uuid4().hex}"
+        broadcast_id = f"{self.node}.{next(self._numbers)}"
         nodes = await self.relay.nodes() if self.relay else set()
         pending = _Pending(key[0], nodes | {self.node})
         self._pending[broadcast_id] = pending
@@ -260,7 +262,8 @@ class Hub:
                 await self.relay.broadcast(key, frame)
             self.delivered(broadcast_id, self.node, self.deliver(key, frame))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(pending.done.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await pending.done.wait()
             return list(pending.responses)
         finally:
             del self._pending[broadcast_id]
