@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, Result
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.sql import Executable
 
+from tether.server.prepared import prepare
 from tether.server.tables import metadata, server_state
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -70,23 +71,70 @@ class Reads(Protocol):
     ) -> Result[Any]: ...
 
 
+async def fetch(
+    conn: Reads | AsyncConnection,
+    statement: sa.Select[Any],
+    parameters: Mapping[str, Any] | None = None,
+) -> Sequence[Any]:
+    """The rows of a statement built once (see `prepared`), by name or position. On the
+    reader's connections the driver runs it directly; in a transaction, SQLAlchemy does."""
+    if isinstance(conn, _InlineReads | _PooledReads):
+        return await conn.fetch(statement, parameters)
+    return (await conn.execute(statement, parameters)).all()
+
+
 class _InlineReads:
     """One SQLite connection shared by every inline read of the process; it is its own
     context manager, so taking it costs nothing."""
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
+        self._driver: sqlite3.Connection = connection.connection.driver_connection  # type: ignore[assignment]
 
     async def execute(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None, /
     ) -> Result[Any]:
         return self._connection.execute(statement, parameters)
 
+    async def fetch(
+        self, statement: sa.Select[Any], parameters: Mapping[str, Any] | None = None
+    ) -> list[Any]:
+        prepared = prepare(statement, self._connection.dialect)
+        cursor = self._driver.execute(prepared.sql, prepared.arguments(parameters))
+        return prepared.shape(cursor.fetchall())
+
     async def __aenter__(self) -> _InlineReads:
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
         return None
+
+
+class _PooledReads:
+    """A pooled PostgreSQL connection for reads, whose prepared statements asyncpg runs."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._context = engine.connect()
+
+    async def __aenter__(self) -> _PooledReads:
+        self._connection = await self._context.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self._context.__aexit__(*exc)
+
+    async def execute(
+        self, statement: Executable, parameters: Mapping[str, Any] | None = None, /
+    ) -> Result[Any]:
+        return await self._connection.execute(statement, parameters)
+
+    async def fetch(
+        self, statement: sa.Select[Any], parameters: Mapping[str, Any] | None = None
+    ) -> list[Any]:
+        prepared = prepare(statement, self._connection.dialect)
+        driver = (await self._connection.get_raw_connection()).driver_connection
+        assert driver is not None
+        return prepared.shape(await driver.fetch(prepared.sql, *prepared.arguments(parameters)))
 
 
 class Reader:
@@ -124,6 +172,8 @@ class Reader:
             if self._shared is None:
                 self._shared = _InlineReads(self._inline.connect())
             return self._shared
+        if self._pool.dialect.driver == "asyncpg":
+            return _PooledReads(self._pool)
         return self._pool.connect()
 
     async def dispose(self) -> None:

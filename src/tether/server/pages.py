@@ -15,7 +15,7 @@ import msgspec
 import sqlalchemy as sa
 from litestar import Request
 
-from tether.server.database import Reads
+from tether.server.database import Reads, fetch
 from tether.server.problems import invalid
 
 T = TypeVar("T")
@@ -69,16 +69,23 @@ async def fetch_page(
     id_column: sa.ColumnElement[str],
     limit: int,
     params: Mapping[str, Any] | None = None,
-) -> tuple[int, Sequence[sa.Row[Any]], str | None]:
+    prepared: bool = False,
+) -> tuple[int, Sequence[Any], str | None]:
     """Run `query` for one page after the cursor; return the total, the rows and the next URL.
 
-    `params` binds the query's `sa.bindparam`s."""
+    `params` binds the query's `sa.bindparam`s. A query built once, with a bind parameter for
+    every value, is `prepared`: it runs on the driver directly (see `tether.server.prepared`);
+    one built per request goes through SQLAlchemy, whose cache knows it by its shape."""
     count, first, following = _page_statements(query, id_column)
-    total = (await conn.execute(count, params)).scalar_one()
     after = request.query_params.get("after")
     paged, bound = (following, {"page_after": after}) if after else (first, {})
     bound |= {"page_limit": limit + 1, **(params or {})}
-    rows = (await conn.execute(paged, bound)).all()
+    if prepared:
+        total = (await fetch(conn, count, params))[0][0]
+        rows = await fetch(conn, paged, bound)
+    else:
+        total = (await conn.execute(count, params)).scalar_one()
+        rows = (await conn.execute(paged, bound)).all()
     next_url = None
     if len(rows) > limit:
         rows = rows[:limit]

@@ -12,7 +12,6 @@ endpoints of the kind, mounted both organization-wide (`/api/v1/devices`) and in
 
 import datetime as dt
 import functools
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -27,7 +26,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from tether.server.credentials import Principal, digest, new_secret
-from tether.server.database import Reads, new_id, utcnow
+from tether.server.database import Reads, fetch, new_id, utcnow
 from tether.server.events import Event
 from tether.server.pages import Page, check_query, fetch_page, page_limit
 from tether.server.problems import forbidden, invalid, not_found
@@ -157,30 +156,28 @@ def _links(kind: str, row_id: str, document: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def to_out(
-    row: Mapping[Any, Any], zone_ids: list[str] | None = None, secret: str | None = None
-) -> ResourceOut:
-    """The API shape of a resource row (a result row's `_mapping`, or the values inserted)."""
-    kind = KINDS[row["kind"]]
-    document = msgspec.json.decode(row["document"])
+def to_out(row: Any, zone_ids: list[str] | None = None, secret: str | None = None) -> ResourceOut:
+    """The API shape of a resource row (a result row, or a `RowView` of the values inserted)."""
+    kind = KINDS[row.kind]
+    document = msgspec.json.decode(row.document)
     if zone_ids is None and kind.placed:
-        listed = row.get("zone_list")
+        listed = row.zone_list
         zone_ids = sorted(listed.split(",")) if listed else []
     return ResourceOut(
-        id=row["id"],
-        kind=kind.name,
-        name=row["name"],
-        document=document,
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        project_id=row["project_id"],
-        location_id=row["location_id"],
-        experience_id=row["experience_id"],
-        zone_ids=zone_ids if kind.placed else None,
-        parent_id=row["parent_id"],
-        read_only=row["read_only"],
+        row.id,
+        kind.name,
+        row.name,
+        document,
+        row.created_at,
+        row.updated_at,
+        row.project_id,
+        row.location_id,
+        row.experience_id,
+        zone_ids if kind.placed else None,
+        row.parent_id,
+        row.read_only,
         secret=secret,
-        **_links(kind.name, row["id"], document),
+        **_links(kind.name, row.id, document),
     )
 
 
@@ -210,9 +207,13 @@ ZONE_LIST = (
 )
 
 
+_SHOWN = [c for c in resources.c if c.name not in ("org_id", "secret_hash")]
+
+
 def select_resources() -> sa.Select[Any]:
-    """Resource rows with their zone ids folded in, so one query answers a get or a page."""
-    return sa.select(resources, ZONE_LIST)
+    """What the API shows of resources, with their zone ids folded in, so one query answers a
+    get or a page."""
+    return sa.select(*_SHOWN, ZONE_LIST)
 
 
 async def check_references(
@@ -273,7 +274,7 @@ async def insert_resource(
         await conn.execute(
             zone_members.insert(), [{"zone_id": z, "member_id": row["id"]} for z in zone_ids]
         )
-    return to_out(row, zone_ids, secret)
+    return to_out(RowView(row), zone_ids, secret)
 
 
 class RowView:
@@ -303,8 +304,7 @@ async def resolve_scope(
     project_id = request.path_params.get("project_id")
     if project_id is None or (kind is not None and not kind.in_projects):
         return org_id, None
-    found = (await conn.execute(_PROJECT, {"project_id": project_id, "org_id": org_id})).first()
-    if found is None:
+    if not await fetch(conn, _PROJECT, {"project_id": project_id, "org_id": org_id}):
         raise not_found("project")
     return org_id, project_id
 
@@ -342,10 +342,10 @@ _ONE = {p: scoped_resources(p).where(resources.c.id == sa.bindparam("id")) for p
 
 async def load(conn: Reads, kind: Kind, org_id: str, project_id: str | None, row_id: str) -> Any:
     params = scope_params(kind, org_id, project_id) | {"id": row_id}
-    row = (await conn.execute(_ONE[project_id is not None], params)).first()
-    if row is None:
+    found = await fetch(conn, _ONE[project_id is not None], params)
+    if not found:
         raise not_found(kind.name)
-    return row
+    return found[0]
 
 
 def require_user_for(kind: Kind, request: Request[Any, Any, Any]) -> None:
@@ -399,9 +399,9 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
             query = scoped_resources(project_id is not None, filters)
             bound = scope_params(kind, org_id, project_id) | {f: params[f] for f in filters}
             total, rows, next_url = await fetch_page(
-                conn, request, query, resources.c.id, limit, bound
+                conn, request, query, resources.c.id, limit, bound, prepared=True
             )
-        return Page(total, [to_out(r._mapping) for r in rows], next_url)
+        return Page(total, [to_out(r) for r in rows], next_url)
 
     async def create(
         request: Request[Any, Any, Any],
@@ -423,7 +423,7 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
         async with tether.reader.connect() as conn:
             org_id, project_id = await resolve_scope(conn, request, kind)
             row = await load(conn, kind, org_id, project_id, item_id(request, kind))
-        return to_out(row._mapping)
+        return to_out(row)
 
     async def update(
         request: Request[Any, Any, Any],
@@ -448,7 +448,7 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
                         [{"zone_id": z, "member_id": row.id} for z in dict.fromkeys(zone_ids)],
                     )
             row = await load(conn, kind, org_id, project_id, row.id)
-        out = to_out(row._mapping)
+        out = to_out(row)
         tether.bus.publish(Event(org_id, kind.name, "updated", out.id, out))
         return out
 
@@ -505,7 +505,7 @@ def _rotate_secret_handler(kind: Kind) -> HTTPRouteHandler:
                 .values(secret_hash=digest(secret), updated_at=utcnow())
             )
             row = await load(conn, kind, org_id, project_id, row.id)
-        return to_out(row._mapping, secret=secret)
+        return to_out(row, secret=secret)
 
     return post(
         [f"{p}/secret" for p in _paths(kind, True)],
