@@ -42,6 +42,11 @@ def test_find_iterates_every_page(client: tether.Client) -> None:
     assert found.total == 7
     assert len(found.results) == 3
     assert {t.id for t in found} == made
+    second = client.get("things", params={"limit": 3, "after": found.results[-1].id})
+    assert second["total"] == 7, "a later page counts the whole list too"
+    assert len(second["results"]) == 3
+    beyond = client.get("things", params={"after": max(made)})
+    assert (beyond["total"], beyond["results"]) == (7, [])
 
 
 def test_relations_between_devices_locations_zones_experiences(client: tether.Client) -> None:

@@ -55,11 +55,17 @@ def _page_statements(
     query: sa.Select[Any], id_column: sa.ColumnElement[str]
 ) -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
     """The count, first-page and next-page statements of a query, built once per query object
-    so that a query kept by its caller skips SQLAlchemy's per-statement cache-key work."""
+    so that a query kept by its caller skips SQLAlchemy's per-statement cache-key work. The
+    first page carries the count on each row (`page_total`, computed once): one round trip."""
     count = sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
-    first = query.order_by(id_column).limit(sa.bindparam("page_limit"))
+    total = count.scalar_subquery().correlate(None).label("page_total")
+    first = query.add_columns(total).order_by(id_column).limit(sa.bindparam("page_limit"))
     after = query.where(id_column > sa.bindparam("page_after")).order_by(id_column)
     return count, first, after.limit(sa.bindparam("page_limit"))
+
+
+def _total(first_page: Sequence[Any]) -> int:
+    return int(first_page[0].page_total) if first_page else 0
 
 
 async def fetch_page(
@@ -81,11 +87,11 @@ async def fetch_page(
     paged, bound = (following, {"page_after": after}) if after else (first, {})
     bound |= {"page_limit": limit + 1, **(params or {})}
     if prepared:
-        total = (await fetch(conn, count, params))[0][0]
         rows = await fetch(conn, paged, bound)
+        total = (await fetch(conn, count, params))[0][0] if after else _total(rows)
     else:
-        total = (await conn.execute(count, params)).scalar_one()
         rows = (await conn.execute(paged, bound)).all()
+        total = (await conn.execute(count, params)).scalar_one() if after else _total(rows)
     next_url = None
     if len(rows) > limit:
         rows = rows[:limit]
