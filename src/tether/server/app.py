@@ -41,6 +41,7 @@ from tether.server.blobs import BlobStore
 from tether.server.bootstrap import FirstAdmin, prepare
 from tether.server.credentials import AccessTokens
 from tether.server.database import Reader, create_engine
+from tether.server.relay import Relay
 from tether.server.settings import Settings
 from tether.server.state import LoginLimiter, ServerState
 
@@ -101,7 +102,7 @@ async def _background(state: ServerState, hub: realtime.Hub) -> AsyncIterator[No
     state.spawn(_hourly(lambda: files.collect_blobs(state), "removed %d unreferenced blobs"))
     state.spawn(realtime.forward_events(state, hub))
     if state.settings.redis_url:
-        hub.relay = realtime.Relay(state.settings.redis_url, hub)
+        hub.relay = Relay(state.settings.redis_url, hub)
         state.spawn(hub.relay.run())
     try:
         yield
