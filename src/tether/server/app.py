@@ -12,8 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from litestar import Litestar, Router, get
-from litestar.datastructures import State
+from litestar import Litestar, Request, Router, get
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -110,9 +109,10 @@ async def _background(state: ServerState, hub: realtime.Hub) -> AsyncIterator[No
         await state.stop_tasks()
 
 
-def provide_state(state: State) -> ServerState:
-    """The running server's state, injected into handlers as `tether`."""
-    return state.tether  # type: ignore[no-any-return]
+def provide_state(request: Request[Any, Any, Any]) -> ServerState:
+    """The running server's state, injected into handlers as `tether`. (Asking for `State`
+    instead made Litestar build a copy of the application state for every request.)"""
+    return request.app.state.tether  # type: ignore[no-any-return]
 
 
 def create_app(
