@@ -80,6 +80,16 @@ async def fetch(
     reader's connections the driver runs it directly; in a transaction, SQLAlchemy does."""
     if isinstance(conn, _InlineReads | _PooledReads):
         return await conn.fetch(statement, parameters)
+    return await fetch_built(conn, statement, parameters)
+
+
+async def fetch_built(
+    conn: Reads | AsyncConnection,
+    statement: sa.Select[Any],
+    parameters: Mapping[str, Any] | None = None,
+) -> Sequence[Any]:
+    """The rows of a statement built per request, through SQLAlchemy, whose cache knows it by
+    its shape (`fetch` would compile it anew each time)."""
     return (await conn.execute(statement, parameters)).all()
 
 

@@ -15,7 +15,7 @@ import msgspec
 import sqlalchemy as sa
 from litestar import Request
 
-from tether.server.database import Reads, fetch
+from tether.server.database import Reads, fetch, fetch_built
 from tether.server.problems import invalid
 
 T = TypeVar("T")
@@ -86,12 +86,9 @@ async def fetch_page(
     after = request.query_params.get("after")
     paged, bound = (following, {"page_after": after}) if after else (first, {})
     bound |= {"page_limit": limit + 1, **(params or {})}
-    if prepared:
-        rows = await fetch(conn, paged, bound)
-        total = (await fetch(conn, count, params))[0][0] if after else _total(rows)
-    else:
-        rows = (await conn.execute(paged, bound)).all()
-        total = (await conn.execute(count, params)).scalar_one() if after else _total(rows)
+    run = fetch if prepared else fetch_built
+    rows = await run(conn, paged, bound)
+    total = (await run(conn, count, params))[0][0] if after else _total(rows)
     next_url = None
     if len(rows) > limit:
         rows = rows[:limit]

@@ -109,9 +109,9 @@ class Client:
     def offer(self, frame: dict[str, Any] | str) -> bool:
         """Send a frame (or its JSON text, made once for many sockets), or queue it behind
         those still waiting; a client whose queue is full is marked to be disconnected."""
-        text = frame if isinstance(frame, str) else _text(frame)
         if self.gone.is_set():
             return False
+        text = frame if isinstance(frame, str) else _text(frame)
         if self._flushing is not None:
             if len(self.outbox) >= QUEUE:
                 self.too_slow = True
@@ -119,7 +119,7 @@ class Client:
                 return False
             self.outbox.append(text)
             return True
-        send = self.send({"type": "websocket.send", "text": text, "bytes": None}).__await__()
+        send = self.send(_message(text)).__await__()
         try:
             waiting = _step(send)
         except Exception:
@@ -133,9 +133,7 @@ class Client:
         try:
             await _finish(send, waiting)
             while self.outbox:
-                await self.send(
-                    {"type": "websocket.send", "text": self.outbox.popleft(), "bytes": None}
-                )
+                await self.send(_message(self.outbox.popleft()))
         except Exception:
             self.gone.set()
         finally:
@@ -334,6 +332,11 @@ async def _finish(coroutine: Steps, waiting: Any) -> None:
 def _text(frame: dict[str, Any]) -> str:
     """A frame as the text of a WebSocket message."""
     return msgspec.json.encode(frame).decode()
+
+
+def _message(text: str) -> WebSocketSendEvent:
+    """The ASGI event that sends `text` as one WebSocket message."""
+    return {"type": "websocket.send", "text": text, "bytes": None}
 
 
 def movements(event: Event) -> list[Event]:
