@@ -8,14 +8,13 @@ This file is the source of both twins: `scripts/unasync.py` writes `_sync_update
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import msgspec
 
 from tether._versions import canonical_version
 from tether.client._async_files import Progress, _async_chunks, fetch_verified
@@ -184,7 +183,7 @@ class AsyncUpdates:
     ) -> dict[str, Any]:
         """Upload a package version (streamed; a path, binary file or (name, file) pair). With
         `signing_key` it is signed here, so the private key never leaves this machine."""
-        headers = {"X-Tether-Metadata": msgspec.json.encode(dict(metadata or {})).decode()}
+        headers = {"X-Tether-Metadata": json.dumps(dict(metadata or {}), separators=(",", ":"))}
         with opened_source(source) as (stream, size):
             if size is not None:
                 headers["Content-Length"] = str(size)
