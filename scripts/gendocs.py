@@ -1,5 +1,5 @@
-"""Write the generated reference pages: docs/configuration.md (from the settings registry) and
-docs/cli.md (from the commands' --help).
+"""Write the generated reference pages: docs/configuration.md (from the settings registry),
+docs/permissions.md (from the authorization policy) and docs/cli.md (from the commands' --help).
 
     python scripts/gendocs.py          # rewrite them
     python scripts/gendocs.py --check  # exit 1 if either is out of date
@@ -32,7 +32,34 @@ def configuration() -> str:
         default = "" if s.default is None else f"`{s.default}`"
         secret = " (secret)" if s.secret else ""
         lines.append(f"| `{s.env}` | {s.type.__name__} | {default} | {s.help}{secret} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + KEYS_AT_REST
+
+
+KEYS_AT_REST = """
+## Keys at rest
+
+The data folder is created readable by its owner only (0700), and so is the SQLite database
+(0600, with its WAL and shared-memory files). The secrets the server must be able to read back
+(the key that signs access tokens, unless `TETHER_SECRET_KEY` is set, and the private halves
+of server-held package signing keys) are stored sealed: encrypted and authenticated (Fernet)
+under the master key, which never enters the database. Passwords, device and app secrets, API
+tokens and refresh tokens are stored as hashes and cannot be read back at all.
+
+The master key is `TETHER_MASTER_KEY`, or else the file `master.key` in the data folder, made
+on first start (0600). The trade-off:
+
+- A copy of the database alone (a backup, a dump, a replica, an SQL account that can read the
+  tables) yields no key that forges an access token or signs a package.
+- Whoever can read the master key (the key file, or the server's environment) and the database
+  can. Keep the key file out of database backups, or set `TETHER_MASTER_KEY` from a secret
+  store so that nothing on the server's disk holds it.
+- Losing the master key loses the sealed secrets: every signed-in client must sign in again
+  (a new token-signing key is not made for you: restore the key, or clear `signing_key` from
+  `server_state` to start over), and a server-held package signing key must be replaced, so
+  devices must be given its new public key.
+- Every server of a cluster needs the same master key (`TETHER_MASTER_KEY`); a server with
+  another key refuses to start, naming the setting.
+"""
 
 
 def _commands(app: object, prefix: list[str]) -> list[list[str]]:
@@ -72,7 +99,13 @@ def cli() -> str:
     return "\n".join(parts)
 
 
-PAGES = {"configuration.md": configuration, "cli.md": cli}
+def permissions() -> str:
+    from tether.server.policy import permissions_markdown
+
+    return permissions_markdown()
+
+
+PAGES = {"configuration.md": configuration, "permissions.md": permissions, "cli.md": cli}
 
 
 def main(check: bool) -> int:

@@ -23,6 +23,9 @@ import tether
 
 PG_ADMIN_URL = os.environ.get("TETHER_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 OPERATOR = ("operator", "root", "operator-password-1")
+MASTER_KEY = "the-test-servers-master-key"
+"""Every server a test starts on the session's database seals its secrets with this key, as the
+nodes of one cluster must."""
 
 
 @pytest.fixture(autouse=True)
@@ -124,6 +127,7 @@ def server(
             "admin_organization": org,
             "admin_username": user,
             "admin_password": password,
+            "master_key": MASTER_KEY,
             "login_max_failures": 5,
             "login_window": 60,
         },

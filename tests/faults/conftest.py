@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import OPERATOR, RunningServer, free_port, wait_for
+from tests.conftest import MASTER_KEY, OPERATOR, RunningServer, free_port, wait_for
 
 
 def serve(
@@ -24,6 +24,7 @@ def serve(
         "TETHER_ADMIN_ORGANIZATION": org,
         "TETHER_ADMIN_USERNAME": user,
         "TETHER_ADMIN_PASSWORD": password,
+        "TETHER_MASTER_KEY": MASTER_KEY,
     }
     if database_url:
         env["TETHER_DATABASE_URL"] = database_url

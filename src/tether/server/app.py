@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -39,10 +40,14 @@ from tether.server.authn import AuthenticationMiddleware
 from tether.server.blobs import BlobStore
 from tether.server.bootstrap import FirstAdmin, prepare
 from tether.server.credentials import AccessTokens
-from tether.server.database import Reader, create_engine
+from tether.server.database import Reader, create_engine, private_database
+from tether.server.policy import authorize
 from tether.server.relay import Relay
+from tether.server.revocations import Revocations
+from tether.server.sealed import Sealer, master_key
 from tether.server.settings import Settings
-from tether.server.state import LoginLimiter, ServerState
+from tether.server.signin_limits import LoginLimiter
+from tether.server.state import ServerState
 
 logger = logging.getLogger("tether.server")
 
@@ -100,6 +105,9 @@ async def _background(state: ServerState, hub: realtime.Hub) -> AsyncIterator[No
     state.spawn(file_tasks.resume_tasks(state))
     state.spawn(_hourly(lambda: files.collect_blobs(state), "removed %d unreferenced blobs"))
     state.spawn(realtime.forward_events(state, hub))
+    state.spawn(state.revocations.follow())
+    state.revocations.listeners.append(hub.revoked)
+    state.spawn(_hourly(state.limiter.prune, "forgot %d ended sign-in windows"))
     if state.settings.redis_url:
         hub.relay = Relay(state.settings.redis_url, hub)
         state.spawn(hub.relay.run())
@@ -107,6 +115,13 @@ async def _background(state: ServerState, hub: realtime.Hub) -> AsyncIterator[No
         yield
     finally:
         await state.stop_tasks()
+
+
+def private_folder(data: Path) -> None:
+    """The data folder (database, blobs, master key) is its owner's alone."""
+    data.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if data.stat().st_uid == os.getuid():
+        data.chmod(0o700)
 
 
 def provide_state(request: Request[Any, Any, Any]) -> ServerState:
@@ -124,19 +139,27 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        if not settings.database_url:
-            settings.data.mkdir(parents=True, exist_ok=True)
+        private_folder(settings.data)
+        private_database(settings.resolved_database_url)
+        sealer = Sealer(master_key(settings.master_key, settings.data))
         engine = create_engine(settings.resolved_database_url, settings.database_pool_size)
         reader = Reader(engine, settings.database_pool_size)
         try:
-            key, admin = await prepare(engine, settings)
+            key, admin = await prepare(engine, settings, sealer)
             app.state.tether = ServerState(
                 settings=settings,
                 engine=engine,
                 reader=reader,
                 tokens=AccessTokens(key, settings.access_token_ttl),
                 blobs=BlobStore(blob_root),
-                limiter=LoginLimiter(settings.login_max_failures, settings.login_window),
+                limiter=LoginLimiter(
+                    engine,
+                    settings.login_max_failures,
+                    settings.login_window,
+                    settings.login_max_per_address,
+                ),
+                revocations=Revocations(engine, keep=settings.access_token_ttl + 60),
+                sealer=sealer,
             )
             if admin is not None:
                 _announce(admin, settings)
@@ -169,6 +192,7 @@ def create_app(
             realtime.realtime,
             *(extra_handlers or []),
         ],
+        guards=[authorize],
     )
     app = Litestar(
         route_handlers=[api],

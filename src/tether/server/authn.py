@@ -1,16 +1,15 @@
-"""Who is calling: the authentication middleware and the rules every request obeys.
+"""Who is calling: the authentication middleware.
 
-Bearer access tokens (signed, no database round trip), Bearer API tokens (opaque, looked up by
-the id they carry) and HTTP Basic with key:secret (device or app id and secret, or an API token
-as the user name) all resolve to one `Principal`. After that, two house rules apply to every
-endpoint at once: read-only principals cannot write, and project tokens stay in their project.
+Bearer access tokens (signed, no database round trip, refused once revoked), Bearer API tokens
+(opaque, looked up by the id they carry) and HTTP Basic with key:secret (device or app id and
+secret, or an API token as the user name) all resolve to one `Principal`. What that principal
+may then do is decided by `tether.server.policy`, the guard of every route.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,30 +28,29 @@ from tether.server.problems import Problem
 from tether.server.state import ServerState
 from tether.server.tables import api_tokens, resources, users
 
-_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-_PROJECT_PATH = re.compile(r"^/api/v1/projects/([^/]+)(/|$)")
-_ANYWHERE = frozenset({"/api/v1/auth/whoami"})
 _CREDENTIAL_KINDS = ("device", "app")
+_API_TOKEN = (
+    sa.select(
+        users.c.id,
+        users.c.org_id,
+        users.c.username,
+        users.c.role,
+        users.c.is_superuser,
+        api_tokens.c.id.label("token_id"),
+        api_tokens.c.token_hash,
+        api_tokens.c.read_only,
+        api_tokens.c.project_id,
+        api_tokens.c.revoked_at,
+        api_tokens.c.expires_at,
+        api_tokens.c.created_at,
+    )
+    .join(users, users.c.id == api_tokens.c.user_id)
+    .where(api_tokens.c.id == sa.bindparam("token_id"))
+)
 
 
 def unauthenticated(detail: str = "Authentication required.") -> Problem:
     return Problem(401, detail, code="unauthenticated")
-
-
-def rate_limited(retry_after: int) -> Problem:
-    return Problem(
-        429,
-        f"Too many failed attempts; try again in {retry_after} s.",
-        code="rate_limited",
-        headers={"Retry-After": str(retry_after)},
-        extra={"retry_after": retry_after},
-    )
-
-
-def check_limit(state: ServerState, key: str) -> None:
-    wait = state.limiter.retry_after(key)
-    if wait:
-        raise rate_limited(wait)
 
 
 async def principal_for_api_token(state: ServerState, token: str) -> Principal | None:
@@ -60,27 +58,17 @@ async def principal_for_api_token(state: ServerState, token: str) -> Principal |
     if token_id is None:
         return None
     async with state.reader.connect() as conn:
-        row = (
-            await conn.execute(
-                sa.select(api_tokens, users.c.username, users.c.is_admin, users.c.is_superuser)
-                .join(users, users.c.id == api_tokens.c.user_id)
-                .where(api_tokens.c.id == token_id)
-            )
-        ).first()
+        row = (await conn.execute(_API_TOKEN, {"token_id": token_id})).first()
     if row is None or not digest_matches(token, row.token_hash) or row.revoked_at is not None:
         return None
     if row.expires_at is not None and row.expires_at <= utcnow():
         return None
-    return Principal(
-        type="user",
-        id=row.user_id,
-        org_id=row.org_id,
-        name=row.username,
+    return Principal.of_user(
+        row,
         read_only=row.read_only,
         project_id=row.project_id,
-        is_admin=row.is_admin and not row.read_only and row.project_id is None,
-        is_superuser=False,
-        token_id=row.id,
+        token_id=row.token_id,
+        issued_at=row.created_at.timestamp(),
     )
 
 
@@ -102,14 +90,7 @@ async def principal_for_secret(state: ServerState, key: str, secret: str) -> Pri
         ).first()
     if row is None or not digest_matches(secret, row.secret_hash):
         return None
-    return Principal(
-        type=row.kind,
-        id=row.id,
-        org_id=row.org_id,
-        name=row.name,
-        read_only=bool(row.read_only),
-        project_id=row.project_id,
-    )
+    return Principal.of_resource(row)
 
 
 async def authenticate(state: ServerState, authorization: str) -> Principal:
@@ -121,7 +102,7 @@ async def authenticate(state: ServerState, authorization: str) -> Principal:
             principal = await principal_for_api_token(state, value)
         else:
             principal = state.tokens.verify(value)
-        if principal is None:
+        if principal is None or state.revocations.refuses(principal):
             raise unauthenticated("The token is invalid, expired or revoked.")
         return principal
     if scheme == "basic" and value:
@@ -130,32 +111,16 @@ async def authenticate(state: ServerState, authorization: str) -> Principal:
         except (binascii.Error, UnicodeDecodeError):
             raise unauthenticated("Malformed Basic credentials.") from None
         limit_key = f"basic:{key}"
-        check_limit(state, limit_key)
+        state.limiter.check(limit_key)
         if key.startswith(API_TOKEN_PREFIX):
             principal = await principal_for_api_token(state, key)
         else:
             principal = await principal_for_secret(state, key, secret)
         if principal is None:
-            state.limiter.failed(limit_key)
+            await state.limiter.failed(limit_key)
             raise unauthenticated("Invalid credentials.")
-        state.limiter.succeeded(limit_key)
         return principal
     raise unauthenticated("Unsupported authorization scheme; use Bearer or Basic.")
-
-
-def enforce_scope(principal: Principal, method: str, path: str, reads_only: bool = False) -> None:
-    """Read-only principals cannot write (`reads_only`: a POST that changes nothing, such as an
-    update check); project-bound ones cannot leave their project."""
-    if principal.read_only and method not in _SAFE_METHODS and not reads_only:
-        raise Problem(403, "This credential is read-only.", code="read_only")
-    if principal.project_id and path not in _ANYWHERE:
-        match = _PROJECT_PATH.match(path)
-        if match is None or match.group(1) != principal.project_id:
-            raise Problem(
-                403,
-                "This credential is limited to one project; use its /api/v1/projects/{id} URLs.",
-                code="outside_project",
-            )
 
 
 class AuthenticationMiddleware(AbstractAuthenticationMiddleware):
@@ -167,13 +132,6 @@ class AuthenticationMiddleware(AbstractAuthenticationMiddleware):
         if not header:
             raise unauthenticated()
         principal = await authenticate(state, header)
-        scope = connection.scope
-        enforce_scope(
-            principal,
-            str(scope.get("method", "GET")),
-            scope.get("root_path", "") + scope["path"],
-            bool(connection.route_handler.opt.get("reads_only")),
-        )
         return AuthenticationResult(user=principal, auth=header)
 
 

@@ -10,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tether.server.database import signing_key, upgrade_schema
 from tether.server.identity import UserCreate, insert_organization, insert_user
+from tether.server.sealed import Sealer, is_sealed
 from tether.server.settings import Settings
-from tether.server.tables import organizations
+from tether.server.tables import organizations, update_keys
 
 _MIGRATION_LOCK = 7_310_001
 
@@ -36,18 +37,37 @@ async def _create_first_admin(conn: AsyncConnection, settings: Settings) -> Firs
     await insert_user(
         conn,
         org_id,
-        UserCreate(username=username, password=password, is_admin=True),
+        UserCreate(username=username, password=password, role="admin"),
         superuser=True,
     )
     return FirstAdmin(org_name, username, password if generated else None)
 
 
-async def prepare(engine: AsyncEngine, settings: Settings) -> tuple[str, FirstAdmin | None]:
+async def _seal_package_keys(conn: AsyncConnection, sealer: Sealer) -> None:
+    """Seal server-held package signing keys stored before sealing existed."""
+    rows = await conn.execute(
+        sa.select(update_keys.c.org_id, update_keys.c.private_key).where(
+            update_keys.c.private_key.is_not(None)
+        )
+    )
+    for org_id, private in list(rows):
+        if not is_sealed(private):
+            await conn.execute(
+                update_keys.update()
+                .where(update_keys.c.org_id == org_id)
+                .values(private_key=sealer.seal(private))
+            )
+
+
+async def prepare(
+    engine: AsyncEngine, settings: Settings, sealer: Sealer
+) -> tuple[str, FirstAdmin | None]:
     """Everything a server needs from the database before it serves; servers take turns."""
     async with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
         await conn.run_sync(upgrade_schema)
-        key = await signing_key(conn, settings.secret_key)
+        key = await signing_key(conn, settings.secret_key, sealer)
+        await _seal_package_keys(conn, sealer)
         admin = await _create_first_admin(conn, settings)
     return key, admin

@@ -12,6 +12,7 @@ from tether.server.data import scoped_paths
 from tether.server.database import upsert, utcnow
 from tether.server.files import blob_response, mime_of, record_blob
 from tether.server.pages import check_query
+from tether.server.policy import allow
 from tether.server.problems import invalid, not_found
 from tether.server.resources import KINDS, load, resolve_scope
 from tether.server.state import ServerState, Tether
@@ -37,6 +38,7 @@ async def _content(request: Request[Any, Any, Any], tether: ServerState) -> tupl
     tags=["content"],
     summary="Upload a content item's bytes (or a variant's, with ?variant=)",
     request_max_body_size=None,
+    opt=allow("content", "write"),
 )
 async def upload_content(request: Request[Any, Any, Any], tether: Tether) -> dict[str, Any]:
     content_id, variant = await _content(request, tether)
@@ -66,6 +68,7 @@ async def upload_content(request: Request[Any, Any, Any], tether: Tether) -> dic
     scoped_paths("/content/{id:str}/data"),
     tags=["content"],
     summary="A content item's bytes (or a variant's, with ?variant=); Range supported",
+    opt=allow("content", "read"),
 )
 async def download_content(request: Request[Any, Any, Any], tether: Tether) -> Response[Any]:
     content_id, variant = await _content(request, tether)

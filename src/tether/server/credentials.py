@@ -73,7 +73,11 @@ async def verify_password(password: str, stored: str | None) -> bool:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a user, device, app or API token, always inside one organization."""
+    """Who is calling: a user, device, app or API token, always inside one organization.
+
+    `role` is a user's role (admin, member, viewer); devices and apps are their own kind.
+    `issued_at` and `session_id` say when and in which sign-in the credential was issued, so a
+    later revocation of the principal or of its session can refuse it."""
 
     type: str
     id: str
@@ -81,9 +85,43 @@ class Principal:
     name: str
     read_only: bool = False
     project_id: str | None = None
-    is_admin: bool = False
+    role: str = "member"
     is_superuser: bool = False
     token_id: str | None = None
+    issued_at: float = 0.0
+    session_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.type == "user" and self.role == "admin"
+
+    @classmethod
+    def of_user(cls, row: Any, **narrowed: Any) -> Principal:
+        """A user from its row (`id`, `org_id`, `username`, `role`, `is_superuser`); an API
+        token passes its narrowing (`read_only`, `project_id`, `token_id`)."""
+        return cls(
+            type="user",
+            id=row.id,
+            org_id=row.org_id,
+            name=row.username,
+            role=row.role,
+            is_superuser=bool(row.is_superuser) and not narrowed,
+            **narrowed,
+        )
+
+    @classmethod
+    def of_resource(cls, row: Any) -> Principal:
+        """A device or app from its resource row (`id`, `org_id`, `kind`, `name`,
+        `read_only`, `project_id`)."""
+        return cls(
+            type=row.kind,
+            id=row.id,
+            org_id=row.org_id,
+            name=row.name,
+            read_only=bool(row.read_only),
+            project_id=row.project_id,
+            role=row.kind,
+        )
 
     def claims(self) -> dict[str, Any]:
         claims: dict[str, Any] = {
@@ -91,15 +129,16 @@ class Principal:
             "typ": self.type,
             "org": self.org_id,
             "name": self.name,
+            "rol": self.role,
         }
         if self.read_only:
             claims["ro"] = True
         if self.project_id:
             claims["prj"] = self.project_id
-        if self.is_admin:
-            claims["adm"] = True
         if self.is_superuser:
             claims["su"] = True
+        if self.session_id:
+            claims["sid"] = self.session_id
         return claims
 
     @classmethod
@@ -111,8 +150,10 @@ class Principal:
             name=claims["name"],
             read_only=bool(claims.get("ro")),
             project_id=claims.get("prj"),
-            is_admin=bool(claims.get("adm")),
+            role=claims["rol"],
             is_superuser=bool(claims.get("su")),
+            issued_at=float(claims["iat"]),
+            session_id=claims.get("sid"),
         )
 
 
@@ -132,7 +173,7 @@ class AccessTokens:
         expires = now + dt.timedelta(seconds=self.ttl)
         claims = principal.claims() | {
             "iss": _ISSUER,
-            "iat": now,
+            "iat": now.timestamp(),
             "exp": expires,
             "jti": secrets.token_hex(8),
         }
@@ -169,7 +210,7 @@ class AccessTokens:
                 self._key,
                 algorithms=["HS256"],
                 issuer=_ISSUER,
-                options={"require": ["exp", "sub", "iss"]},
+                options={"require": ["exp", "iat", "sub", "iss"]},
             )
             principal = Principal.from_claims(claims)
         except (jwt.PyJWTError, KeyError):

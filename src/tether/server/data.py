@@ -17,6 +17,7 @@ from litestar.params import FromPath, JSONBody
 from tether.server.database import Reads, new_id, utcnow
 from tether.server.events import Event
 from tether.server.pages import Page, check_query, fetch_page, page_limit
+from tether.server.policy import allow
 from tether.server.problems import Problem, invalid, not_found
 from tether.server.resources import KINDS, load, resolve_scope
 from tether.server.state import Tether
@@ -82,7 +83,7 @@ async def storage_scope(conn: Reads, request: Request[Any, Any, Any]) -> tuple[s
     return org_id, project_id or ORG_SCOPE
 
 
-@get(scoped_paths("/data"), tags=["data"], summary="Find data items")
+@get(scoped_paths("/data"), tags=["data"], summary="Find data items", opt=allow("data", "read"))
 async def list_items(request: Request[Any, Any, Any], tether: Tether) -> Page[DataItemOut]:
     check_query(request, {"group", "key"})
     limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
@@ -102,6 +103,7 @@ async def list_items(request: Request[Any, Any, Any], tether: Tether) -> Page[Da
     scoped_paths("/data/{group:str}/{key:str}"),
     tags=["data"],
     summary="Get a data item",
+    opt=allow("data", "read"),
 )
 async def read_item(
     group: FromPath[str], key: FromPath[str], request: Request[Any, Any, Any], tether: Tether
@@ -127,6 +129,7 @@ async def read_item(
     scoped_paths("/data/{group:str}/{key:str}"),
     tags=["data"],
     summary="Create or replace a data item; the body is its JSON value",
+    opt=allow("data", "write"),
 )
 async def put_item(
     group: FromPath[str], key: FromPath[str], request: Request[Any, Any, Any], tether: Tether
@@ -171,6 +174,7 @@ async def put_item(
     scoped_paths("/data/{group:str}/{key:str}"),
     tags=["data"],
     summary="Delete a data item",
+    opt=allow("data", "write"),
 )
 async def delete_item(
     group: FromPath[str], key: FromPath[str], request: Request[Any, Any, Any], tether: Tether
@@ -194,6 +198,7 @@ async def delete_item(
     scoped_paths("/feeds/{id:str}/data"),
     tags=["feeds"],
     summary="A feed's data, oldest first",
+    opt=allow("feed", "read"),
 )
 async def feed_data(request: Request[Any, Any, Any], tether: Tether) -> Page[FeedEntryOut]:
     check_query(request, ())
@@ -211,6 +216,7 @@ async def feed_data(request: Request[Any, Any, Any], tether: Tether) -> Page[Fee
     scoped_paths("/feeds/{id:str}/data"),
     tags=["feeds"],
     summary="Append an entry to a feed",
+    opt=allow("feed", "append"),
 )
 async def append_feed(
     data: JSONBody[FeedEntryIn], request: Request[Any, Any, Any], tether: Tether

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.sql import Executable
 
 from tether.server.prepared import prepare
+from tether.server.sealed import Sealer, is_sealed
 from tether.server.tables import metadata, server_state
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -221,8 +222,9 @@ def schema_differences(connection: Connection) -> list[Any]:
     return list(compare_metadata(context, metadata))
 
 
-async def signing_key(conn: AsyncConnection, configured: str | None) -> str:
-    """The token signing key: the configured one, or one generated once and shared via the DB."""
+async def signing_key(conn: AsyncConnection, configured: str | None, sealer: Sealer) -> str:
+    """The token signing key: the configured one, or one generated once and shared via the DB,
+    where it is kept sealed (a key stored before sealing existed is sealed now)."""
     if configured:
         return configured
     row = await conn.execute(
@@ -230,10 +232,31 @@ async def signing_key(conn: AsyncConnection, configured: str | None) -> str:
     )
     value = row.scalar()
     if value is not None:
-        return str(value)
+        key = sealer.open(str(value))
+        if not is_sealed(str(value)):
+            await conn.execute(
+                server_state.update()
+                .where(server_state.c.key == "signing_key")
+                .values(value=sealer.seal(key))
+            )
+        return key
     key = secrets.token_urlsafe(48)
-    await conn.execute(server_state.insert().values(key="signing_key", value=key))
+    await conn.execute(server_state.insert().values(key="signing_key", value=sealer.seal(key)))
     return key
+
+
+def private_database(settings_url: str) -> None:
+    """Create the SQLite database file (and so its WAL and shared-memory files, which SQLite
+    makes with the database's mode) readable and writable by its owner only."""
+    url = sa.engine.make_url(settings_url)
+    if not url.drivername.startswith("sqlite") or not url.database or url.database == ":memory:":
+        return
+    path = Path(url.database)
+    for each in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if each.exists():
+            each.chmod(0o600)
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 async def bulk_insert(

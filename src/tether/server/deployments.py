@@ -20,9 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether.server.database import Reads, new_id, upsert, utcnow
 from tether.server.events import Event
-from tether.server.packages import LIVE_STATES, find_version, manager
+from tether.server.packages import LIVE_STATES, find_version
 from tether.server.pages import Page, check_query, fetch_page, page_limit
+from tether.server.policy import allow
 from tether.server.problems import conflict, not_found
+from tether.server.resources import principal_of
 from tether.server.rules import Rule, Rules, check_rules
 from tether.server.state import ServerState, Tether
 from tether.server.tables import deployment_reports, deployments, package_versions
@@ -143,11 +145,17 @@ async def _show(conn: Reads, org_id: str, deployment_id: str) -> DeploymentOut:
     return _out(await _load(conn, org_id, deployment_id), await counts_of(conn, deployment_id))
 
 
-@post("/deployments", tags=["deployments"], summary="Roll a package version out", status_code=201)
+@post(
+    "/deployments",
+    tags=["deployments"],
+    summary="Roll a package version out",
+    status_code=201,
+    opt=allow("deployment", "write"),
+)
 async def create_deployment(
     data: JSONBody[DeploymentIn], request: Request[Any, Any, Any], tether: Tether
 ) -> DeploymentOut:
-    org_id = manager(request).org_id
+    org_id = principal_of(request).org_id
     rules = _encode_rules(data.rules)
     now = utcnow()
     async with tether.engine.begin() as conn:
@@ -174,9 +182,14 @@ async def create_deployment(
     return out
 
 
-@get("/deployments", tags=["deployments"], summary="Deployments, oldest first")
+@get(
+    "/deployments",
+    tags=["deployments"],
+    summary="Deployments, oldest first",
+    opt=allow("deployment", "read"),
+)
 async def list_deployments(request: Request[Any, Any, Any], tether: Tether) -> Page[DeploymentOut]:
-    org_id = manager(request).org_id
+    org_id = principal_of(request).org_id
     check_query(request, {"reference", "state"})
     limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
     query = _SELECT.where(deployments.c.org_id == org_id)
@@ -190,11 +203,16 @@ async def list_deployments(request: Request[Any, Any, Any], tether: Tether) -> P
     return Page(total, results, next_url)
 
 
-@get("/deployments/{id:str}", tags=["deployments"], summary="A deployment and its progress")
+@get(
+    "/deployments/{id:str}",
+    tags=["deployments"],
+    summary="A deployment and its progress",
+    opt=allow("deployment", "read"),
+)
 async def read_deployment(
     id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
 ) -> DeploymentOut:
-    org_id = manager(request).org_id
+    org_id = principal_of(request).org_id
     async with tether.reader.connect() as reads:
         return await _show(reads, org_id, id)
 
@@ -203,6 +221,7 @@ async def read_deployment(
     "/deployments/{id:str}",
     tags=["deployments"],
     summary="Pause, resume or abort a deployment, or change its rules and percentage",
+    opt=allow("deployment", "write"),
 )
 async def update_deployment(
     id: FromPath[str],
@@ -210,7 +229,7 @@ async def update_deployment(
     request: Request[Any, Any, Any],
     tether: Tether,
 ) -> DeploymentOut:
-    org_id = manager(request).org_id
+    org_id = principal_of(request).org_id
     changes = {
         name: value
         for name in DeploymentPatch.__struct_fields__
@@ -233,11 +252,16 @@ async def update_deployment(
     return out
 
 
-@delete("/deployments/{id:str}", tags=["deployments"], summary="Delete a deployment")
+@delete(
+    "/deployments/{id:str}",
+    tags=["deployments"],
+    summary="Delete a deployment",
+    opt=allow("deployment", "write"),
+)
 async def delete_deployment(
     id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
 ) -> None:
-    org_id = manager(request).org_id
+    org_id = principal_of(request).org_id
     async with tether.engine.begin() as conn:
         gone = await conn.execute(
             deployments.delete().where(deployments.c.org_id == org_id, deployments.c.id == id)

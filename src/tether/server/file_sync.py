@@ -22,6 +22,7 @@ from tether._exceptions import DeltaError
 from tether.server.data import scoped_paths, storage_scope
 from tether.server.files import FileInfo, checked, find_entry, read_chunks, store_file
 from tether.server.pages import check_query
+from tether.server.policy import allow
 from tether.server.problems import conflict, invalid
 from tether.server.state import ServerState, Tether
 
@@ -33,6 +34,7 @@ _ROLLSUMS = ("rabinkarp", "rollsum")
     scoped_paths("/files/signature/{path:path}"),
     tags=["files"],
     summary="The librsync signature of the server's copy (upload-sync, step 1)",
+    opt=allow("file", "read"),
 )
 async def file_signature(request: Request[Any, Any, Any], tether: Tether) -> Response[bytes]:
     check_query(request, {"hash", "rollsum", "block_len"})
@@ -79,6 +81,7 @@ async def file_row(request: Request[Any, Any, Any], tether: ServerState) -> Any:
     tags=["files"],
     summary="Apply a librsync delta to the server's copy as a new version (upload-sync, step 3)",
     request_max_body_size=None,
+    opt=allow("file", "write", target="path"),
 )
 async def file_patch(request: Request[Any, Any, Any], tether: Tether) -> FileInfo:
     check_query(request, {"basis"})
@@ -119,6 +122,7 @@ async def file_patch(request: Request[Any, Any, Any], tether: Tether) -> FileInf
     summary="A delta from the signature in the body to the server's copy (download-sync)",
     status_code=200,
     request_max_body_size=None,
+    opt=allow("file", "read"),
 )
 async def file_delta(request: Request[Any, Any, Any], tether: Tether) -> Response[Any]:
     row = await file_row(request, tether)

@@ -20,6 +20,7 @@ from tether._paths import ancestors, parent_of
 from tether.server.data import scoped_paths, storage_scope
 from tether.server.database import new_id, utcnow
 from tether.server.files import checked, find_entry, make_folders, under, where
+from tether.server.policy import allow
 from tether.server.problems import Problem, conflict, invalid, not_found
 from tether.server.resources import RowView
 from tether.server.state import ServerState, Tether
@@ -65,6 +66,7 @@ def _task(row: Any) -> TaskOut:
     tags=["files"],
     summary="Move, copy or remove a file or folder tree, as a task",
     status_code=202,
+    opt=allow("file", "write"),
 )
 async def start_task(
     request: Request[Any, Any, Any], tether: Tether, data: JSONBody[TaskIn]
@@ -107,7 +109,12 @@ async def start_task(
     return _task(RowView(row))
 
 
-@get(scoped_paths("/files/tasks/{task_id:str}"), tags=["files"], summary="A task's state")
+@get(
+    scoped_paths("/files/tasks/{task_id:str}"),
+    tags=["files"],
+    summary="A task's state",
+    opt=allow("file", "read"),
+)
 async def task_state(
     request: Request[Any, Any, Any], tether: Tether, task_id: FromPath[str]
 ) -> TaskOut:

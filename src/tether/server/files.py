@@ -26,6 +26,7 @@ from tether._paths import ancestors, clean_path, parent_of
 from tether.server.data import ORG_SCOPE, scoped_paths, storage_scope
 from tether.server.database import Reads, new_id, upsert, utcnow
 from tether.server.pages import Page, check_query, fetch_page, page_limit
+from tether.server.policy import allow
 from tether.server.problems import Problem, conflict, invalid, not_found
 from tether.server.state import ServerState, Tether
 from tether.server.tables import blobs, content_data, files, package_versions
@@ -199,6 +200,7 @@ def mime_of(path: str, request: Request[Any, Any, Any]) -> str | None:
     tags=["files"],
     summary="Upload a file (the body is its bytes); a new version if it exists",
     request_max_body_size=None,
+    opt=allow("file", "write", target="path"),
 )
 async def upload(request: Request[Any, Any, Any], tether: Tether) -> FileInfo:
     path = checked(request.path_params["path"])
@@ -243,7 +245,12 @@ async def read_chunks(path: anyio.Path, start: int, end: int) -> AsyncIterator[b
             yield chunk
 
 
-@get(scoped_paths("/files/data/{path:path}"), tags=["files"], summary="Download a file")
+@get(
+    scoped_paths("/files/data/{path:path}"),
+    tags=["files"],
+    summary="Download a file",
+    opt=allow("file", "read"),
+)
 async def download(request: Request[Any, Any, Any], tether: Tether) -> Response[Any]:
     path = checked(request.path_params["path"])
     async with tether.reader.connect() as reads:
@@ -283,7 +290,10 @@ def blob_response(
 
 
 @get(
-    scoped_paths("/files/info/{path:path}"), tags=["files"], summary="A file's or folder's details"
+    scoped_paths("/files/info/{path:path}"),
+    tags=["files"],
+    summary="A file's or folder's details",
+    opt=allow("file", "read"),
 )
 async def info(request: Request[Any, Any, Any], tether: Tether) -> FileInfo:
     path = checked(request.path_params["path"])
@@ -296,6 +306,7 @@ async def info(request: Request[Any, Any, Any], tether: Tether) -> FileInfo:
     [*scoped_paths("/files/list"), *scoped_paths("/files/list/{path:path}")],
     tags=["files"],
     summary="The contents of a folder, by name",
+    opt=allow("file", "read"),
 )
 async def listing(request: Request[Any, Any, Any], tether: Tether) -> Page[FileInfo]:
     check_query(request, ())
@@ -313,7 +324,12 @@ async def listing(request: Request[Any, Any, Any], tether: Tether) -> Page[FileI
     return Page(total, [_info(r) for r in rows], next_url)
 
 
-@post(scoped_paths("/files/folders"), tags=["files"], summary="Make a folder (and its parents)")
+@post(
+    scoped_paths("/files/folders"),
+    tags=["files"],
+    summary="Make a folder (and its parents)",
+    opt=allow("file", "write"),
+)
 async def make_folder(
     request: Request[Any, Any, Any], tether: Tether, data: JSONBody[FolderIn]
 ) -> FileInfo:

@@ -20,13 +20,12 @@ from litestar import Request, Response, Router, delete, get, post, put
 from litestar.params import FromPath, JSONBody
 
 from tether._versions import canonical_version
-from tether.server.credentials import Principal
 from tether.server.database import Reads, new_id, upsert, utcnow
 from tether.server.events import Event
 from tether.server.files import blob_response, record_blob
-from tether.server.identity import require_admin
 from tether.server.pages import Page, check_query, fetch_page, page_limit
-from tether.server.problems import Problem, conflict, forbidden, invalid, not_found
+from tether.server.policy import allow
+from tether.server.problems import Problem, conflict, invalid, not_found
 from tether.server.resources import principal_of
 from tether.server.state import ServerState, Tether
 from tether.server.tables import deployments, package_versions, update_keys
@@ -73,14 +72,6 @@ def version_out(row: Any) -> PackageVersionOut:
         created_at=row.created_at,
         signature=row.signature,
     )
-
-
-def manager(request: Request[Any, Any, Any]) -> Principal:
-    """The caller, who must be a user or an app: devices see packages only through checks."""
-    principal = principal_of(request)
-    if principal.type not in ("user", "app"):
-        raise forbidden("Devices get packages through update checks.")
-    return principal
 
 
 def checked_reference(reference: str) -> str:
@@ -163,7 +154,7 @@ async def _signature(
             "This organization signs its packages: sign the version with its private key.",
             "signature_required",
         )
-    return SigningKey.from_raw(key.private_key).sign_package(*message)
+    return SigningKey.from_raw(tether.sealer.open(key.private_key)).sign_package(*message)
 
 
 @put(
@@ -172,6 +163,7 @@ async def _signature(
     summary="Publish a package version (the body is its file)",
     request_max_body_size=None,
     status_code=201,
+    opt=allow("package", "write"),
 )
 async def publish(
     reference: FromPath[str],
@@ -179,7 +171,7 @@ async def publish(
     request: Request[Any, Any, Any],
     tether: Tether,
 ) -> PackageVersionOut:
-    org_id = manager(request).org_id
+    org_id = principal_of(request).org_id
     reference = checked_reference(reference)
     version = checked_version(version)
     filename = request.query_params.get("filename") or f"{reference}-{version}"
@@ -226,9 +218,14 @@ async def publish(
     return out
 
 
-@get("/packages", tags=["packages"], summary="Published package versions, oldest first")
+@get(
+    "/packages",
+    tags=["packages"],
+    summary="Published package versions, oldest first",
+    opt=allow("package", "read"),
+)
 async def list_versions(request: Request[Any, Any, Any], tether: Tether) -> Page[PackageVersionOut]:
-    org_id = manager(request).org_id
+    org_id = principal_of(request).org_id
     check_query(request, {"reference"})
     limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
     query = sa.select(package_versions).where(package_versions.c.org_id == org_id)
@@ -245,6 +242,7 @@ async def list_versions(request: Request[Any, Any, Any], tether: Tether) -> Page
     "/packages/{reference:str}/versions/{version:str}",
     tags=["packages"],
     summary="A package version",
+    opt=allow("package", "read"),
 )
 async def read_version(
     reference: FromPath[str],
@@ -252,7 +250,7 @@ async def read_version(
     request: Request[Any, Any, Any],
     tether: Tether,
 ) -> PackageVersionOut:
-    org_id = manager(request).org_id
+    org_id = principal_of(request).org_id
     async with tether.reader.connect() as reads:
         return version_out(await find_version(reads, org_id, reference, version))
 
@@ -261,6 +259,7 @@ async def read_version(
     "/packages/{reference:str}/versions/{version:str}/data",
     tags=["packages"],
     summary="A package version's file",
+    opt=allow("package", "read"),
 )
 async def version_data(
     reference: FromPath[str],
@@ -268,7 +267,7 @@ async def version_data(
     request: Request[Any, Any, Any],
     tether: Tether,
 ) -> Response[Any]:
-    org_id = manager(request).org_id
+    org_id = principal_of(request).org_id
     async with tether.reader.connect() as reads:
         row = await find_version(reads, org_id, reference, version)
     return blob_response(request, tether, row.sha256, row.size, None, row.filename)
@@ -278,6 +277,7 @@ async def version_data(
     "/packages/{reference:str}/versions/{version:str}",
     tags=["packages"],
     summary="Delete a package version no live deployment uses",
+    opt=allow("package", "write"),
 )
 async def delete_version(
     reference: FromPath[str],
@@ -285,7 +285,7 @@ async def delete_version(
     request: Request[Any, Any, Any],
     tether: Tether,
 ) -> None:
-    org_id = manager(request).org_id
+    org_id = principal_of(request).org_id
     async with tether.engine.begin() as conn:
         row = await find_version(conn, org_id, reference, version)
         live = await conn.execute(
@@ -303,7 +303,12 @@ def _key_out(row: Any) -> SigningKeyOut:
     return SigningKeyOut(row.public_key, row.private_key is not None, row.created_at)
 
 
-@get("/packages/signing-key", tags=["packages"], summary="The organization's public signing key")
+@get(
+    "/packages/signing-key",
+    tags=["packages"],
+    summary="The organization's public signing key",
+    opt=allow("package", "read"),
+)
 async def read_key(request: Request[Any, Any, Any], tether: Tether) -> SigningKeyOut:
     row = await _org_key(tether, principal_of(request).org_id)
     if row is None:
@@ -317,11 +322,12 @@ async def read_key(request: Request[Any, Any, Any], tether: Tether) -> SigningKe
     summary="Set the organization's signing key: a public key (its owner signs) or a new "
     "key the server holds and signs with",
     status_code=201,
+    opt=allow("package", "key"),
 )
 async def set_key(
     data: JSONBody[SigningKeyIn], request: Request[Any, Any, Any], tether: Tether
 ) -> SigningKeyOut:
-    principal = require_admin(request)
+    principal = principal_of(request)
     if data.generate == (data.public_key is not None):
         raise invalid("Give either public_key or generate: true.")
     private = None
@@ -335,7 +341,8 @@ async def set_key(
             raise invalid(f"public_key is {exc}.", "invalid_key") from None
     now = utcnow()
     async with tether.engine.begin() as conn:
-        stored = {"public_key": public, "private_key": private, "created_at": now}
+        sealed = tether.sealer.seal(private) if private else None
+        stored = {"public_key": public, "private_key": sealed, "created_at": now}
         await conn.execute(
             upsert(conn, update_keys)
             .values(org_id=principal.org_id, **stored)

@@ -19,7 +19,8 @@ from litestar.params import JSONBody
 from tether.server.credentials import Principal, digest, new_secret
 from tether.server.database import new_id, utcnow
 from tether.server.events import Event
-from tether.server.problems import Problem, forbidden
+from tether.server.policy import allow
+from tether.server.problems import Problem
 from tether.server.resources import ResourceOut, insert_resource
 from tether.server.sessions import TokenResponse, issue_session
 from tether.server.state import Tether
@@ -85,13 +86,16 @@ async def start(
     )
 
 
-@post("/pairing/approve", status_code=200, summary="Approve a pairing code: creates the device")
+@post(
+    "/pairing/approve",
+    status_code=200,
+    summary="Approve a pairing code: creates the device (its secret goes to the device only)",
+    opt=allow("pairing", "approve"),
+)
 async def approve(
     data: JSONBody[ApproveRequest], request: Request[Principal, Any, Any], tether: Tether
 ) -> ResourceOut:
     principal = request.user
-    if principal.type != "user":
-        raise forbidden("Only users can approve pairing codes.")
     code = normalise_code(data.user_code)
     async with tether.engine.begin() as conn:
         row = (await conn.execute(sa.select(pairings).where(pairings.c.user_code == code))).first()
@@ -112,6 +116,7 @@ async def approve(
         )
         if claimed.rowcount != 1:
             raise Problem(409, "This code was approved meanwhile.", code="conflict")
+    device = msgspec.structs.replace(device, secret=None)
     tether.bus.publish(Event(principal.org_id, "device", "created", device.id, device))
     return device
 
@@ -148,7 +153,9 @@ async def claim(tether: Tether, device_code: str) -> TokenResponse:
         name = (
             await conn.execute(sa.select(resources.c.name).where(resources.c.id == row.device_id))
         ).scalar_one()
-        principal = Principal(type="device", id=row.device_id, org_id=row.org_id, name=name)
+        principal = Principal(
+            type="device", id=row.device_id, org_id=row.org_id, name=name, role="device"
+        )
         return await issue_session(
             conn, tether, principal, device_id=row.device_id, device_secret=secret
         )

@@ -43,6 +43,8 @@ from litestar.types import WebSocketSendEvent
 
 from tether.server.credentials import Principal
 from tether.server.events import Event
+from tether.server.policy import allow, decide, may_hear
+from tether.server.problems import Problem
 from tether.server.state import ServerState
 
 if TYPE_CHECKING:
@@ -52,7 +54,11 @@ MAX_FRAME = 64 * 1024
 QUEUE = 1000
 MAX_TIMEOUT = 30.0
 SLOW_CONSUMER = 4008
+REVOKED = 4001
+"""Close code of a socket whose credential was revoked (token revoked, principal deleted,
+password changed, secret rotated, logged out)."""
 CLOSE_TIMEOUT = 5.0
+REALTIME_PATH = "/api/v1/realtime"
 
 ChannelKey = tuple[str, str, bool, bool]
 
@@ -97,8 +103,10 @@ class Client:
     """The channels whose presence changes this socket asked to hear about."""
     events: set[str] = field(default_factory=set)
     gone: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set when the socket cannot keep up (`too_slow`) or a write to it failed."""
+    """Set when the socket cannot keep up (`too_slow`), its credential was revoked
+    (`revoked`) or a write to it failed."""
     too_slow: bool = False
+    revoked: bool = False
     _flushing: asyncio.Task[None] | None = None
 
     @property
@@ -144,10 +152,16 @@ class Client:
             self._flushing.cancel()
 
     def wants(self, event: Event) -> bool:
+        """Whether this socket asked for `event` and its principal may read what it is about."""
         return (
             bool(self.events & {"*", event.name, f"{event.type}:*", f"*:{event.action}"})
             and event.org_id == self.principal.org_id
+            and may_hear(self.principal, event.type, event.id, event.document)
         )
+
+    def revoke(self) -> None:
+        self.revoked = True
+        self.gone.set()
 
 
 @dataclass
@@ -285,6 +299,16 @@ class Hub:
         pending.responses.append(payload)
         pending.check()
 
+    def revoked(self, subject: str, when: float) -> None:
+        """Close the sockets whose credential a revocation of `subject` at `when` covers."""
+        for client in list(self.clients):
+            principal = client.principal
+            if (
+                subject in (principal.id, principal.token_id, principal.session_id)
+                and principal.issued_at <= when
+            ):
+                client.revoke()
+
     def publish(self, event: Event) -> None:
         frame = {
             "op": "event",
@@ -394,6 +418,7 @@ def _handle(hub: Hub, client: Client, frame: Frame) -> dict[str, Any] | None:
         hub.unsubscribe(client, _channel_key(client, frame))
         return {"op": "ack", "id": frame.id}
     if frame.op == "respond":
+        _permit(client, "broadcast")
         if not frame.broadcast:
             raise FrameError("invalid", "respond needs the broadcast id")
         hub.respond(client.principal.org_id, frame.broadcast, frame.payload)
@@ -407,8 +432,7 @@ def _handle(hub: Hub, client: Client, frame: Frame) -> dict[str, Any] | None:
 async def _answer(hub: Hub, client: Client, frame: Frame) -> dict[str, Any]:
     """Answer a frame whose reply takes time: a broadcast's responses, a channel's members."""
     if frame.op == "broadcast":
-        if client.principal.read_only:
-            raise FrameError("read_only", "This credential is read-only: it cannot broadcast.")
+        _permit(client, "system" if frame.system else "broadcast")
         if not isinstance(frame.name, str) or not frame.name:
             raise FrameError("invalid", "a broadcast needs a name")
         if not 0 <= frame.timeout <= MAX_TIMEOUT:
@@ -421,6 +445,14 @@ async def _answer(hub: Hub, client: Client, frame: Frame) -> dict[str, Any]:
     if hub.relay is not None:
         members = await hub.relay.members(key, members)
     return {"op": "members", "id": frame.id, "members": members}
+
+
+def _permit(client: Client, action: str) -> None:
+    """The policy's word on a channel operation, as an error frame when it says no."""
+    try:
+        decide(client.principal, "channel", action, path=REALTIME_PATH)
+    except Problem as exc:
+        raise FrameError(exc.code, exc.detail) from None
 
 
 def _error(frame: Frame, exc: FrameError) -> dict[str, Any]:
@@ -473,7 +505,7 @@ async def _read_loop(socket: WebSocket[Any, Any, Any], hub: Hub, client: Client)
             task.cancel()
 
 
-@websocket("/realtime")
+@websocket("/realtime", opt=allow("channel", "listen"))
 async def realtime(socket: WebSocket[Any, Any, Any]) -> None:
     hub: Hub = socket.app.state.hub
     client = Client(principal=socket.user, send=socket.send)
@@ -483,7 +515,13 @@ async def realtime(socket: WebSocket[Any, Any, Any]) -> None:
     gone = asyncio.create_task(client.gone.wait())
     try:
         await asyncio.wait({reader, gone}, return_when=asyncio.FIRST_COMPLETED)
-        if client.too_slow:
+        if client.revoked:
+            hub.leave(client)
+            reader.cancel()
+            client.close()
+            with contextlib.suppress(TimeoutError, WebSocketDisconnect):
+                await asyncio.wait_for(socket.close(REVOKED, "credential revoked"), CLOSE_TIMEOUT)
+        elif client.too_slow:
             hub.leave(client)
             reader.cancel()
             client.close()

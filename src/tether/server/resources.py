@@ -29,8 +29,10 @@ from tether.server.credentials import Principal, digest, new_secret
 from tether.server.database import Reads, fetch, new_id, utcnow
 from tether.server.events import Event
 from tether.server.pages import Page, check_query, fetch_page, page_limit
-from tether.server.problems import forbidden, invalid, not_found
-from tether.server.state import Tether
+from tether.server.policy import allow
+from tether.server.problems import invalid, not_found
+from tether.server.sessions import revoke_principal
+from tether.server.state import ServerState, Tether
 from tether.server.tables import (
     data_items,
     resources,
@@ -348,22 +350,43 @@ async def load(conn: Reads, kind: Kind, org_id: str, project_id: str | None, row
     return found[0]
 
 
-def require_user_for(kind: Kind, request: Request[Any, Any, Any]) -> None:
-    """Only users manage credentialed kinds: a device cannot mint devices or apps."""
-    if kind.credential and principal_of(request).type != "user":
-        raise forbidden(f"Only users can create, delete or re-key {kind.plural}.")
+def rule_of(kind: Kind, verb: str) -> dict[str, Any]:
+    """The policy rule a kind's endpoint obeys (`verb`: list, get, create, update, delete or
+    rotate), with the path parameter that names a device for its SELF reach."""
+    if verb in ("list", "get"):
+        action = "read"
+    elif kind.name == "device":
+        action = {"create": "manage", "delete": "manage"}.get(verb, verb)
+    elif kind.name == "project" and verb == "delete":
+        action = "delete"
+    else:
+        action = "write"
+    return allow(kind.name, action, target="id" if kind.name == "device" else None)
 
 
 def item_id(request: Request[Any, Any, Any], kind: Kind) -> str:
     return str(request.path_params["project_id" if kind.name == "project" else "id"])
 
 
-async def _forget(conn: AsyncConnection, kind: Kind, row_id: str) -> None:
-    """Drop what pointed at a deleted resource, so nothing dangles."""
+async def _forget(conn: AsyncConnection, tether: ServerState, kind: Kind, row_id: str) -> None:
+    """Drop what pointed at a deleted resource, so nothing dangles, and stop the credentials
+    of what held one (a device or app, or those of a deleted project)."""
+    if kind.credential:
+        await revoke_principal(conn, tether, row_id)
     if kind.name == "device":
         for table in (telemetry_points, telemetry_latest, telemetry_batches):
             await conn.execute(table.delete().where(table.c.device_id == row_id))
     if kind.name == "project":
+        held = (
+            await conn.execute(
+                sa.select(resources.c.id).where(
+                    resources.c.project_id == row_id,
+                    resources.c.kind.in_([k.name for k in KINDS.values() if k.credential]),
+                )
+            )
+        ).scalars()
+        for credential_id in list(held):
+            await revoke_principal(conn, tether, credential_id)
         await conn.execute(resources.delete().where(resources.c.project_id == row_id))
         await conn.execute(data_items.delete().where(data_items.c.scope == row_id))
     for field in ("location_id", "experience_id", "parent_id"):
@@ -408,7 +431,6 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
         tether: Tether,
         data: JSONBody[create_type],  # type: ignore[valid-type]
     ) -> ResourceOut:
-        require_user_for(kind, request)
         values = msgspec.structs.asdict(data)
         async with tether.engine.begin() as conn:
             org_id, project_id = await resolve_scope(conn, request, kind)
@@ -453,38 +475,48 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
         return out
 
     async def remove(request: Request[Any, Any, Any], tether: Tether) -> None:
-        require_user_for(kind, request)
         async with tether.engine.begin() as conn:
             org_id, project_id = await resolve_scope(conn, request, kind)
             row = await load(conn, kind, org_id, project_id, item_id(request, kind))
-            await _forget(conn, kind, row.id)
+            await _forget(conn, tether, kind, row.id)
             await conn.execute(resources.delete().where(resources.c.id == row.id))
         tether.bus.publish(Event(org_id, kind.name, "deleted", row.id, None))
 
     handlers: list[HTTPRouteHandler] = [
-        get(_paths(kind, False), tags=tag, summary=f"List {kind.plural}", name=f"{kind.name}-list")(
-            list_
-        ),
+        get(
+            _paths(kind, False),
+            tags=tag,
+            summary=f"List {kind.plural}",
+            name=f"{kind.name}-list",
+            opt=rule_of(kind, "list"),
+        )(list_),
         post(
             _paths(kind, False),
             tags=tag,
             summary=f"Create a {kind.name}",
             name=f"{kind.name}-create",
+            opt=rule_of(kind, "create"),
         )(create),
-        get(_paths(kind, True), tags=tag, summary=f"Get a {kind.name}", name=f"{kind.name}-get")(
-            read
-        ),
+        get(
+            _paths(kind, True),
+            tags=tag,
+            summary=f"Get a {kind.name}",
+            name=f"{kind.name}-get",
+            opt=rule_of(kind, "get"),
+        )(read),
         patch(
             _paths(kind, True),
             tags=tag,
             summary=f"Update a {kind.name}",
             name=f"{kind.name}-update",
+            opt=rule_of(kind, "update"),
         )(update),
         delete(
             _paths(kind, True),
             tags=tag,
             summary=f"Delete a {kind.name}",
             name=f"{kind.name}-delete",
+            opt=rule_of(kind, "delete"),
         )(remove),
     ]
     if kind.credential:
@@ -494,7 +526,6 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
 
 def _rotate_secret_handler(kind: Kind) -> HTTPRouteHandler:
     async def rotate(request: Request[Any, Any, Any], tether: Tether) -> ResourceOut:
-        require_user_for(kind, request)
         secret = new_secret()
         async with tether.engine.begin() as conn:
             org_id, project_id = await resolve_scope(conn, request, kind)
@@ -504,6 +535,7 @@ def _rotate_secret_handler(kind: Kind) -> HTTPRouteHandler:
                 .where(resources.c.id == row.id)
                 .values(secret_hash=digest(secret), updated_at=utcnow())
             )
+            await revoke_principal(conn, tether, row.id)
             row = await load(conn, kind, org_id, project_id, row.id)
         return to_out(row, secret=secret)
 
@@ -511,8 +543,9 @@ def _rotate_secret_handler(kind: Kind) -> HTTPRouteHandler:
         [f"{p}/secret" for p in _paths(kind, True)],
         tags=[kind.plural],
         status_code=200,
-        summary=f"Issue a new secret for a {kind.name}",
+        summary=f"Issue a new secret for a {kind.name} (the old one and its sessions stop)",
         name=f"{kind.name}-secret",
+        opt=rule_of(kind, "rotate"),
     )(rotate)
 
 

@@ -8,6 +8,7 @@ per identity.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from typing import Annotated, Any, Literal
 
@@ -17,7 +18,7 @@ from litestar import Request, Router, get, post
 from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tether.server.authn import check_limit, principal_for_secret, unauthenticated
+from tether.server.authn import principal_for_secret, unauthenticated
 from tether.server.credentials import (
     REFRESH_TOKEN_PREFIX,
     Principal,
@@ -28,6 +29,7 @@ from tether.server.credentials import (
     verify_password,
 )
 from tether.server.database import Reads, new_id, utcnow
+from tether.server.policy import allow
 from tether.server.problems import Problem
 from tether.server.state import ServerState, Tether
 from tether.server.tables import organizations, refresh_tokens, resources, users
@@ -69,6 +71,7 @@ class Identity(msgspec.Struct, omit_defaults=True):
     organization: Organization
     read_only: bool = False
     project_id: str | None = None
+    role: str | None = None
     is_admin: bool = False
     is_superuser: bool = False
     token_id: str | None = None
@@ -102,6 +105,7 @@ async def identity_of(conn: Reads, principal: Principal) -> Identity:
         organization=Organization(principal.org_id, org_name),
         read_only=principal.read_only,
         project_id=principal.project_id,
+        role=principal.role if principal.type == "user" else None,
         is_admin=principal.is_admin,
         is_superuser=principal.is_superuser,
         token_id=principal.token_id,
@@ -109,12 +113,20 @@ async def identity_of(conn: Reads, principal: Principal) -> Identity:
 
 
 async def issue_session(
-    conn: AsyncConnection, state: ServerState, principal: Principal, **extra: Any
+    conn: AsyncConnection,
+    state: ServerState,
+    principal: Principal,
+    family_id: str | None = None,
+    **extra: Any,
 ) -> TokenResponse:
-    """An access token plus a new refresh token for `principal`."""
+    """An access token plus a new refresh token for `principal`. A sign-in starts a family of
+    refresh tokens (`family_id`, carried by its access tokens as `sid`); each refresh continues
+    it, and logout or the reuse of a spent refresh token revokes all of it."""
     now = utcnow()
-    access, expires = state.tokens.issue(principal, now)
     refresh_id = new_id()
+    family_id = family_id or refresh_id
+    principal = dataclasses.replace(principal, session_id=family_id)
+    access, expires = state.tokens.issue(principal, now)
     refresh = make_prefixed(REFRESH_TOKEN_PREFIX, refresh_id)
     await conn.execute(
         refresh_tokens.insert().values(
@@ -124,6 +136,7 @@ async def issue_session(
             principal_id=principal.id,
             token_hash=digest(refresh),
             expires_at=now + dt.timedelta(seconds=state.settings.refresh_token_ttl),
+            family_id=family_id,
             created_at=now,
         )
     )
@@ -138,52 +151,60 @@ async def issue_session(
     )
 
 
-async def user_principal(conn: AsyncConnection, user_id: str) -> Principal | None:
-    row = (await conn.execute(sa.select(users).where(users.c.id == user_id))).first()
-    if row is None:
-        return None
-    return Principal(
-        type="user",
-        id=row.id,
-        org_id=row.org_id,
-        name=row.username,
-        is_admin=row.is_admin,
-        is_superuser=row.is_superuser,
+async def revoke_family(conn: AsyncConnection, state: ServerState, family_id: str) -> None:
+    """End a sign-in: every refresh token of its family, and the access tokens it issued."""
+    await conn.execute(
+        refresh_tokens.update()
+        .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
     )
+    await state.revocations.revoke(conn, [family_id])
+
+
+async def revoke_principal(conn: AsyncConnection, state: ServerState, principal_id: str) -> None:
+    """Stop every credential issued to a user, device or app so far: its access tokens (at
+    once, everywhere) and its refresh tokens."""
+    await conn.execute(
+        refresh_tokens.update()
+        .where(refresh_tokens.c.principal_id == principal_id, refresh_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    await state.revocations.revoke(conn, [principal_id])
+
+
+_USER = sa.select(users.c.id, users.c.org_id, users.c.username, users.c.role, users.c.is_superuser)
+
+
+async def user_principal(conn: Reads, user_id: str) -> Principal | None:
+    row = (await conn.execute(_USER.where(users.c.id == user_id))).first()
+    return None if row is None else Principal.of_user(row)
 
 
 async def _password_grant(conn: Reads, data: JSONBody[TokenRequest]) -> Principal | None:
     row = (
         await conn.execute(
-            sa.select(users)
+            sa.select(users.c.password_hash, *_USER.selected_columns)
             .join(organizations, organizations.c.id == users.c.org_id)
             .where(users.c.username == data.username, organizations.c.name == data.organization)
         )
     ).first()
     if not await verify_password(data.password or "", row.password_hash if row else None):
         return None
-    assert row is not None
-    return Principal(
-        type="user",
-        id=row.id,
-        org_id=row.org_id,
-        name=row.username,
-        is_admin=row.is_admin,
-        is_superuser=row.is_superuser,
-    )
+    return None if row is None else Principal.of_user(row)
 
 
-async def _refresh_grant(conn: AsyncConnection, token: str) -> Principal | None:
-    """Rotate a refresh token: the old one is spent, whoever presents it next is refused."""
+async def _refresh_grant(
+    conn: AsyncConnection, state: ServerState, token: str
+) -> tuple[Principal, str] | None:
+    """Rotate a refresh token: the old one is spent, and whoever presents it again revokes its
+    whole family (RFC 9700, refresh token reuse detection). Answers the principal and family."""
     token_id = split_prefixed(REFRESH_TOKEN_PREFIX, token)
     if token_id is None:
         return None
     row = (
         await conn.execute(sa.select(refresh_tokens).where(refresh_tokens.c.id == token_id))
     ).first()
-    if row is None or not digest_matches(token, row.token_hash):
-        return None
-    if row.revoked_at is not None or row.expires_at <= utcnow():
+    if row is None or not digest_matches(token, row.token_hash) or row.expires_at <= utcnow():
         return None
     spent = await conn.execute(
         refresh_tokens.update()
@@ -191,31 +212,26 @@ async def _refresh_grant(conn: AsyncConnection, token: str) -> Principal | None:
         .values(revoked_at=utcnow())
     )
     if spent.rowcount != 1:
+        await revoke_family(conn, state, row.family_id)
         return None
+    principal: Principal | None
     if row.principal_type == "user":
-        return await user_principal(conn, row.principal_id)
-    found = (
-        await conn.execute(
-            sa.select(
-                resources.c.id,
-                resources.c.org_id,
-                resources.c.kind,
-                resources.c.name,
-                resources.c.read_only,
-                resources.c.project_id,
-            ).where(resources.c.id == row.principal_id, resources.c.kind == row.principal_type)
-        )
-    ).first()
-    if found is None:
-        return None
-    return Principal(
-        type=found.kind,
-        id=found.id,
-        org_id=found.org_id,
-        name=found.name,
-        read_only=bool(found.read_only),
-        project_id=found.project_id,
-    )
+        principal = await user_principal(conn, row.principal_id)
+    else:
+        found = (
+            await conn.execute(
+                sa.select(
+                    resources.c.id,
+                    resources.c.org_id,
+                    resources.c.kind,
+                    resources.c.name,
+                    resources.c.read_only,
+                    resources.c.project_id,
+                ).where(resources.c.id == row.principal_id, resources.c.kind == row.principal_type)
+            )
+        ).first()
+        principal = None if found is None else Principal.of_resource(found)
+    return None if principal is None else (principal, row.family_id)
 
 
 def _require(data: JSONBody[TokenRequest], *names: str) -> None:
@@ -230,33 +246,35 @@ def _require(data: JSONBody[TokenRequest], *names: str) -> None:
     status_code=200,
     summary="Exchange credentials for an access token",
 )
-async def token(data: JSONBody[TokenRequest], tether: Tether) -> TokenResponse:
+async def token(
+    data: JSONBody[TokenRequest], request: Request[Any, Any, Any], tether: Tether
+) -> TokenResponse:
     if data.grant_type == "urn:ietf:params:oauth:grant-type:device_code":
         from tether.server.pairing import claim
 
         _require(data, "device_code")
         return await claim(tether, data.device_code or "")
+    if data.grant_type == "refresh_token":
+        _require(data, "refresh_token")
+        async with tether.engine.begin() as conn:
+            found = await _refresh_grant(conn, tether, data.refresh_token or "")
+        if found is None:
+            raise unauthenticated("Invalid credentials.")
+        async with tether.engine.begin() as conn:
+            return await issue_session(conn, tether, found[0], family_id=found[1])
     if data.grant_type == "password":
         _require(data, "username", "password", "organization")
-        limit_key = f"user:{data.organization}:{data.username}"
+        account = f"user:{data.organization}:{data.username}"
     elif data.grant_type == "device":
         _require(data, "device_id", "device_secret")
-        limit_key = f"basic:{data.device_id}"
-    elif data.grant_type == "app":
-        _require(data, "app_id", "api_key")
-        limit_key = f"basic:{data.app_id}"
+        account = f"basic:{data.device_id}"
     else:
-        _require(data, "refresh_token")
-        limit_key = ""
-    if limit_key:
-        check_limit(tether, limit_key)
+        _require(data, "app_id", "api_key")
+        account = f"basic:{data.app_id}"
+    client = request.scope.get("client")
+    address = client[0] if client else None
+    await tether.limiter.attempt(account, address)
     principal: Principal | None
-    if data.grant_type == "refresh_token":
-        async with tether.engine.begin() as conn:
-            principal = await _refresh_grant(conn, data.refresh_token or "")
-            if principal is None:
-                raise unauthenticated("Invalid credentials.")
-            return await issue_session(conn, tether, principal)
     if data.grant_type == "password":
         async with tether.reader.connect() as reads:
             principal = await _password_grant(reads, data)
@@ -269,14 +287,13 @@ async def token(data: JSONBody[TokenRequest], tether: Tether) -> TokenResponse:
         principal = await principal_for_secret(tether, key or "", secret or "")
         principal = principal if principal and principal.type == data.grant_type else None
     if principal is None:
-        tether.limiter.failed(limit_key)
         raise unauthenticated("Invalid credentials.")
-    tether.limiter.succeeded(limit_key)
+    await tether.limiter.succeeded(account, address)
     async with tether.engine.begin() as conn:
         return await issue_session(conn, tether, principal)
 
 
-@get("/auth/whoami", summary="The identity behind the credential")
+@get("/auth/whoami", summary="The identity behind the credential", opt=allow("session", "read"))
 async def whoami(request: Request[Principal, Any, Any], tether: Tether) -> Identity:
     async with tether.reader.connect() as conn:
         return await identity_of(conn, request.user)
@@ -295,15 +312,13 @@ async def logout(data: JSONBody[LogoutRequest], tether: Tether) -> None:
     async with tether.engine.begin() as conn:
         row = (
             await conn.execute(
-                sa.select(refresh_tokens.c.token_hash).where(refresh_tokens.c.id == token_id)
+                sa.select(refresh_tokens.c.token_hash, refresh_tokens.c.family_id).where(
+                    refresh_tokens.c.id == token_id
+                )
             )
         ).first()
         if row is not None and digest_matches(data.refresh_token, row.token_hash):
-            await conn.execute(
-                refresh_tokens.update()
-                .where(refresh_tokens.c.id == token_id)
-                .values(revoked_at=utcnow())
-            )
+            await revoke_family(conn, tether, row.family_id)
 
 
 router = Router("/", route_handlers=[token, whoami, logout])

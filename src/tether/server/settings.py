@@ -77,7 +77,17 @@ SETTINGS: tuple[Setting, ...] = (
         "secret_key",
         str,
         None,
-        "Key that signs access tokens; default: generated once and kept in the database.",
+        "Key that signs access tokens; default: generated once and kept in the database, "
+        "sealed under the master key.",
+        secret=True,
+    ),
+    Setting(
+        "master_key",
+        str,
+        None,
+        "Key that seals the secrets kept in the database (the token-signing key, server-held "
+        "package signing keys); default: the file master.key in the data folder, made on first "
+        "start. Every server of a cluster needs the same one.",
         secret=True,
     ),
     Setting("access_token_ttl", int, 900, "Lifetime of an access token, in seconds."),
@@ -90,6 +100,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_data_value", int, 16 * 1024 * 1024, "Largest data item value, in bytes."),
     Setting("login_max_failures", int, 5, "Failed logins allowed per identity and window."),
     Setting("login_window", int, 60, "Window of the failed-login limit, in seconds."),
+    Setting(
+        "login_max_per_address",
+        int,
+        100,
+        "Sign-in attempts allowed per client address and window (successes are given back).",
+    ),
     Setting("max_file_size", int, 10 * 1024**3, "Largest file an upload may store, in bytes."),
     Setting(
         "max_package_size",

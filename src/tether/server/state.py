@@ -1,10 +1,10 @@
-"""What the running server holds: settings, engines, token signer, event bus, login limiter."""
+"""What the running server holds: settings, engines, token signer, event bus, sign-in limits
+and revocations."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,42 +16,10 @@ from tether.server.blobs import BlobStore
 from tether.server.credentials import AccessTokens
 from tether.server.database import Reader
 from tether.server.events import EventBus
+from tether.server.revocations import Revocations
+from tether.server.sealed import Sealer
 from tether.server.settings import Settings
-
-
-class LoginLimiter:
-    """Counts failed logins per identity and refuses more than the limit within the window."""
-
-    def __init__(self, max_failures: int, window: float) -> None:
-        self.max_failures = max_failures
-        self.window = window
-        self._failures: dict[str, deque[float]] = {}
-
-    def _recent(self, key: str, now: float) -> deque[float]:
-        failures = self._failures.get(key)
-        if failures is None:
-            return deque()
-        while failures and failures[0] <= now - self.window:
-            failures.popleft()
-        if not failures:
-            del self._failures[key]
-        return failures
-
-    def retry_after(self, key: str) -> int:
-        """Seconds to wait before `key` may try again; 0 when it may try now."""
-        now = time.monotonic()
-        failures = self._recent(key, now)
-        if len(failures) < self.max_failures:
-            return 0
-        return max(1, int(failures[0] + self.window - now + 0.999))
-
-    def failed(self, key: str) -> None:
-        self._failures.setdefault(key, deque()).append(time.monotonic())
-        if len(self._failures) > 100_000:
-            self._failures.pop(next(iter(self._failures)))
-
-    def succeeded(self, key: str) -> None:
-        self._failures.pop(key, None)
+from tether.server.signin_limits import LoginLimiter
 
 
 class TimedCache:
@@ -84,8 +52,10 @@ class ServerState:
     reader: Reader
     tokens: AccessTokens
     blobs: BlobStore
+    limiter: LoginLimiter
+    revocations: Revocations
+    sealer: Sealer
     bus: EventBus = field(default_factory=EventBus)
-    limiter: LoginLimiter = field(default_factory=lambda: LoginLimiter(5, 60))
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     live_deployments: TimedCache = field(default_factory=lambda: TimedCache(1.0))
     """Each organization's active and paused deployments, for update checks."""

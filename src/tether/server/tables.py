@@ -94,7 +94,7 @@ users = sa.Table(
     _org(),
     sa.Column("username", sa.String(100), nullable=False),
     sa.Column("password_hash", sa.String(200), nullable=False),
-    sa.Column("is_admin", sa.Boolean, nullable=False, default=False),
+    sa.Column("role", sa.String(10), nullable=False),
     sa.Column("is_superuser", sa.Boolean, nullable=False, default=False),
     _created(),
     sa.UniqueConstraint("org_id", "username", name="uq_users_org_username"),
@@ -193,8 +193,31 @@ refresh_tokens = sa.Table(
     sa.Column("token_hash", sa.String(64), nullable=False),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    _id("family_id", nullable=False),
     _created(),
+    sa.Index("ix_refresh_tokens_family_id", "family_id"),
 )
+
+revocations = sa.Table(
+    "revocations",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("subject", sa.String(36), nullable=False),
+    sa.Column("revoked_at", sa.Float, nullable=False),
+    sa.Index("ix_revocations_revoked_at", "revoked_at"),
+)
+"""Credentials refused from a moment on: a principal's, an API token's or a sign-in's (a
+refresh-token family's) id, with the time (epoch seconds) before which what it issued dies."""
+
+login_attempts = sa.Table(
+    "login_attempts",
+    metadata,
+    sa.Column("key", sa.String(400), primary_key=True),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("window_end", sa.Float, nullable=False),
+)
+"""Sign-in attempts per account or client address in the current window, counted before the
+password is checked so the budget holds under concurrency and across processes."""
 
 pairings = sa.Table(
     "pairings",
@@ -333,7 +356,7 @@ update_keys = sa.Table(
         primary_key=True,
     ),
     sa.Column("public_key", sa.String(64), nullable=False),
-    sa.Column("private_key", sa.String(64), nullable=True),
+    sa.Column("private_key", sa.Text, nullable=True),
     _created(),
 )
 """An organization's ed25519 package signing key; the private half only when the server holds it."""

@@ -26,8 +26,9 @@ from tether.server.data import scoped_paths
 from tether.server.database import Reads, bulk_insert, run_on_sqlite_thread, utcnow
 from tether.server.events import Event
 from tether.server.pages import check_query
-from tether.server.problems import Problem, forbidden, invalid, not_found
-from tether.server.resources import KINDS, load, principal_of, resolve_scope
+from tether.server.policy import allow
+from tether.server.problems import Problem, invalid, not_found
+from tether.server.resources import KINDS, load, resolve_scope
 from tether.server.state import Tether
 from tether.server.tables import resources, telemetry_batches, telemetry_latest, telemetry_points
 
@@ -154,13 +155,16 @@ async def _device(conn: Reads, request: Request[Any, Any, Any]) -> tuple[str, st
     return org_id, row.id
 
 
-@post(_paths(""), tags=["telemetry"], summary="Push a batch of telemetry entries", status_code=200)
+@post(
+    _paths(""),
+    tags=["telemetry"],
+    summary="Push a batch of telemetry entries",
+    status_code=200,
+    opt=allow("telemetry", "push", target="id"),
+)
 async def push(
     request: Request[Any, Any, Any], tether: Tether, data: JSONBody[TelemetryPush]
 ) -> PushResult:
-    principal = principal_of(request)
-    if principal.type == "device" and principal.id != request.path_params["id"]:
-        raise forbidden("A device may push telemetry only for itself.")
     count = sum(len(entry.values) for entry in data.entries)
     limit = tether.settings.telemetry_max_points
     if count > limit:
@@ -321,7 +325,12 @@ async def store_batch(
 _LATEST = sa.select(telemetry_latest).where(telemetry_latest.c.device_id == sa.bindparam("device"))
 
 
-@get(_paths("/latest"), tags=["telemetry"], summary="The latest value of each field")
+@get(
+    _paths("/latest"),
+    tags=["telemetry"],
+    summary="The latest value of each field",
+    opt=allow("telemetry", "read", target="id"),
+)
 async def latest(request: Request[Any, Any, Any], tether: Tether) -> Latest:
     check_query(request, {"field"})
     fields = request.query_params.getall("field", [])
@@ -387,7 +396,12 @@ def _query_args(request: Request[Any, Any, Any]) -> dict[str, Any]:
     }
 
 
-@get(_paths(""), tags=["telemetry"], summary="A field's values over time, raw or per bucket")
+@get(
+    _paths(""),
+    tags=["telemetry"],
+    summary="A field's values over time, raw or per bucket",
+    opt=allow("telemetry", "read", target="id"),
+)
 async def query(request: Request[Any, Any, Any], tether: Tether) -> Series:
     async with tether.reader.connect() as conn:
         _, device_id = await _device(conn, request)

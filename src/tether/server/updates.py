@@ -20,10 +20,12 @@ from litestar.params import FromPath, JSONBody
 from tether._versions import parse_version
 from tether.server.credentials import Principal
 from tether.server.data import scoped_paths
+from tether.server.database import Reads
 from tether.server.deployments import ReportState, record_report
 from tether.server.files import blob_response
 from tether.server.packages import LIVE_STATES, checked_version
-from tether.server.problems import forbidden, invalid, not_found
+from tether.server.policy import CALLER, allow, own_device
+from tether.server.problems import invalid, not_found
 from tether.server.resources import principal_of, resolve_scope
 from tether.server.rules import Test, compile_rules, in_rollout, properties_of
 from tether.server.state import ServerState, Tether
@@ -108,6 +110,18 @@ _DEVICE = sa.select(resources.c.name, resources.c.document).where(
     resources.c.org_id == sa.bindparam("org_id"),
     resources.c.kind == "device",
 )
+_DEVICE_IN_PROJECT = _DEVICE.where(resources.c.project_id == sa.bindparam("project_id"))
+
+
+async def _device_row(reads: Reads, org_id: str, project_id: str | None, device_id: str) -> Any:
+    """The device a user or app named, in the caller's scope (404 otherwise: a made-up id,
+    another organization's, or outside the project of the URL)."""
+    params = {"device_id": device_id, "org_id": org_id, "project_id": project_id}
+    found = await reads.execute(_DEVICE if project_id is None else _DEVICE_IN_PROJECT, params)
+    row = found.first()
+    if row is None:
+        raise not_found("device")
+    return row
 
 
 def _download(org_id: str, device_id: str, version_id: str) -> str:
@@ -118,20 +132,16 @@ def _download(org_id: str, device_id: str, version_id: str) -> str:
 def _device_of(principal: Principal, given: str | None) -> str:
     """The device a check or report is about: the caller itself, or the one a user or app
     names."""
-    if principal.type == "device":
-        if given not in (None, principal.id):
-            raise forbidden("A device checks and reports for itself only.")
-        return principal.id
-    if principal.type not in ("user", "app"):
-        raise forbidden("Only devices, users and apps check for updates.")
-    if not given:
+    device_id = own_device(principal, given)
+    if not device_id:
         raise invalid("Name the device: device_id.", "device_required")
-    return given
+    return device_id
 
 
 async def _properties(
     tether: ServerState,
     principal: Principal,
+    project_id: str | None,
     device_id: str,
     sent: dict[str, Any],
     needed: set[str],
@@ -142,10 +152,7 @@ async def _properties(
     if principal.type == "device" and needed <= props.keys():
         return props
     async with tether.reader.connect() as reads:
-        found = await reads.execute(_DEVICE, {"device_id": device_id, "org_id": principal.org_id})
-        row = found.first()
-    if row is None:
-        raise not_found("device")
+        row = await _device_row(reads, principal.org_id, project_id, device_id)
     return {**msgspec.json.decode(row.document), **props, "name": row.name}
 
 
@@ -225,7 +232,7 @@ async def _resumed(tether: ServerState, device_id: str, paused: list[str]) -> se
     scoped_paths("/updates/check"),
     tags=["updates"],
     summary="What a device should install: available, changed, unchanged and unavailable",
-    opt={"reads_only": True},
+    opt=allow("update", "check", target=CALLER),
     status_code=200,
 )
 async def check(
@@ -240,7 +247,8 @@ async def check(
     device_id = _device_of(principal, data.device_id)
     live = await live_deployments(tether, org_id)
     needed = set().union(*(d.needs for d in live))
-    props = await _properties(tether, principal, device_id, data.properties, needed)
+    project_id = request.path_params.get("project_id")
+    props = await _properties(tether, principal, project_id, device_id, data.properties, needed)
     resumed = await _resumed(tether, device_id, [d.id for d in live if d.state == "paused"])
     assigned: dict[str, _Live] = {}
     for d in live:
@@ -280,6 +288,7 @@ async def check(
     scoped_paths("/updates/download/{version_id:str}"),
     tags=["updates"],
     summary="Download an offered package (the URL a check gave); honours Range",
+    opt=allow("update", "download", target=CALLER),
 )
 async def download(
     version_id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
@@ -309,14 +318,17 @@ async def download(
     tags=["updates"],
     summary="Report a package's progress on a device: downloading, installed or failed",
     status_code=200,
+    opt=allow("update", "report", target=CALLER),
 )
 async def report(
     data: JSONBody[ReportIn], request: Request[Any, Any, Any], tether: Tether
 ) -> ReportOut:
     principal = principal_of(request)
     async with tether.engine.begin() as conn:
-        await resolve_scope(conn, request)
+        _, project_id = await resolve_scope(conn, request)
         device_id = _device_of(principal, data.device_id)
+        if principal.type != "device":
+            await _device_row(conn, principal.org_id, project_id, device_id)
         deployment = (
             await conn.execute(
                 sa.select(deployments)
