@@ -18,6 +18,7 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import OPERATOR, RunningServer, free_port, wait_for
 from tests.faults.conftest import serve
+from tests.server.test_realtime import drain
 from tether.server.realtime import REVOKED
 
 pytestmark = pytest.mark.subprocess
@@ -99,17 +100,12 @@ def test_a_token_revoked_on_one_node_closes_its_socket_on_the_other(
             )
             revoked = time.monotonic()
             with pytest.raises(ConnectionClosed):
-                await _until_closed(ws)
+                await drain(ws)
             return ws.close_code, time.monotonic() - revoked
 
     code, took = asyncio.run(main())
     assert code == REVOKED
     assert took < 1.5
-
-
-async def _until_closed(ws: Any) -> None:
-    while True:
-        await asyncio.wait_for(ws.recv(), 5)
 
 
 def test_the_sign_in_budget_is_shared_by_the_nodes(

@@ -21,6 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 import tether
 from tests.conftest import RunningServer, Tenant
+from tests.server.test_realtime import drain
 from tether.server.database import create_engine
 from tether.server.realtime import REVOKED
 from tether.server.sealed import Sealer, SealError, master_key
@@ -285,11 +286,6 @@ def test_reusing_a_spent_refresh_token_revokes_its_whole_family(
     assert _whoami(server, rotated["access_token"]) == 401
 
 
-async def _until_closed(ws: Any) -> None:
-    while True:
-        await asyncio.wait_for(ws.recv(), 5)
-
-
 def test_a_revoked_token_closes_its_open_sockets(server: RunningServer, tenant: Tenant) -> None:
     with tenant.client() as admin:
         made = admin.post("tokens", {"name": "socket"})
@@ -303,7 +299,7 @@ def test_a_revoked_token_closes_its_open_sockets(server: RunningServer, tenant: 
                 await asyncio.to_thread(admin.delete, f"tokens/{made['id']}")
             revoked = time.monotonic()
             with pytest.raises(ConnectionClosed):
-                await _until_closed(ws)
+                await drain(ws)
             return ws.close_code, time.monotonic() - revoked
 
     code, took = asyncio.run(main())

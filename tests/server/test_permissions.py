@@ -17,7 +17,7 @@ import pytest
 
 import tether
 from tests.conftest import RunningServer, Tenant
-from tests.server.world import PUBLIC, body_for, endpoints, fill, populate
+from tests.server.world import PLURALS, PUBLIC, body_for, endpoints, fill, populate
 from tether.server.policy import ALL, OPERATOR, RULES, SELF, Rule
 
 NAMED_UPSERTS = ("/data/{group}/{key}", "/files/data/{path}", "/versions/{version}")
@@ -81,25 +81,8 @@ def permitted(caller: Caller, rule: Rule, target: str | None, path: str) -> bool
 def made_up() -> dict[str, str]:
     fake = str(uuid.uuid4())
     names = {"group": "nope", "key": "nope", "path": "nope/none.txt", "reference": "nope"}
-    ids = dict.fromkeys(
-        [
-            "project_id",
-            "devices",
-            "things",
-            "locations",
-            "zones",
-            "experiences",
-            "feeds",
-            "content",
-            "apps",
-            "user_id",
-            "token_id",
-            "task_id",
-            "version_id",
-            "deployments",
-        ],
-        fake,
-    )
+    named = ["project_id", *PLURALS, "user_id", "token_id", "task_id", "version_id", "deployments"]
+    ids = dict.fromkeys(named, fake)
     return ids | names | {"version": "9.9.9"}
 
 

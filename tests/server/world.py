@@ -18,6 +18,8 @@ PUBLIC = {
     ("POST", "/api/v1/auth/logout"),
     ("POST", "/api/v1/pairing"),
 }
+PLURALS = ("devices", "things", "locations", "zones", "experiences", "feeds", "content", "apps")
+"""The resource kinds a tenant of the authorization tests holds one of, by their URL name."""
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 VALID_BODIES = {
     "/data": {"value": 1},
@@ -56,16 +58,7 @@ def populate(client: tether.Client, suffix: str = "") -> dict[str, str]:
     operations' paths. `suffix` makes the names of a second tenant differ from the first's."""
     project = client.projects.create("p")
     ids: dict[str, str] = {"project_id": project.id}
-    for plural in (
-        "devices",
-        "things",
-        "locations",
-        "zones",
-        "experiences",
-        "feeds",
-        "content",
-        "apps",
-    ):
+    for plural in PLURALS:
         ids[plural] = client.post(f"projects/{project.id}/{plural}", {"name": "b"})["id"]
     group, key, reference = f"g{suffix}", f"k{suffix}", f"fw{suffix}"
     client.put(f"projects/{project.id}/data/{group}/{key}", {"v": 1})

@@ -29,6 +29,16 @@ from tether.server.state import ServerState
 from tether.server.tables import api_tokens, resources, users
 
 _CREDENTIAL_KINDS = ("device", "app")
+CREDENTIAL_HOLDER = sa.select(
+    resources.c.id,
+    resources.c.org_id,
+    resources.c.kind,
+    resources.c.name,
+    resources.c.secret_hash,
+    resources.c.read_only,
+    resources.c.project_id,
+)
+"""What `Principal.of_resource` needs of a device or app, and its secret's digest."""
 _API_TOKEN = (
     sa.select(
         users.c.id,
@@ -77,15 +87,9 @@ async def principal_for_secret(state: ServerState, key: str, secret: str) -> Pri
     async with state.reader.connect() as conn:
         row = (
             await conn.execute(
-                sa.select(
-                    resources.c.id,
-                    resources.c.org_id,
-                    resources.c.kind,
-                    resources.c.name,
-                    resources.c.secret_hash,
-                    resources.c.read_only,
-                    resources.c.project_id,
-                ).where(resources.c.id == key, resources.c.kind.in_(_CREDENTIAL_KINDS))
+                CREDENTIAL_HOLDER.where(
+                    resources.c.id == key, resources.c.kind.in_(_CREDENTIAL_KINDS)
+                )
             )
         ).first()
     if row is None or not digest_matches(secret, row.secret_hash):

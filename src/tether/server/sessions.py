@@ -18,7 +18,7 @@ from litestar import Request, Router, get, post
 from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tether.server.authn import principal_for_secret, unauthenticated
+from tether.server.authn import CREDENTIAL_HOLDER, principal_for_secret, unauthenticated
 from tether.server.credentials import (
     REFRESH_TOKEN_PREFIX,
     Principal,
@@ -218,18 +218,10 @@ async def _refresh_grant(
     if row.principal_type == "user":
         principal = await user_principal(conn, row.principal_id)
     else:
-        found = (
-            await conn.execute(
-                sa.select(
-                    resources.c.id,
-                    resources.c.org_id,
-                    resources.c.kind,
-                    resources.c.name,
-                    resources.c.read_only,
-                    resources.c.project_id,
-                ).where(resources.c.id == row.principal_id, resources.c.kind == row.principal_type)
-            )
-        ).first()
+        holder = CREDENTIAL_HOLDER.where(
+            resources.c.id == row.principal_id, resources.c.kind == row.principal_type
+        )
+        found = (await conn.execute(holder)).first()
         principal = None if found is None else Principal.of_resource(found)
     return None if principal is None else (principal, row.family_id)
 
