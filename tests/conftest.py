@@ -61,6 +61,12 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0, what: str = "
         time.sleep(0.01)
 
 
+def temporary_files(data: Path) -> list[Path]:
+    """The temporary upload files under a data folder (each server's lock file aside)."""
+    incoming = data / "blobs" / "incoming"
+    return [p for p in incoming.rglob("*") if p.is_file() and p.name != ".lock"]
+
+
 def _postgres_database() -> str:
     """A new empty database for this test session; skip (or fail in CI) without PostgreSQL."""
     import asyncpg

@@ -205,10 +205,10 @@ def test_an_interrupted_upload_leaves_nothing(client: tether.Client, server: Run
         )
     with pytest.raises(tether.NotFoundError):
         client.files.info("/half.bin")
-    incoming = Path(server.data) / "blobs" / "incoming"
-    from tests.conftest import wait_for
+    data = Path(server.data)
+    from tests.conftest import temporary_files, wait_for
 
-    wait_for(lambda: not any(incoming.iterdir()), timeout=10, what="the temporary upload removed")
+    wait_for(lambda: not temporary_files(data), timeout=10, what="the temporary upload removed")
 
 
 def test_async_files(server: RunningServer, tenant: Tenant, tmp_path: Path) -> None:

@@ -16,9 +16,15 @@ from tests.conftest import MASTER_KEY, OPERATOR, RunningServer, free_port, wait_
 
 
 def serve(
-    port: int, data: Path, database_url: str | None, redis_url: str | None = None
+    port: int,
+    data: Path,
+    database_url: str | None,
+    redis_url: str | None = None,
+    **settings: str,
 ) -> subprocess.Popen[bytes]:
+    """Start `tether serve` (`settings` as TETHER_* variables) and wait until it answers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    env |= {f"TETHER_{name.upper()}": value for name, value in settings.items()}
     org, user, password = OPERATOR
     env |= {
         "TETHER_ADMIN_ORGANIZATION": org,

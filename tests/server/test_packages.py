@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import temporary_files
 from tests.server.inprocess import signed_in
 from tether.server.files import collect_blobs
 from tether.server.settings import Settings
@@ -28,7 +29,7 @@ async def test_an_oversized_package_is_refused_and_leaves_nothing(tmp_path: Path
         assert too_big.status_code == 413
         assert too_big.json()["code"] == "too_large"
         assert (await http.get("/api/v1/packages")).json()["total"] == 0
-        assert list((tmp_path / "blobs" / "incoming").iterdir()) == []
+        assert temporary_files(tmp_path) == []
         fits = await http.put("/api/v1/packages/fw/versions/1.0.0", content=b"x" * 1000)
         assert fits.status_code == 201
         assert await collect_blobs(tether, idle=0) == 0

@@ -41,6 +41,7 @@ from tether.server.blobs import BlobStore
 from tether.server.bootstrap import FirstAdmin, prepare
 from tether.server.credentials import AccessTokens
 from tether.server.database import Reader, create_engine, private_database
+from tether.server.inputs import MAX_JSON_BODY, RefuseNul, TetherRequest
 from tether.server.policy import authorize
 from tether.server.relay import Relay
 from tether.server.revocations import Revocations
@@ -142,6 +143,10 @@ def create_app(
         private_folder(settings.data)
         private_database(settings.resolved_database_url)
         sealer = Sealer(master_key(settings.master_key, settings.data))
+        blobs = BlobStore(blob_root)
+        reclaimed = await asyncio.to_thread(blobs.reclaim)
+        if reclaimed:
+            logger.info("removed %d temporary files of stopped servers", reclaimed)
         engine = create_engine(settings.resolved_database_url, settings.database_pool_size)
         reader = Reader(engine, settings.database_pool_size)
         try:
@@ -151,7 +156,7 @@ def create_app(
                 engine=engine,
                 reader=reader,
                 tokens=AccessTokens(key, settings.access_token_ttl),
-                blobs=BlobStore(blob_root),
+                blobs=blobs,
                 limiter=LoginLimiter(
                     engine,
                     settings.login_max_failures,
@@ -160,6 +165,7 @@ def create_app(
                 ),
                 revocations=Revocations(engine, keep=settings.access_token_ttl + 60),
                 sealer=sealer,
+                large_bodies=asyncio.Semaphore(settings.max_large_bodies),
             )
             if admin is not None:
                 _announce(admin, settings)
@@ -169,6 +175,7 @@ def create_app(
         finally:
             await reader.dispose()
             await engine.dispose()
+            blobs.close()
 
     from tether.server.problems import problem_response
 
@@ -199,11 +206,12 @@ def create_app(
         lifespan=[lifespan],
         exception_handlers={Exception: problem_response},
         middleware=[
+            RefuseNul(),
             DefineMiddleware(
                 AuthenticationMiddleware, exclude=[f"^{API_PREFIX}/(openapi\\.json|docs)"]
-            )
+            ),
         ],
-        request_max_body_size=settings.max_data_value + 1024 * 1024,
+        request_max_body_size=MAX_JSON_BODY,
         openapi_config=OpenAPIConfig(
             title="Tether",
             version=__version__,
@@ -211,6 +219,7 @@ def create_app(
             render_plugins=[JsonRenderPlugin(), SwaggerRenderPlugin(path="/docs")],
         ),
         logging_config=None,
+        request_class=TetherRequest,
         dependencies={"tether": Provide(provide_state, sync_to_thread=False)},
         debug=False,
     )

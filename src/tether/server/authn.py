@@ -114,6 +114,8 @@ async def authenticate(state: ServerState, authorization: str) -> Principal:
             key, _, secret = base64.b64decode(value, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise unauthenticated("Malformed Basic credentials.") from None
+        if "\x00" in key or "\x00" in secret:
+            raise unauthenticated("Invalid credentials.")
         limit_key = f"basic:{key}"
         state.limiter.check(limit_key)
         if key.startswith(API_TOKEN_PREFIX):

@@ -5,12 +5,19 @@ is computed and moved into place only when complete, so an upload cut off midway
 anyone can see, and two uploads of the same bytes keep one copy. Blobs no file or content item
 refers to any more are collected (see `files.collect_blobs`), sparing those stored or reused in
 the last hour, so an upload that just found its bytes already stored never loses them.
+
+Each server process writes its temporary files in a folder of its own under `incoming/`, which
+it holds locked while it lives. A process killed mid-upload leaves its folder unlocked, and the
+next start or collection of any process sharing the store removes it (`reclaim`), while the
+folders of live processes, and the uploads in flight there, are left alone.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -19,12 +26,63 @@ from typing import Any
 
 from tether.server.problems import Problem
 
+_LOCK = ".lock"
+_LEGACY_AGE = 3600.0
+"""Age past which a temporary file left directly in `incoming/` (by a version that had no
+folder per process) is removed."""
+
 
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._incoming = root / "incoming"
+        self._incoming_root = root / "incoming"
+        self._incoming = self._incoming_root / uuid.uuid4().hex
         self._incoming.mkdir(parents=True, exist_ok=True)
+        self._lock = (self._incoming / _LOCK).open("w")
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def close(self) -> None:
+        """Remove this process's temporary folder and let go of its lock."""
+        shutil.rmtree(self._incoming, ignore_errors=True)
+        self._lock.close()
+
+    def reclaim(self) -> int:
+        """Remove the temporary files of processes that died (their folder is unlocked), and
+        stray ones older than an hour; returns how many files went."""
+        removed = 0
+        for entry in self._incoming_root.iterdir():
+            if entry == self._incoming:
+                continue
+            if entry.is_file():
+                if time.time() - entry.stat().st_mtime > _LEGACY_AGE:
+                    entry.unlink(missing_ok=True)
+                    removed += 1
+                continue
+            try:
+                with (entry / _LOCK).open("a") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    removed += sum(1 for f in entry.iterdir() if f.name != _LOCK)
+                    shutil.rmtree(entry, ignore_errors=True)
+            except BlockingIOError:
+                continue
+            except FileNotFoundError:
+                shutil.rmtree(entry, ignore_errors=True)
+        return removed
+
+    def stored(self, idle: float) -> list[str]:
+        """The hashes of the blobs on disk not written or reused in the last `idle` seconds."""
+        horizon = time.time() - idle
+        found = []
+        for first in self.root.iterdir():
+            if len(first.name) != 2 or not first.is_dir():
+                continue
+            for path in first.glob("*/*"):
+                try:
+                    if path.stat().st_mtime < horizon:
+                        found.append(path.name)
+                except FileNotFoundError:
+                    continue
+        return found
 
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / sha256

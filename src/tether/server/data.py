@@ -12,15 +12,16 @@ from typing import Annotated, Any
 import msgspec
 import sqlalchemy as sa
 from litestar import Request, Router, delete, get, post, put
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath
 
 from tether.server.database import Reads, new_id, utcnow
 from tether.server.events import Event
+from tether.server.inputs import decode_json, read_bounded
 from tether.server.pages import Page, check_query, fetch_page, page_limit
 from tether.server.policy import allow
 from tether.server.problems import Problem, invalid, not_found
 from tether.server.resources import KINDS, load, resolve_scope
-from tether.server.state import Tether
+from tether.server.state import ServerState, Tether
 from tether.server.tables import data_items, feed_entries
 
 ORG_SCOPE = "-"
@@ -67,14 +68,13 @@ def _check_segment(name: str, value: str) -> None:
         raise invalid(f"{name} must be 1 to 200 characters.")
 
 
-async def _body(request: Request[Any, Any, Any], limit: int) -> Any:
-    raw = await request.body()
-    if len(raw) > limit:
-        raise Problem(413, f"A value may be at most {limit} bytes.", code="too_large")
-    try:
-        return raw, msgspec.json.decode(raw)
-    except msgspec.DecodeError:
-        raise Problem(400, "The body is not valid JSON.", code="malformed") from None
+async def _body(request: Request[Any, Any, Any], tether: ServerState) -> tuple[bytes, Any]:
+    """A data value or feed entry: JSON up to the size setting, read under the gate that
+    bounds how many large bodies the server holds at once."""
+    raw = await read_bounded(request, tether.settings.max_data_value, tether.large_bodies)
+    if not raw:
+        raise Problem(400, "This request needs a JSON body.", code="missing_body")
+    return raw, decode_json(raw)
 
 
 async def storage_scope(conn: Reads, request: Request[Any, Any, Any]) -> tuple[str, str]:
@@ -130,13 +130,14 @@ async def read_item(
     tags=["data"],
     summary="Create or replace a data item; the body is its JSON value",
     opt=allow("data", "write"),
+    request_max_body_size=None,
 )
 async def put_item(
     group: FromPath[str], key: FromPath[str], request: Request[Any, Any, Any], tether: Tether
 ) -> DataItemOut:
     _check_segment("group", group)
     _check_segment("key", key)
-    raw, _ = await _body(request, tether.settings.max_data_value)
+    raw, _ = await _body(request, tether)
     now = utcnow()
     async with tether.engine.begin() as conn:
         org_id, scope = await storage_scope(conn, request)
@@ -217,13 +218,15 @@ async def feed_data(request: Request[Any, Any, Any], tether: Tether) -> Page[Fee
     tags=["feeds"],
     summary="Append an entry to a feed",
     opt=allow("feed", "append"),
+    request_max_body_size=None,
 )
-async def append_feed(
-    data: JSONBody[FeedEntryIn], request: Request[Any, Any, Any], tether: Tether
-) -> FeedEntryOut:
+async def append_feed(request: Request[Any, Any, Any], tether: Tether) -> FeedEntryOut:
+    _, value = await _body(request, tether)
+    try:
+        data = msgspec.convert(value, FeedEntryIn)
+    except msgspec.ValidationError as exc:
+        raise invalid(f"The entry is not valid: {exc}.") from None
     encoded = msgspec.json.encode(data.value).decode()
-    if len(encoded) > tether.settings.max_data_value:
-        raise Problem(413, "The entry is too large.", code="too_large")
     entry = FeedEntryOut(new_id(), data.value, utcnow())
     async with tether.engine.begin() as conn:
         org_id, project_id = await resolve_scope(conn, request)

@@ -7,6 +7,7 @@ downloads stream and honour HTTP Range. Moving, copying and removing trees are t
 
 # Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
 
+import asyncio
 import datetime as dt
 import mimetypes
 import re
@@ -342,7 +343,9 @@ async def make_folder(
 
 
 async def collect_blobs(tether: ServerState, idle: float = 3600.0) -> int:
-    """Delete blobs no file, content item or package version points at; returns how many."""
+    """Delete blobs no file, content item or package version points at, and blob files no row
+    records (a server killed between storing the bytes and committing); returns how many. The
+    temporary files of dead processes go too."""
     referenced = sa.union(
         sa.select(files.c.sha256).where(files.c.sha256.is_not(None)),
         sa.select(content_data.c.sha256),
@@ -362,6 +365,20 @@ async def collect_blobs(tether: ServerState, idle: float = 3600.0) -> int:
                     blobs.c.sha256.in_(gone), blobs.c.sha256.not_in(sa.select(referenced))
                 )
             )
+    grace = tether.settings.blob_grace
+    on_disk = await asyncio.to_thread(tether.blobs.stored, grace)
+    unrecorded: list[str] = []
+    for start in range(0, len(on_disk), 500):
+        batch = on_disk[start : start + 500]
+        async with tether.reader.connect() as reads:
+            known = set(
+                (
+                    await reads.execute(sa.select(blobs.c.sha256).where(blobs.c.sha256.in_(batch)))
+                ).scalars()
+            )
+        unrecorded += [sha for sha in batch if sha not in known]
+    gone += [sha for sha in unrecorded if tether.blobs.remove_if_idle(sha, grace)]
+    await asyncio.to_thread(tether.blobs.reclaim)
     return len(gone)
 
 

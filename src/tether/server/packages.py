@@ -23,6 +23,7 @@ from tether._versions import canonical_version
 from tether.server.database import Reads, new_id, upsert, utcnow
 from tether.server.events import Event
 from tether.server.files import blob_response, record_blob
+from tether.server.inputs import decode_json
 from tether.server.pages import Page, check_query, fetch_page, page_limit
 from tether.server.policy import allow
 from tether.server.problems import Problem, conflict, invalid, not_found
@@ -115,8 +116,10 @@ def _metadata(request: Request[Any, Any, Any]) -> str:
     if len(raw) > MAX_METADATA:
         raise invalid(f"Metadata may be at most {MAX_METADATA} bytes.", "too_large")
     try:
-        value = msgspec.json.decode(raw)
-    except msgspec.DecodeError:
+        value = decode_json(raw.encode() if isinstance(raw, str) else raw, "X-Tether-Metadata")
+    except Problem as exc:
+        if exc.code != "malformed":
+            raise
         raise invalid("X-Tether-Metadata must be a JSON object.") from None
     if not isinstance(value, dict):
         raise invalid("X-Tether-Metadata must be a JSON object.")

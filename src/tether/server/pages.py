@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from litestar import Request
 
 from tether.server.database import Reads, fetch, fetch_built
+from tether.server.inputs import query_int
 from tether.server.problems import invalid
 
 T = TypeVar("T")
@@ -38,16 +39,7 @@ def check_query(request: Request[Any, Any, Any], allowed: Iterable[str]) -> None
 
 
 def page_limit(request: Request[Any, Any, Any], default: int, maximum: int) -> int:
-    raw = request.query_params.get("limit")
-    if raw is None:
-        return default
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise invalid("limit must be a whole number.") from None
-    if not 1 <= limit <= maximum:
-        raise invalid(f"limit must be between 1 and {maximum}.")
-    return limit
+    return query_int("limit", request.query_params.get("limit"), default, 1, maximum)
 
 
 @functools.lru_cache(maxsize=256)

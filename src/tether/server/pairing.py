@@ -19,6 +19,7 @@ from litestar.params import JSONBody
 from tether.server.credentials import Principal, digest, new_secret
 from tether.server.database import new_id, utcnow
 from tether.server.events import Event
+from tether.server.inputs import SIGN_IN_BODY
 from tether.server.policy import allow
 from tether.server.problems import Problem
 from tether.server.resources import ResourceOut, insert_resource
@@ -54,6 +55,7 @@ def normalise_code(code: str) -> str:
 @post(
     "/pairing",
     opt={"exclude_from_auth": True},
+    request_max_body_size=SIGN_IN_BODY,
     status_code=201,
     summary="Start pairing a device that has no credentials",
 )

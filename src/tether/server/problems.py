@@ -120,12 +120,16 @@ def _document(
         extra = exc.extra
         if isinstance(extra, list):
             errors = [dict(e) if isinstance(e, dict) else {"message": str(e)} for e in extra]
+            errors = [e for e in errors if not _phantom(request, e)] or errors
 
             messages = [str(e.get("message")) for e in errors if e.get("message")]
             if messages:
                 detail = "; ".join(messages)
         if exc.status_code == 400 and "json" in str(exc.detail).lower() and not errors:
             status, code, detail = 400, "malformed", "The body is not valid JSON."
+        if errors and all(e.get("key") == "data" for e in errors) and detail == "'data'":
+            status, code, detail = 400, "missing_body", "This request needs a JSON body."
+            errors = None
     elif isinstance(exc, HTTPException):
         status = exc.status_code
         code = _CODES.get(status, "error")
@@ -161,6 +165,18 @@ def _document(
         retry_after=retry_after,
     )
     return document, headers
+
+
+def _phantom(request: Request[Any, Any, Any], error: dict[str, Any]) -> bool:
+    """An entry Litestar adds for a path parameter of the handler's other route (a handler
+    mounted both org-wide and under /projects/{project_id} is told of `project_id` once the
+    OpenAPI document has been built): not a fault of this request."""
+    key = error.get("key")
+    return (
+        key in ("project_id", "id")
+        and error.get("message") == f"'{key}'"
+        and key not in request.path_params
+    )
 
 
 def problem_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:

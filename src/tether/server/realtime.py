@@ -43,6 +43,7 @@ from litestar.types import WebSocketSendEvent
 
 from tether.server.credentials import Principal
 from tether.server.events import Event
+from tether.server.inputs import check_text, too_deep, too_deep_json
 from tether.server.policy import allow, decide, may_hear
 from tether.server.problems import Problem
 from tether.server.state import ServerState
@@ -409,6 +410,24 @@ def _channel_key(client: Client, frame: Frame) -> ChannelKey:
     return (client.principal.org_id, name, frame.system, frame.consumer)
 
 
+def decode_frame(text: str) -> Frame:
+    """A client's frame, by the same input rules as HTTP bodies (depth, NUL-free text)."""
+    raw = text.encode()
+    try:
+        if too_deep_json(raw):
+            raise too_deep()
+        frame = msgspec.json.decode(raw, type=Frame)
+        if b"\\u0000" in raw:
+            check_text(msgspec.json.decode(raw), "frame")
+    except RecursionError:
+        raise FrameError("too_deep", too_deep().detail) from None
+    except msgspec.DecodeError as exc:
+        raise FrameError("malformed", str(exc)) from None
+    except Problem as exc:
+        raise FrameError(exc.code, exc.detail) from None
+    return frame
+
+
 def _handle(hub: Hub, client: Client, frame: Frame) -> dict[str, Any] | None:
     """Answer a frame that needs no waiting; broadcasts and `who` go to `_answer`."""
     if frame.op == "subscribe":
@@ -485,9 +504,9 @@ async def _read_loop(socket: WebSocket[Any, Any, Any], hub: Hub, client: Client)
                 client.offer({"op": "error", "code": "too_large", "message": too_large})
                 continue
             try:
-                frame = msgspec.json.decode(text, type=Frame)
-            except msgspec.DecodeError as exc:
-                client.offer({"op": "error", "code": "malformed", "message": str(exc)})
+                frame = decode_frame(text)
+            except FrameError as exc:
+                client.offer({"op": "error", "code": exc.code, "message": exc.message})
                 continue
             if frame.op in ("broadcast", "who"):
                 task = asyncio.create_task(_answer_later(hub, client, frame))

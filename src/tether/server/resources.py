@@ -35,6 +35,9 @@ from tether.server.sessions import revoke_principal
 from tether.server.state import ServerState, Tether
 from tether.server.tables import (
     data_items,
+    deployment_reports,
+    file_tasks,
+    files,
     resources,
     telemetry_batches,
     telemetry_latest,
@@ -370,29 +373,37 @@ def item_id(request: Request[Any, Any, Any], kind: Kind) -> str:
 
 async def _forget(conn: AsyncConnection, tether: ServerState, kind: Kind, row_id: str) -> None:
     """Drop what pointed at a deleted resource, so nothing dangles, and stop the credentials
-    of what held one (a device or app, or those of a deleted project)."""
+    of what held one. A project takes everything it held with it: its resources (and so their
+    credentials, telemetry and update reports), data items, file tree and file tasks; blobs
+    nothing refers to any more are then collected."""
     if kind.credential:
         await revoke_principal(conn, tether, row_id)
     if kind.name == "device":
-        for table in (telemetry_points, telemetry_latest, telemetry_batches):
-            await conn.execute(table.delete().where(table.c.device_id == row_id))
+        await _forget_devices(conn, [row_id])
     if kind.name == "project":
         held = (
             await conn.execute(
-                sa.select(resources.c.id).where(
-                    resources.c.project_id == row_id,
-                    resources.c.kind.in_([k.name for k in KINDS.values() if k.credential]),
-                )
+                sa.select(resources.c.id, resources.c.kind).where(resources.c.project_id == row_id)
             )
-        ).scalars()
-        for credential_id in list(held):
+        ).all()
+        for credential_id in [r.id for r in held if KINDS[r.kind].credential]:
             await revoke_principal(conn, tether, credential_id)
+        await _forget_devices(conn, [r.id for r in held if r.kind == "device"])
         await conn.execute(resources.delete().where(resources.c.project_id == row_id))
-        await conn.execute(data_items.delete().where(data_items.c.scope == row_id))
+        for table in (data_items, files, file_tasks):
+            await conn.execute(table.delete().where(table.c.scope == row_id))
     for field in ("location_id", "experience_id", "parent_id"):
         if _REFERENCES[field] == kind.name:
             column = resources.c[field]
             await conn.execute(resources.update().where(column == row_id).values({field: None}))
+
+
+async def _forget_devices(conn: AsyncConnection, device_ids: list[str]) -> None:
+    """A deleted device's telemetry and update reports."""
+    for start in range(0, len(device_ids), 500):
+        batch = device_ids[start : start + 500]
+        for table in (telemetry_points, telemetry_latest, telemetry_batches, deployment_reports):
+            await conn.execute(table.delete().where(table.c.device_id.in_(batch)))
 
 
 _FILTERS = ("name", "location_id", "experience_id", "parent_id", "zone_id", "member_id")

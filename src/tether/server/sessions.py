@@ -29,6 +29,7 @@ from tether.server.credentials import (
     verify_password,
 )
 from tether.server.database import Reads, new_id, utcnow
+from tether.server.inputs import SIGN_IN_BODY
 from tether.server.policy import allow
 from tether.server.problems import Problem
 from tether.server.state import ServerState, Tether
@@ -235,6 +236,7 @@ def _require(data: JSONBody[TokenRequest], *names: str) -> None:
 @post(
     "/auth/token",
     opt={"exclude_from_auth": True},
+    request_max_body_size=SIGN_IN_BODY,
     status_code=200,
     summary="Exchange credentials for an access token",
 )
@@ -294,6 +296,7 @@ async def whoami(request: Request[Principal, Any, Any], tether: Tether) -> Ident
 @post(
     "/auth/logout",
     opt={"exclude_from_auth": True},
+    request_max_body_size=SIGN_IN_BODY,
     status_code=204,
     summary="Revoke a refresh token",
 )

@@ -98,6 +98,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("page_size", int, 50, "Default number of results in a page of a list."),
     Setting("max_page_size", int, 500, "Largest page a client may ask for."),
     Setting("max_data_value", int, 16 * 1024 * 1024, "Largest data item value, in bytes."),
+    Setting(
+        "max_large_bodies",
+        int,
+        4,
+        "How many large JSON bodies (data items, feed entries) are read at once; more wait.",
+    ),
     Setting("login_max_failures", int, 5, "Failed logins allowed per identity and window."),
     Setting("login_window", int, 60, "Window of the failed-login limit, in seconds."),
     Setting(
@@ -107,6 +113,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Sign-in attempts allowed per client address and window (successes are given back).",
     ),
     Setting("max_file_size", int, 10 * 1024**3, "Largest file an upload may store, in bytes."),
+    Setting(
+        "blob_grace",
+        int,
+        600,
+        "Seconds a blob file that no row records yet is kept (an upload in another process is "
+        "about to record it); older ones, left by a server killed mid-upload, are removed.",
+    ),
     Setting(
         "max_package_size",
         int,

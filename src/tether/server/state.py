@@ -55,6 +55,8 @@ class ServerState:
     limiter: LoginLimiter
     revocations: Revocations
     sealer: Sealer
+    large_bodies: asyncio.Semaphore
+    """How many large bodies (data items, feed entries) may be read at once."""
     bus: EventBus = field(default_factory=EventBus)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     live_deployments: TimedCache = field(default_factory=lambda: TimedCache(1.0))

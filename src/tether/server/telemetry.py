@@ -25,9 +25,18 @@ from tether._values import field_problem, value_problem
 from tether.server.data import scoped_paths
 from tether.server.database import Reads, bulk_insert, run_on_sqlite_thread, utcnow
 from tether.server.events import Event
+from tether.server.inputs import (
+    MAX_TIME,
+    TELEMETRY_BODY,
+    cursor_numbers,
+    invalid_parameter,
+    query_int,
+    query_number,
+    query_time,
+)
 from tether.server.pages import check_query
 from tether.server.policy import allow
-from tether.server.problems import Problem, invalid, not_found
+from tether.server.problems import Problem, not_found
 from tether.server.resources import KINDS, load, resolve_scope
 from tether.server.state import Tether
 from tether.server.tables import resources, telemetry_batches, telemetry_latest, telemetry_points
@@ -161,6 +170,7 @@ async def _device(conn: Reads, request: Request[Any, Any, Any]) -> tuple[str, st
     summary="Push a batch of telemetry entries",
     status_code=200,
     opt=allow("telemetry", "push", target="id"),
+    request_max_body_size=TELEMETRY_BODY,
 )
 async def push(
     request: Request[Any, Any, Any], tether: Tether, data: JSONBody[TelemetryPush]
@@ -346,21 +356,9 @@ async def latest(request: Request[Any, Any, Any], tether: Tether) -> Latest:
     return Latest(device_id, values)
 
 
-def parse_time(name: str, raw: str | None) -> int | None:
-    """A query time (Unix seconds or ISO 8601) as microseconds since the epoch."""
-    if raw is None:
-        return None
-    try:
-        return round(float(raw) * 1_000_000)
-    except ValueError:
-        pass
-    try:
-        moment = dt.datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise invalid(f"{name} must be Unix seconds or an ISO 8601 time.") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return round(moment.timestamp() * 1_000_000)
+MAX_BUCKET = float(MAX_TIME)
+"""The widest bucket a query may ask for (`every`): all of time a query may name, so one
+bucket can count everything."""
 
 
 def _query_args(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -368,27 +366,20 @@ def _query_args(request: Request[Any, Any, Any]) -> dict[str, Any]:
     params = request.query_params
     fields = params.getall("field", [])
     if len(fields) != 1:
-        raise invalid("Give exactly one field.")
-    try:
-        limit = int(params.get("limit", 1000))
-        every = float(params["every"]) if "every" in params else None
-    except ValueError:
-        raise invalid("limit and every must be numbers.") from None
-    if not 1 <= limit <= MAX_QUERY_LIMIT:
-        raise invalid(f"limit must be between 1 and {MAX_QUERY_LIMIT}.")
+        raise invalid_parameter("field", "must be given exactly once")
+    limit = query_int("limit", params.get("limit"), 1000, 1, MAX_QUERY_LIMIT)
+    every = query_number("every", params.get("every"), 0.001, MAX_BUCKET)
     agg = params.get("agg")
     if agg is not None and every is None:
-        raise invalid("agg needs every (the bucket width in seconds).")
+        raise invalid_parameter("agg", "needs every (the bucket width in seconds)")
     if every is not None:
-        if not (math.isfinite(every) and every >= 0.001):
-            raise invalid("every must be at least 0.001 seconds.")
         agg = agg or "avg"
         if agg not in _AGGREGATES:
-            raise invalid(f"agg must be one of {', '.join(_AGGREGATES)}.")
+            raise invalid_parameter("agg", f"must be one of {', '.join(_AGGREGATES)}")
     return {
         "field": fields[0],
-        "since": parse_time("since", params.get("since")),
-        "until": parse_time("until", params.get("until")),
+        "since": query_time("since", params.get("since")),
+        "until": query_time("until", params.get("until")),
         "every": every,
         "agg": agg,
         "limit": limit,
@@ -434,10 +425,8 @@ async def _raw(
     p = telemetry_points.c
     query = _range(sa.select(p.id, p.ts, p.num, p.value), device_id, args)
     if args["after"]:
-        ts, _, point_id = args["after"].partition(":")
-        if not (ts.isdigit() and point_id.isdigit()):
-            raise invalid("after is not a cursor this endpoint gave.")
-        query = query.where(sa.tuple_(p.ts, p.id) > sa.tuple_(int(ts), int(point_id)))
+        ts, point_id = cursor_numbers("after", args["after"], 2)
+        query = query.where(sa.tuple_(p.ts, p.id) > sa.tuple_(ts, point_id))
     rows = (await conn.execute(query.order_by(p.ts, p.id).limit(args["limit"] + 1))).all()
     next_url = None
     if len(rows) > args["limit"]:
@@ -454,9 +443,8 @@ async def _buckets(
     width = max(1, round(args["every"] * 1_000_000))
     bucket = ((p.ts // width) * width).label("bucket")
     if args["after"]:
-        if not args["after"].isdigit():
-            raise invalid("after is not a cursor this endpoint gave.")
-        args = args | {"since": max(args["since"] or 0, int(args["after"]) + width)}
+        (after,) = cursor_numbers("after", args["after"], 1)
+        args = args | {"since": max(args["since"] or 0, after + width)}
     agg: Literal["avg", "min", "max", "count", "last"] = args["agg"]
     if agg == "last":
         ranked = _range(
