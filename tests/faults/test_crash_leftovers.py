@@ -18,9 +18,13 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from tests.conftest import OPERATOR, RunningServer, free_port, temporary_files, wait_for
 from tests.faults.conftest import serve
+from tether.server.database import create_engine
+from tether.server.settings import Settings
+from tether.server.tables import blobs
 
 pytestmark = pytest.mark.subprocess
 
@@ -82,20 +86,36 @@ def test_kills_mid_upload_and_publish_leave_no_temporary_file(
             assert temporary_files(data), "the kill should leave a temporary file"
             process = serve(port, data, server.database_url, blob_grace=GRACE)
             assert temporary_files(data) == []
+        whole = b"whole" * 1000
         finished = httpx.put(
             f"{url}/api/v1/files/data/whole.bin",
-            content=b"whole" * 1000,
+            content=whole,
             headers={"Authorization": f"Bearer {_token(url)}"},
         )
         assert finished.status_code in (200, 201)
     finally:
         process.kill()
         process.wait(30)
+    on_disk = sorted(p.name for p in (data / "blobs").glob("??/??/*"))
+    assert on_disk == [hashlib.sha256(whole).hexdigest()]
+    assert asyncio.run(_recorded(server, data, on_disk)) == on_disk
     if server.backend == "sqlite":
         with sqlite3.connect(data / "tether.db") as raw:
             assert raw.execute("PRAGMA integrity_check").fetchone() == ("ok",)
             names = [r[0] for r in raw.execute("SELECT path FROM files")]
         assert names == ["/whole.bin"]
+
+
+async def _recorded(server: RunningServer, data: Path, hashes: list[str]) -> list[str]:
+    """Which of `hashes` the database records as blobs (rows and files must agree)."""
+    settings = Settings.load({"data": data, "database_url": server.database_url}, environ={})
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        async with engine.connect() as conn:
+            found = await conn.execute(sa.select(blobs.c.sha256).where(blobs.c.sha256.in_(hashes)))
+            return sorted(found.scalars())
+    finally:
+        await engine.dispose()
 
 
 def test_a_blob_no_row_records_is_removed_at_the_next_start(

@@ -17,7 +17,7 @@ from litestar import Litestar, Request, Router, get
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from tether._version import __version__
 from tether.server import (
@@ -36,6 +36,7 @@ from tether.server import (
     telemetry,
     updates,
 )
+from tether.server.apidoc import CompletedJsonRender
 from tether.server.authn import AuthenticationMiddleware
 from tether.server.blobs import BlobStore
 from tether.server.bootstrap import FirstAdmin, prepare
@@ -216,7 +217,7 @@ def create_app(
             title="Tether",
             version=__version__,
             path=API_PREFIX,
-            render_plugins=[JsonRenderPlugin(), SwaggerRenderPlugin(path="/docs")],
+            render_plugins=[CompletedJsonRender(), SwaggerRenderPlugin(path="/docs")],
         ),
         logging_config=None,
         request_class=TetherRequest,

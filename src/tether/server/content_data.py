@@ -23,7 +23,7 @@ _VARIANT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 
 async def _content(request: Request[Any, Any, Any], tether: ServerState) -> tuple[str, str]:
     """The content item of the path in the caller's scope, and the variant asked for."""
-    check_query(request, {"variant"})
+    check_query(request)
     variant = request.query_params.get("variant", "")
     if variant and not _VARIANT.match(variant):
         raise invalid("A variant is 1 to 100 letters, digits or _.-", "invalid_variant")
@@ -38,7 +38,7 @@ async def _content(request: Request[Any, Any, Any], tether: ServerState) -> tupl
     tags=["content"],
     summary="Upload a content item's bytes (or a variant's, with ?variant=)",
     request_max_body_size=None,
-    opt=allow("content", "write"),
+    opt=allow("content", "write", query=("variant",), raw_body="application/octet-stream"),
 )
 async def upload_content(request: Request[Any, Any, Any], tether: Tether) -> dict[str, Any]:
     content_id, variant = await _content(request, tether)
@@ -68,7 +68,7 @@ async def upload_content(request: Request[Any, Any, Any], tether: Tether) -> dic
     scoped_paths("/content/{id:str}/data"),
     tags=["content"],
     summary="A content item's bytes (or a variant's, with ?variant=); Range supported",
-    opt=allow("content", "read"),
+    opt=allow("content", "read", query=("variant",), raw_response=True),
 )
 async def download_content(request: Request[Any, Any, Any], tether: Tether) -> Response[Any]:
     content_id, variant = await _content(request, tether)

@@ -83,9 +83,14 @@ async def storage_scope(conn: Reads, request: Request[Any, Any, Any]) -> tuple[s
     return org_id, project_id or ORG_SCOPE
 
 
-@get(scoped_paths("/data"), tags=["data"], summary="Find data items", opt=allow("data", "read"))
+@get(
+    scoped_paths("/data"),
+    tags=["data"],
+    summary="Find data items",
+    opt=allow("data", "read", query=("limit", "after", "group", "key")),
+)
 async def list_items(request: Request[Any, Any, Any], tether: Tether) -> Page[DataItemOut]:
-    check_query(request, {"group", "key"})
+    check_query(request)
     limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
     async with tether.reader.connect() as conn:
         org_id, scope = await storage_scope(conn, request)
@@ -129,7 +134,7 @@ async def read_item(
     scoped_paths("/data/{group:str}/{key:str}"),
     tags=["data"],
     summary="Create or replace a data item; the body is its JSON value",
-    opt=allow("data", "write"),
+    opt=allow("data", "write", raw_body="application/json"),
     request_max_body_size=None,
 )
 async def put_item(
@@ -199,10 +204,10 @@ async def delete_item(
     scoped_paths("/feeds/{id:str}/data"),
     tags=["feeds"],
     summary="A feed's data, oldest first",
-    opt=allow("feed", "read"),
+    opt=allow("feed", "read", query=("limit", "after")),
 )
 async def feed_data(request: Request[Any, Any, Any], tether: Tether) -> Page[FeedEntryOut]:
-    check_query(request, ())
+    check_query(request)
     limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
     async with tether.reader.connect() as conn:
         org_id, project_id = await resolve_scope(conn, request)
@@ -217,7 +222,7 @@ async def feed_data(request: Request[Any, Any, Any], tether: Tether) -> Page[Fee
     scoped_paths("/feeds/{id:str}/data"),
     tags=["feeds"],
     summary="Append an entry to a feed",
-    opt=allow("feed", "append"),
+    opt=allow("feed", "append", raw_body="application/json"),
     request_max_body_size=None,
 )
 async def append_feed(request: Request[Any, Any, Any], tether: Tether) -> FeedEntryOut:

@@ -186,11 +186,11 @@ async def create_deployment(
     "/deployments",
     tags=["deployments"],
     summary="Deployments, oldest first",
-    opt=allow("deployment", "read"),
+    opt=allow("deployment", "read", query=("limit", "after", "reference", "state")),
 )
 async def list_deployments(request: Request[Any, Any, Any], tether: Tether) -> Page[DeploymentOut]:
     org_id = principal_of(request).org_id
-    check_query(request, {"reference", "state"})
+    check_query(request)
     limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
     query = _SELECT.where(deployments.c.org_id == org_id)
     for name in ("reference", "state"):

@@ -34,10 +34,10 @@ _ROLLSUMS = ("rabinkarp", "rollsum")
     scoped_paths("/files/signature/{path:path}"),
     tags=["files"],
     summary="The librsync signature of the server's copy (upload-sync, step 1)",
-    opt=allow("file", "read"),
+    opt=allow("file", "read", query=("hash", "rollsum", "block_len"), raw_response=True),
 )
 async def file_signature(request: Request[Any, Any, Any], tether: Tether) -> Response[bytes]:
-    check_query(request, {"hash", "rollsum", "block_len"})
+    check_query(request)
     params = request.query_params
     hash_, rollsum = params.get("hash", "blake2"), params.get("rollsum", "rabinkarp")
     if hash_ not in _HASHES or rollsum not in _ROLLSUMS:
@@ -81,10 +81,12 @@ async def file_row(request: Request[Any, Any, Any], tether: ServerState) -> Any:
     tags=["files"],
     summary="Apply a librsync delta to the server's copy as a new version (upload-sync, step 3)",
     request_max_body_size=None,
-    opt=allow("file", "write", target="path"),
+    opt=allow(
+        "file", "write", target="path", query=("basis",), raw_body="application/octet-stream"
+    ),
 )
 async def file_patch(request: Request[Any, Any, Any], tether: Tether) -> FileInfo:
-    check_query(request, {"basis"})
+    check_query(request)
     row = await file_row(request, tether)
     basis = request.query_params.get("basis")
     if basis is None:
@@ -122,7 +124,7 @@ async def file_patch(request: Request[Any, Any, Any], tether: Tether) -> FileInf
     summary="A delta from the signature in the body to the server's copy (download-sync)",
     status_code=200,
     request_max_body_size=None,
-    opt=allow("file", "read"),
+    opt=allow("file", "read", raw_body="application/octet-stream", raw_response=True),
 )
 async def file_delta(request: Request[Any, Any, Any], tether: Tether) -> Response[Any]:
     row = await file_row(request, tether)

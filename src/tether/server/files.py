@@ -201,7 +201,7 @@ def mime_of(path: str, request: Request[Any, Any, Any]) -> str | None:
     tags=["files"],
     summary="Upload a file (the body is its bytes); a new version if it exists",
     request_max_body_size=None,
-    opt=allow("file", "write", target="path"),
+    opt=allow("file", "write", target="path", raw_body="application/octet-stream"),
 )
 async def upload(request: Request[Any, Any, Any], tether: Tether) -> FileInfo:
     path = checked(request.path_params["path"])
@@ -250,7 +250,7 @@ async def read_chunks(path: anyio.Path, start: int, end: int) -> AsyncIterator[b
     scoped_paths("/files/data/{path:path}"),
     tags=["files"],
     summary="Download a file",
-    opt=allow("file", "read"),
+    opt=allow("file", "read", raw_response=True),
 )
 async def download(request: Request[Any, Any, Any], tether: Tether) -> Response[Any]:
     path = checked(request.path_params["path"])
@@ -307,10 +307,10 @@ async def info(request: Request[Any, Any, Any], tether: Tether) -> FileInfo:
     [*scoped_paths("/files/list"), *scoped_paths("/files/list/{path:path}")],
     tags=["files"],
     summary="The contents of a folder, by name",
-    opt=allow("file", "read"),
+    opt=allow("file", "read", query=("limit", "after")),
 )
 async def listing(request: Request[Any, Any, Any], tether: Tether) -> Page[FileInfo]:
-    check_query(request, ())
+    check_query(request)
     path = checked(request.path_params.get("path", "/"), root_ok=True)
     limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
     async with tether.reader.connect() as reads:

@@ -170,10 +170,10 @@ async def current_organization(request: Request[Any, Any, Any], tether: Tether) 
     "/users",
     tags=["identity"],
     summary="List the organization's users",
-    opt=allow("user", "read"),
+    opt=allow("user", "read", query=("limit", "after", "username")),
 )
 async def list_users(request: Request[Any, Any, Any], tether: Tether) -> Page[UserOut]:
-    check_query(request, {"username"})
+    check_query(request)
     principal = principal_of(request)
     limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
     query = sa.select(users).where(users.c.org_id == principal.org_id)
@@ -352,9 +352,14 @@ async def create_token(
     return _token_out(RowView(row), token)
 
 
-@get("/tokens", tags=["identity"], summary="List your API tokens", opt=allow("token", "read"))
+@get(
+    "/tokens",
+    tags=["identity"],
+    summary="List your API tokens",
+    opt=allow("token", "read", query=("limit", "after")),
+)
 async def list_tokens(request: Request[Any, Any, Any], tether: Tether) -> Page[TokenOut]:
-    check_query(request, ())
+    check_query(request)
     principal = principal_of(request)
     limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
     query = sa.select(api_tokens).where(

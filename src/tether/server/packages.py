@@ -166,7 +166,7 @@ async def _signature(
     summary="Publish a package version (the body is its file)",
     request_max_body_size=None,
     status_code=201,
-    opt=allow("package", "write"),
+    opt=allow("package", "write", query=("filename",), raw_body="application/octet-stream"),
 )
 async def publish(
     reference: FromPath[str],
@@ -178,7 +178,7 @@ async def publish(
     reference = checked_reference(reference)
     version = checked_version(version)
     filename = request.query_params.get("filename") or f"{reference}-{version}"
-    check_query(request, {"filename"})
+    check_query(request)
     if not _FILENAME.match(filename) or filename in (".", ".."):
         raise invalid("The filename must be a plain file name.", "invalid_filename")
     metadata = _metadata(request)
@@ -225,11 +225,11 @@ async def publish(
     "/packages",
     tags=["packages"],
     summary="Published package versions, oldest first",
-    opt=allow("package", "read"),
+    opt=allow("package", "read", query=("limit", "after", "reference")),
 )
 async def list_versions(request: Request[Any, Any, Any], tether: Tether) -> Page[PackageVersionOut]:
     org_id = principal_of(request).org_id
-    check_query(request, {"reference"})
+    check_query(request)
     limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
     query = sa.select(package_versions).where(package_versions.c.org_id == org_id)
     if "reference" in request.query_params:
@@ -262,7 +262,7 @@ async def read_version(
     "/packages/{reference:str}/versions/{version:str}/data",
     tags=["packages"],
     summary="A package version's file",
-    opt=allow("package", "read"),
+    opt=allow("package", "read", raw_response=True),
 )
 async def version_data(
     reference: FromPath[str],

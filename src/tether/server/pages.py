@@ -7,7 +7,7 @@ the cursor is and rows added meanwhile are neither skipped nor repeated.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
@@ -30,9 +30,10 @@ class Page(msgspec.Struct, Generic[T]):
     next: str | None
 
 
-def check_query(request: Request[Any, Any, Any], allowed: Iterable[str]) -> None:
-    """Refuse query parameters the endpoint does not know, so a typo is not a silent no-op."""
-    known = PAGING_PARAMS | set(allowed)
+def check_query(request: Request[Any, Any, Any]) -> None:
+    """Refuse query parameters the route did not declare (`opt=allow(..., query=...)`, which
+    the OpenAPI document shows), so a typo is not a silent no-op."""
+    known = PAGING_PARAMS | set(request.route_handler.opt.get("query", ()))
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         raise invalid(f"Unknown query parameter(s): {', '.join(unknown)}.", "unknown_parameter")

@@ -356,7 +356,14 @@ async def load(conn: Reads, kind: Kind, org_id: str, project_id: str | None, row
 def rule_of(kind: Kind, verb: str) -> dict[str, Any]:
     """The policy rule a kind's endpoint obeys (`verb`: list, get, create, update, delete or
     rotate), with the path parameter that names a device for its SELF reach."""
-    if verb in ("list", "get"):
+    if verb == "list":
+        return allow(
+            kind.name,
+            "read",
+            target="id" if kind.name == "device" else None,
+            query=("limit", "after", *sorted(kind.filters)),
+        )
+    if verb == "get":
         action = "read"
     elif kind.name == "device":
         action = {"create": "manage", "delete": "manage"}.get(verb, verb)
@@ -424,7 +431,7 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
     tag = [kind.plural]
 
     async def list_(request: Request[Any, Any, Any], tether: Tether) -> Page[ResourceOut]:
-        check_query(request, kind.filters)
+        check_query(request)
         limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
         params = request.query_params
         filters = tuple(f for f in _FILTERS if f in params)

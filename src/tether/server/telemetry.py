@@ -339,10 +339,10 @@ _LATEST = sa.select(telemetry_latest).where(telemetry_latest.c.device_id == sa.b
     _paths("/latest"),
     tags=["telemetry"],
     summary="The latest value of each field",
-    opt=allow("telemetry", "read", target="id"),
+    opt=allow("telemetry", "read", target="id", query=("field",)),
 )
 async def latest(request: Request[Any, Any, Any], tether: Tether) -> Latest:
-    check_query(request, {"field"})
+    check_query(request)
     fields = request.query_params.getall("field", [])
     async with tether.reader.connect() as conn:
         _, device_id = await _device(conn, request)
@@ -362,7 +362,7 @@ bucket can count everything."""
 
 
 def _query_args(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    check_query(request, {"field", "since", "until", "every", "agg", "limit", "after"})
+    check_query(request)
     params = request.query_params
     fields = params.getall("field", [])
     if len(fields) != 1:
@@ -391,7 +391,12 @@ def _query_args(request: Request[Any, Any, Any]) -> dict[str, Any]:
     _paths(""),
     tags=["telemetry"],
     summary="A field's values over time, raw or per bucket",
-    opt=allow("telemetry", "read", target="id"),
+    opt=allow(
+        "telemetry",
+        "read",
+        target="id",
+        query=("field", "since", "until", "every", "agg", "limit", "after"),
+    ),
 )
 async def query(request: Request[Any, Any, Any], tether: Tether) -> Series:
     async with tether.reader.connect() as conn:

@@ -24,6 +24,7 @@ from tether.server.database import Reads
 from tether.server.deployments import ReportState, record_report
 from tether.server.files import blob_response
 from tether.server.packages import LIVE_STATES, checked_version
+from tether.server.pages import check_query
 from tether.server.policy import CALLER, allow, own_device
 from tether.server.problems import invalid, not_found
 from tether.server.resources import principal_of, resolve_scope
@@ -288,11 +289,12 @@ async def check(
     scoped_paths("/updates/download/{version_id:str}"),
     tags=["updates"],
     summary="Download an offered package (the URL a check gave); honours Range",
-    opt=allow("update", "download", target=CALLER),
+    opt=allow("update", "download", target=CALLER, query=("grant",), raw_response=True),
 )
 async def download(
     version_id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
 ) -> Response[Any]:
+    check_query(request)
     principal = principal_of(request)
     if principal.type == "device":
         grant = request.query_params.get("grant", "")

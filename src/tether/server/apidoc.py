@@ -1,0 +1,197 @@
+"""The API as its OpenAPI document tells it, completed from what each route declares.
+
+Litestar documents what it reads from handler signatures: path parameters and typed JSON
+bodies. The rest is declared on each route (`opt=allow(..., query=(...))`, raw bodies by their
+`request_max_body_size=None`) and added here, once, when the document is first served: every
+query parameter with its type and bounds (`QUERY`, the same table `check_query` enforces),
+raw request bodies with their content type, every error answer as an RFC 9457 problem
+(`application/problem+json`), and the bearer and basic security schemes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from litestar import Litestar, Request
+from litestar.openapi.plugins import JsonRenderPlugin
+
+from tether.server.inputs import MAX_TIME
+
+_ID = {"type": "string", "minLength": 1, "maxLength": 36}
+_TEXT = {"type": "string", "minLength": 1, "maxLength": 200}
+_TIME = {
+    "anyOf": [
+        {"type": "number", "minimum": 0, "maximum": MAX_TIME},
+        {"type": "string", "format": "date-time"},
+    ]
+}
+
+QUERY: dict[str, tuple[dict[str, Any], str]] = {
+    "limit": (
+        {"type": "integer", "minimum": 1, "maximum": 10_000},
+        "Page size (at most the server's TETHER_MAX_PAGE_SIZE; telemetry queries: 10,000).",
+    ),
+    "after": ({"type": "string", "maxLength": 100}, "Cursor: take it from a page's `next`."),
+    "name": (_TEXT, "Only the objects with this exact name."),
+    "location_id": (_ID, "Only those at this location."),
+    "experience_id": (_ID, "Only those in this experience."),
+    "zone_id": (_ID, "Only the members of this zone."),
+    "member_id": (_ID, "Only the zones this device or thing belongs to."),
+    "parent_id": (_ID, "Only the children of this content item."),
+    "group": (_TEXT, "Only the data items of this group."),
+    "key": (_TEXT, "Only the data items with this key."),
+    "field": ({"type": "string", "minLength": 1, "maxLength": 200}, "The telemetry field."),
+    "since": (_TIME, "From this time on (Unix seconds or ISO 8601)."),
+    "until": (_TIME, "Before this time (Unix seconds or ISO 8601)."),
+    "every": (
+        {"type": "number", "minimum": 0.001, "maximum": MAX_TIME},
+        "Bucket width in seconds: one aggregate per bucket.",
+    ),
+    "agg": ({"type": "string", "enum": ["avg", "min", "max", "count", "last"]}, "Aggregate."),
+    "reference": (_TEXT, "Only this package."),
+    "state": ({"type": "string", "enum": ["active", "paused", "aborted"]}, "Only this state."),
+    "username": ({"type": "string", "minLength": 1, "maxLength": 100}, "Only this user."),
+    "variant": ({"type": "string", "maxLength": 100}, "A variant of the content item."),
+    "hash": ({"type": "string", "enum": ["blake2", "md4"]}, "Signature strong hash."),
+    "rollsum": ({"type": "string", "enum": ["rabinkarp", "rollsum"]}, "Rolling checksum."),
+    "block_len": (
+        {"type": "integer", "minimum": 0, "maximum": 1 << 24},
+        "Signature block length in bytes (0: automatic).",
+    ),
+    "basis": (
+        {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "SHA-256 of the version the delta was made against.",
+    ),
+    "filename": ({"type": "string", "minLength": 1, "maxLength": 255}, "The file's name."),
+    "grant": ({"type": "string", "maxLength": 200}, "The grant the update check's URL carries."),
+}
+"""Every query parameter of the API, by name: its JSON schema and what it does."""
+
+REQUIRED = frozenset({"field", "basis"})
+
+_ERRORS = {
+    "400": "Malformed: not JSON, nested too deeply, or no body where one is needed.",
+    "401": "No credentials, or invalid, expired or revoked ones (a refused sign-in too).",
+    "403": "The policy does not allow this (see docs/permissions.md).",
+    "404": "No such object in the caller's scope.",
+    "409": "Conflicts with the current state.",
+    "413": "The body is larger than this route takes.",
+    "422": "Invalid input: the `errors` name the fields.",
+    "429": "Too many sign-in attempts: wait `Retry-After` seconds.",
+}
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "code"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object"}},
+        "retry_after": {"type": "integer"},
+    },
+}
+_SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An access token from POST /api/v1/auth/token, or an API token (tth_…).",
+    },
+    "basic": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "A device's or app's id and secret, or an API token as the user name.",
+    },
+}
+
+
+def query_names(opt: dict[str, Any]) -> tuple[str, ...]:
+    """The query parameters a route declared."""
+    return tuple(opt.get("query", ()))
+
+
+def complete(document: dict[str, Any], app: Litestar) -> dict[str, Any]:
+    """`document` (Litestar's) with what the routes declared added to each operation."""
+    components = document.setdefault("components", {})
+    components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    components["securitySchemes"] = _SECURITY_SCHEMES
+    for route in app.routes:
+        path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
+        item = document.get("paths", {}).get(path)
+        if item is None:
+            continue
+        for handler in getattr(route, "route_handlers", []):
+            for method in getattr(handler, "http_methods", ()):
+                operation = item.get(method.lower())
+                if operation is not None:
+                    _complete(operation, dict(handler.opt), handler, path)
+    return document
+
+
+def _complete(operation: dict[str, Any], opt: dict[str, Any], handler: Any, path: str) -> None:
+    parameters = [p for p in operation.get("parameters", []) if p.get("in") != "query"]
+    for name in query_names(opt):
+        schema, description = QUERY[name]
+        parameters.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": name in REQUIRED,
+                "description": description,
+                "schema": schema,
+            }
+        )
+    if parameters:
+        operation["parameters"] = parameters
+    raw = opt.get("raw_body")
+    if raw:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {
+                raw: {
+                    "schema": {"type": "string", "format": "binary"}
+                    if raw != "application/json"
+                    else {}
+                }
+            },
+        }
+    if opt.get("raw_response"):
+        operation.setdefault("responses", {})["200"] = {
+            "description": "The bytes (Range requests are answered with 206).",
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    public = bool(opt.get("exclude_from_auth"))
+    operation["security"] = [] if public else [{"bearer": []}, {"basic": []}]
+    responses = operation.setdefault("responses", {})
+    codes = ["400", "401", "413", "422"] if public else ["400", "401", "403", "413", "422"]
+    if "{" in path or not public:
+        codes.append("404")
+    codes.append("409")
+    codes.append("429")
+    if path.endswith("/auth/token"):
+        responses["428"] = {
+            "description": "Pairing: the code is not approved yet; poll again.",
+            "content": {"application/problem+json": {"schema": _PROBLEM_REF}},
+        }
+    for code in codes:
+        responses[code] = {
+            "description": _ERRORS[code],
+            "content": {"application/problem+json": {"schema": _PROBLEM_REF}},
+        }
+
+
+class CompletedJsonRender(JsonRenderPlugin):
+    """Serves `/api/v1/openapi.json` completed by `complete`, built once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._completed: bytes | None = None
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        if self._completed is None:
+            self._completed = super().render(request, complete(openapi_schema, request.app))
+        return self._completed
