@@ -139,8 +139,7 @@ class AsyncClient:
     @property
     def realtime(self) -> AsyncRealtime:
         """The client's realtime socket, opened on first use."""
-        if self._closed:
-            raise ClientClosedError("This client is closed; create a new one.")
+        self._ensure_open()
         if self._realtime is None:
             self._realtime = AsyncRealtime(self)
         return self._realtime
@@ -174,14 +173,19 @@ class AsyncClient:
     def is_closed(self) -> bool:
         return self._closed
 
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("This client is closed; create a new one.")
+
     async def _run(self, flow: Flow[T]) -> T:
         if self._closed:
             flow.close()
-            raise ClientClosedError("This client is closed; create a new one.")
+        self._ensure_open()
         return await run_async(flow, self._http)
 
     async def get_auth(self) -> AuthPayload:
         """The authentication payload, signing in or refreshing the token first if needed."""
+        self._ensure_open()
         if self._session.needs_login():
             await self._run(self._session.login_flow())
         return self._session.payload()

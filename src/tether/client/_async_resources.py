@@ -367,6 +367,10 @@ class AsyncDataItem:
     async def delete(self) -> None:
         await self._client.delete(self.url)
 
+    def get_channel(self, system: bool = False, consumer: bool = False) -> AsyncChannel:
+        """This item's own channel (named `data:<group>/<key>`), as every resource has one."""
+        return self._client.get_channel(f"data:{self.group}/{self.key}", system, consumer)
+
     def _accept(self, data: dict[str, Any]) -> None:
         self.data = data
         self.group, self.key, self.value = data["group"], data["key"], data.get("value")

@@ -140,8 +140,7 @@ class Client:
     @property
     def realtime(self) -> Realtime:
         """The client's realtime socket, opened on first use."""
-        if self._closed:
-            raise ClientClosedError("This client is closed; create a new one.")
+        self._ensure_open()
         if self._realtime is None:
             self._realtime = Realtime(self)
         return self._realtime
@@ -175,14 +174,19 @@ class Client:
     def is_closed(self) -> bool:
         return self._closed
 
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError("This client is closed; create a new one.")
+
     def _run(self, flow: Flow[T]) -> T:
         if self._closed:
             flow.close()
-            raise ClientClosedError("This client is closed; create a new one.")
+        self._ensure_open()
         return run_sync(flow, self._http)
 
     def get_auth(self) -> AuthPayload:
         """The authentication payload, signing in or refreshing the token first if needed."""
+        self._ensure_open()
         if self._session.needs_login():
             self._run(self._session.login_flow())
         return self._session.payload()

@@ -368,6 +368,10 @@ class DataItem:
     def delete(self) -> None:
         self._client.delete(self.url)
 
+    def get_channel(self, system: bool = False, consumer: bool = False) -> Channel:
+        """This item's own channel (named `data:<group>/<key>`), as every resource has one."""
+        return self._client.get_channel(f"data:{self.group}/{self.key}", system, consumer)
+
     def _accept(self, data: dict[str, Any]) -> None:
         self.data = data
         self.group, self.key, self.value = data["group"], data["key"], data.get("value")

@@ -291,16 +291,48 @@ def blob_response(
 
 
 @get(
-    scoped_paths("/files/info/{path:path}"),
+    [*scoped_paths("/files/info"), *scoped_paths("/files/info/{path:path}")],
     tags=["files"],
-    summary="A file's or folder's details",
+    summary="A file's or folder's details (the root folder's too)",
     opt=allow("file", "read"),
 )
 async def info(request: Request[Any, Any, Any], tether: Tether) -> FileInfo:
-    path = checked(request.path_params["path"])
+    path = checked(request.path_params.get("path", "/"), root_ok=True)
     async with tether.reader.connect() as reads:
         org_id, scope = await storage_scope(reads, request)
+        if path == "/":
+            return await _root(reads, org_id, scope)
         return _info(await find_entry(reads, org_id, scope, path))
+
+
+async def _root(reads: Reads, org_id: str, scope: str) -> FileInfo:
+    """The root folder, which always exists: its times are those of what it holds."""
+    found: Any = (
+        await reads.execute(
+            sa.select(sa.func.min(files.c.created_at), sa.func.max(files.c.updated_at)).where(
+                files.c.org_id == org_id, files.c.scope == scope
+            )
+        )
+    ).one()
+    first = _utc(found[0]) or utcnow()
+    last = found[1]
+    return FileInfo(
+        "/",
+        "",
+        True,
+        0,
+        first,
+        _utc(last) or first,
+        project_id=None if scope == ORG_SCOPE else scope,
+    )
+
+
+def _utc(moment: Any) -> dt.datetime | None:
+    """An aggregate's timestamp (SQLite gives text, PostgreSQL a datetime), timezone-aware."""
+    if moment is None:
+        return None
+    parsed: dt.datetime = dt.datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 @get(

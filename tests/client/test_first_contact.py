@@ -1,0 +1,42 @@
+"""What a newcomer meets in the first hour, from porting the original SDKs' examples."""
+
+from __future__ import annotations
+
+import pytest
+
+import tether
+from tests.conftest import Tenant
+
+
+def test_the_root_folder_has_details(client: tether.Client) -> None:
+    root = client.files.info("/")
+    assert (root["path"], root["is_dir"]) == ("/", True)
+    client.request("PUT", "files/data/a.txt", content=b"a")
+    assert client.files.info("/")["updated_at"] >= root["created_at"]
+
+
+def test_an_unsigned_version_cannot_be_deployed_once_the_organization_signs(
+    client: tether.Client,
+) -> None:
+    client.request("PUT", "packages/fw/versions/1.0.0", content=b"unsigned")
+    client.post("packages/signing-key", {"generate": True})
+    with pytest.raises(tether.ValidationError) as refused:
+        client.post("deployments", {"reference": "fw", "version": "1.0.0"})
+    assert refused.value.code == "unsigned_version"
+    client.request("PUT", "packages/fw/versions/1.0.1", content=b"signed by the server")
+    assert client.post("deployments", {"reference": "fw", "version": "1.0.1"})["state"] == "active"
+
+
+def test_a_closed_client_refuses_every_call(tenant: Tenant) -> None:
+    client = tenant.client()
+    assert client.get_auth().token
+    client.close()
+    with pytest.raises(tether.ClientClosedError):
+        client.get_auth()
+    with pytest.raises(tether.ClientClosedError):
+        client.devices.find()
+
+
+def test_data_items_have_a_channel_like_every_resource(client: tether.Client) -> None:
+    item = client.data.create("settings", "volume", {"level": 7})
+    assert item.get_channel().name == "data:settings/volume"
