@@ -4,7 +4,6 @@ second (HTTP and open sockets), and the sign-in budget is shared, not doubled.""
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import time
 from collections.abc import Iterator
@@ -13,12 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import OPERATOR, RunningServer, free_port, wait_for
 from tests.faults.conftest import serve
-from tests.server.test_realtime import drain
+from tests.server.test_realtime import closed_by
 from tether.server.realtime import REVOKED
 
 pytestmark = pytest.mark.subprocess
@@ -89,21 +86,10 @@ def test_a_token_revoked_on_one_node_closes_its_socket_on_the_other(
     made = httpx.post(f"{nodes[0]}/api/v1/tokens", json={"name": "s"}, headers=headers).json()
     url = nodes[1].replace("http://", "ws://") + "/api/v1/realtime"
 
-    async def main() -> tuple[int | None, float]:
-        async with connect(
-            url, additional_headers={"Authorization": f"Bearer {made['token']}"}
-        ) as ws:
-            await ws.send(json.dumps({"op": "subscribe", "id": 1, "channel": "c"}))
-            assert json.loads(await ws.recv())["op"] == "ack"
-            await asyncio.to_thread(
-                httpx.delete, f"{nodes[0]}/api/v1/tokens/{made['id']}", headers=headers
-            )
-            revoked = time.monotonic()
-            with pytest.raises(ConnectionClosed):
-                await drain(ws)
-            return ws.close_code, time.monotonic() - revoked
+    def revoke() -> None:
+        httpx.delete(f"{nodes[0]}/api/v1/tokens/{made['id']}", headers=headers)
 
-    code, took = asyncio.run(main())
+    code, took = closed_by(url, made["token"], revoke)
     assert code == REVOKED
     assert took < 1.5
 

@@ -45,6 +45,23 @@ async def drain(ws: ClientConnection) -> None:
         await asyncio.wait_for(ws.recv(), 10)
 
 
+def closed_by(url: str, token: str, action: Any) -> tuple[int | None, float]:
+    """Open a subscribed socket at `url` with `token`, run `action()`, and wait for the server
+    to close the socket: its close code and how many seconds after `action` returned."""
+
+    async def main() -> tuple[int | None, float]:
+        async with connect(url, additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+            await send(ws, op="subscribe", id=1, channel="c")
+            assert (await receive(ws))["op"] == "ack"
+            await asyncio.to_thread(action)
+            done = time.monotonic()
+            with pytest.raises(ConnectionClosed):
+                await drain(ws)
+            return ws.close_code, time.monotonic() - done
+
+    return asyncio.run(main())
+
+
 def token_of(tenant: Tenant, **kwargs: Any) -> str:
     with tenant.client() as c:
         if kwargs:
