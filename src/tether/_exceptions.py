@@ -183,6 +183,16 @@ _BY_STATUS: dict[int, type[APIError]] = {
 }
 
 
+def unexpected_answer(status: int, what: str) -> APIError:
+    """An answer that is not the Tether API's (a proxy's page, a captive portal...)."""
+    return APIError(
+        f"The server answered {what} where the Tether API answers a JSON document; is "
+        "something other than Tether (a proxy, a captive portal) at this URL?",
+        status=status,
+        code="unexpected_answer",
+    )
+
+
 def api_error(status: int, body: Any) -> APIError:
     """The SDK error for a failed response, driven by the server's problem document."""
     problem = body if isinstance(body, dict) else {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 import tether
@@ -40,3 +41,25 @@ def test_a_closed_client_refuses_every_call(tenant: Tenant) -> None:
 def test_data_items_have_a_channel_like_every_resource(client: tether.Client) -> None:
     item = client.data.create("settings", "volume", {"level": 7})
     assert item.get_channel().name == "data:settings/volume"
+
+
+def test_answers_are_decoded_by_their_content_type(client: tether.Client) -> None:
+    client.request("PUT", "files/data/number.txt", content=b"12345")
+    client.request("PUT", "files/data/object.txt", content=b'{"a": 1}')
+    assert client.get("files/data/number.txt") == b"12345"
+    assert client.get("files/data/object.txt") == b'{"a": 1}'
+
+
+def test_a_page_that_is_not_the_api_is_a_tether_error() -> None:
+    """What a captive portal or a misconfigured proxy answers: 200 with an HTML page."""
+    page = b"<html><body>Please sign in to the hotel wifi</body></html>"
+
+    def portal(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=page, headers={"Content-Type": "text/html"})
+
+    with tether.Client(
+        "http://portal.invalid", token="tth_x", transport=httpx.MockTransport(portal)
+    ) as client:
+        with pytest.raises(tether.APIError) as caught:
+            client.devices.get("some-id")
+        assert caught.value.code == "unexpected_answer"

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from urllib.parse import quote
 
-from tether._exceptions import ConfigurationError
+from tether._exceptions import ConfigurationError, unexpected_answer
 from tether.client._async_files import _async_chunks
 from tether.client._files import Source, opened_source
 
@@ -65,6 +65,8 @@ class AsyncResource:
     _fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, client: AsyncClient, path: str, data: dict[str, Any]) -> None:
+        if not isinstance(data, dict):
+            raise unexpected_answer(200, f"{type(data).__name__} data")
         self._client = client
         self._path = path
         self.data = data
@@ -348,6 +350,8 @@ class AsyncDataItem:
     """A (group, key) -> JSON value document."""
 
     def __init__(self, client: AsyncClient, data: dict[str, Any]) -> None:
+        if not isinstance(data, dict):
+            raise unexpected_answer(200, f"{type(data).__name__} data")
         self._client = client
         self.data = data
         self.group: str = data["group"]

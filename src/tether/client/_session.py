@@ -26,6 +26,7 @@ from tether._exceptions import (
     NetworkError,
     PairingError,
     api_error,
+    unexpected_answer,
 )
 from tether.client._config import Retries, retry_delay
 from tether.client._credentials import Credentials
@@ -206,14 +207,14 @@ class Session:
         if not self.uses_grants:
             request = self.build("GET", self.resolve("/api/v1/auth/whoami"))
             response = yield from self._send_with_retries(request)
-            self.identity = _decode(response, raise_for_status=True)
+            self.identity = _document(response)
             return
         if self.refresh_token:
             response = yield from self._token_flow(
                 {"grant_type": "refresh_token", "refresh_token": self.refresh_token}
             )
             if response.status_code == 200:
-                self._accept_tokens(_decode(response))
+                self._accept_tokens(_document(response))
                 logger.debug("refreshed the access token")
                 return
             self.refresh_token = None
@@ -221,7 +222,7 @@ class Session:
         if grant is not None:
             response = yield from self._token_flow(grant)
             if response.status_code == 200:
-                self._accept_tokens(_decode(response))
+                self._accept_tokens(_document(response))
                 logger.debug("signed in as %s", (self.identity or {}).get("name"))
                 return
             if not (self.allow_pairing and response.status_code == 401):
@@ -242,7 +243,7 @@ class Session:
             "POST", self.resolve("/api/v1/pairing"), json_body=body, authenticated=False
         )
         response = yield from self._send_with_retries(request)
-        started = _decode(response, raise_for_status=True)
+        started = _document(response)
         code = PairingCode(
             started["user_code"], started["verification_uri"], int(started["expires_in"])
         )
@@ -370,14 +371,27 @@ def _clean(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _decode(response: httpx.Response, raise_for_status: bool = False) -> Any:
+    """A JSON answer decoded, by its Content-Type; any other answer's bytes as they came (a
+    text file holding `12345` stays b"12345")."""
     if raise_for_status and response.is_error:
         raise _error(response)
     if response.status_code == 204 or not response.content:
         return None
+    media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
+        return response.content
     try:
         return json.loads(response.content)
     except ValueError:
-        return response.content
+        raise unexpected_answer(response.status_code, "JSON that does not parse") from None
+
+
+def _document(response: httpx.Response) -> dict[str, Any]:
+    """A JSON object the API answered (an error raised, anything else refused)."""
+    decoded = _decode(response, raise_for_status=True)
+    if not isinstance(decoded, dict):
+        raise unexpected_answer(response.status_code, response.headers.get("content-type", "?"))
+    return decoded
 
 
 def _error(response: httpx.Response) -> APIError:

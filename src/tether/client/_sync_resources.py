@@ -14,7 +14,7 @@ from collections.abc import Iterator, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from urllib.parse import quote
 
-from tether._exceptions import ConfigurationError
+from tether._exceptions import ConfigurationError, unexpected_answer
 from tether.client._sync_files import _sync_chunks
 from tether.client._files import Source, opened_source
 
@@ -66,6 +66,8 @@ class Resource:
     _fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, client: Client, path: str, data: dict[str, Any]) -> None:
+        if not isinstance(data, dict):
+            raise unexpected_answer(200, f"{type(data).__name__} data")
         self._client = client
         self._path = path
         self.data = data
@@ -349,6 +351,8 @@ class DataItem:
     """A (group, key) -> JSON value document."""
 
     def __init__(self, client: Client, data: dict[str, Any]) -> None:
+        if not isinstance(data, dict):
+            raise unexpected_answer(200, f"{type(data).__name__} data")
         self._client = client
         self.data = data
         self.group: str = data["group"]
