@@ -8,6 +8,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import shutil
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -71,10 +72,20 @@ def _announce(admin: FirstAdmin, settings: Settings) -> None:
         lines.append(f"Generated password (shown once): {admin.password}")
     lines += [
         "Log in with:",
-        f"  tether login {url} --organization {admin.organization} --username {admin.username}",
+        f"  {_command()} login {url} --organization {admin.organization}"
+        f" --username {admin.username}",
         "",
     ]
     print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def _command() -> str:
+    """How to run the `tether` command from here: its name when it is on PATH, else the path
+    of the one running (a venv that is not activated)."""
+    running = Path(sys.argv[0])
+    if running.name == "tether" and shutil.which("tether") != str(running.resolve()):
+        return str(running)
+    return "tether"
 
 
 async def _hourly(job: Callable[[], Awaitable[int]], done: str) -> None:
