@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import Tenant, free_port, wait_for
+from tether.cli import output
 from tether.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -313,3 +314,20 @@ def test_packages_and_deployments_commands(tenant: Tenant, tmp_path: Path) -> No
     )
     assert bad_rule.exit_code == 1
     assert "not JSON" in bad_rule.output
+
+
+def test_tables_show_whole_the_values_people_copy(
+    tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 80 columns, ids and the shown-once token are printed whole, not cut to an ellipsis."""
+    login(tenant)
+    made = json.loads(cli("devices", "create", "a device with a rather long name", "--json"))
+    token = json.loads(cli("tokens", "create", "ci", "--json"))
+    narrow = output.Console(width=80)
+    monkeypatch.setattr(output, "console", narrow)
+    with narrow.capture() as shown:
+        output.table([made], ["id", "name"], False)
+        output.record(token, False)
+    text = shown.get()
+    assert made["id"] in text
+    assert token["token"] in text.replace("│", "").replace(" ", "").replace("\n", "")

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
+from rich.text import Text
 
 console = Console()
 errors = Console(stderr=True)
@@ -20,6 +21,13 @@ def emit_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, default=str))
 
 
+COPIED = frozenset(
+    {"id", "token", "secret", "device_id", "device_secret", "api_key", "user_code", "sha256"}
+)
+"""Columns whose values people copy: shown whole (folded onto another line at worst), never
+cut to an ellipsis to fit the terminal."""
+
+
 def table(
     rows: Iterable[dict[str, Any]], columns: Sequence[str], as_json: bool, title: str | None = None
 ) -> None:
@@ -27,11 +35,22 @@ def table(
     if as_json:
         emit_json(rows)
         return
+    cells = [["" if row.get(c) is None else str(row.get(c)) for c in columns] for row in rows]
     view = Table(title=title)
-    for column in columns:
-        view.add_column(column)
-    for row in rows:
-        view.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    folded = []
+    for index, column in enumerate(columns):
+        widest = max((len(r[index]) for r in cells), default=0)
+        if column in COPIED and widest <= 36:
+            view.add_column(column, no_wrap=True, min_width=max(widest, len(column)))
+        elif column in COPIED:
+            view.add_column(column, overflow="fold")
+            folded.append(index)
+        else:
+            view.add_column(column)
+    for row_cells in cells:
+        view.add_row(
+            *(Text(v, overflow="fold") if i in folded else v for i, v in enumerate(row_cells))
+        )
     console.print(view)
 
 
@@ -40,8 +59,8 @@ def record(value: dict[str, Any], as_json: bool) -> None:
         emit_json(value)
         return
     view = Table(show_header=False)
-    view.add_column("field", style="bold")
-    view.add_column("value")
+    view.add_column("field", style="bold", no_wrap=True)
+    view.add_column("value", overflow="fold")
     for key, item in value.items():
         shown = json.dumps(item) if isinstance(item, dict | list) else str(item)
         view.add_row(key, shown)
