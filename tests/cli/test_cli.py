@@ -331,3 +331,22 @@ def test_tables_show_whole_the_values_people_copy(
     text = shown.get()
     assert made["id"] in text
     assert token["token"] in text.replace("│", "").replace(" ", "").replace("\n", "")
+
+
+def test_files_get_to_a_folder_or_standard_output(
+    tenant: Tenant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    login(tenant)
+    source = tmp_path / "report.txt"
+    source.write_bytes(b"twelve bytes")
+    cli("files", "put", str(source), "/docs/report.txt", "--quiet")
+    into = tmp_path / "downloads"
+    into.mkdir()
+    monkeypatch.chdir(into)
+    cli("files", "get", "/docs/report.txt", ".", "--quiet")
+    assert (into / "report.txt").read_bytes() == b"twelve bytes"
+    assert cli("files", "get", "/docs/report.txt", "-") == "twelve bytes"
+    missing = runner.invoke(app, ["files", "put", "nowhere.bin", "/x.bin", "--quiet"])
+    assert missing.exit_code == 1
+    assert "No such file or folder: nowhere.bin" in missing.output
+    assert "Errno" not in missing.output

@@ -63,3 +63,16 @@ def test_a_page_that_is_not_the_api_is_a_tether_error() -> None:
         with pytest.raises(tether.APIError) as caught:
             client.devices.get("some-id")
         assert caught.value.code == "unexpected_answer"
+
+
+def test_latest_names_the_device_by_keyword(client: tether.Client) -> None:
+    device = client.devices.create("thermometer")
+    client.post(
+        f"devices/{device.id}/telemetry",
+        {"batch": "b", "entries": [{"ts": 1_767_225_600, "values": {"t": 21.5}}]},
+    )
+    assert client.telemetry.latest(device=device.id)["t"].value == 21.5
+    with pytest.raises(tether.ConfigurationError, match="device="):
+        client.telemetry.latest(device.id)
+    with pytest.raises(tether.ConfigurationError, match="device="):
+        client.telemetry.latest(["t"])

@@ -32,8 +32,23 @@ def connect(url: str | None) -> Iterator[tether.Client]:
         raise fail(f"{exc.message} ({exc.status} {exc.code})") from None
     except tether.TetherError as exc:
         raise fail(exc.message) from None
-    except (ValueError, OSError) as exc:
+    except OSError as exc:
+        raise fail(_local_error(exc)) from None
+    except ValueError as exc:
         raise fail(str(exc)) from None
+
+
+def _local_error(exc: OSError) -> str:
+    """A local file problem in words ("No such file: x.bin"), not `[Errno 2] ...`."""
+    where = f": {exc.filename}" if exc.filename else ""
+    reasons = {
+        FileNotFoundError: "No such file or folder",
+        IsADirectoryError: "That is a folder, not a file",
+        PermissionError: "Not allowed to read or write",
+        NotADirectoryError: "Not a folder",
+    }
+    reason = next((r for kind, r in reasons.items() if isinstance(exc, kind)), exc.strerror)
+    return f"{reason or exc}{where}"
 
 
 def parse_json(text: str, what: str) -> Any:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated
 
 import typer
@@ -27,7 +28,16 @@ def put(local: Path, remote: str, url: UrlOption = None, quiet: QuietOption = Fa
 
 @app.command("get")
 def get(remote: str, local: Path, url: UrlOption = None, quiet: QuietOption = False) -> None:
-    """Download a file (resumes a partial download)."""
+    """Download a file (resumes a partial download). LOCAL may be a folder (the file keeps its
+    name) or - for standard output."""
+    if str(local) == "-":
+        with connect(url) as client:
+            data = client.files.read(remote)
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    if local.is_dir():
+        local = local / PurePosixPath(remote).name
     with connect(url) as client, progress_bar(f"get {remote}", quiet) as bar:
         path = client.files.get(remote, local, progress=bar)
     typer.echo(str(path))

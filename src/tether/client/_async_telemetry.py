@@ -54,7 +54,7 @@ class AsyncTelemetry:
     `add_value()` stages values, `commit()` locks them into an entry in the outbox on disk (it
     survives a crash from then on), `push()` delivers committed entries; each batch carries an
     id, so a batch delivered twice is stored once. `latest()` and `query()` read values back.
-    With device credentials the device is the client's own; otherwise pass `device_id`.
+    With device credentials the device is the client's own; otherwise pass `device=`.
     """
 
     def __init__(
@@ -211,6 +211,11 @@ class AsyncTelemetry:
         self, fields: Iterable[str] | None = None, *, device: Any = None
     ) -> dict[str, Reading]:
         """The newest value of each field (or of `fields`) of the device."""
+        if isinstance(fields, str):
+            raise ConfigurationError(
+                "latest() takes a list of field names; to name the device, pass it by keyword: "
+                f"latest(device={fields!r}) or latest([{fields!r}])."
+            )
         params = {"field": list(fields)} if fields else None
         data = await self._client.get(f"devices/{self._device(device)}/telemetry/latest", params)
         return {name: Reading.from_api(item) for name, item in data["values"].items()}
@@ -251,7 +256,7 @@ class AsyncTelemetry:
     def _require_device(self) -> str:
         if not self.device_id:
             raise ConfigurationError(
-                "Telemetry needs a device: use device credentials or pass device_id."
+                "Telemetry needs a device: use device credentials, or pass device= to this call."
             )
         return self.device_id
 
