@@ -13,6 +13,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+import tether
 from tests.conftest import Tenant, free_port, wait_for
 from tether.cli import output
 from tether.cli.app import app
@@ -350,3 +351,31 @@ def test_files_get_to_a_folder_or_standard_output(
     assert missing.exit_code == 1
     assert "No such file or folder: nowhere.bin" in missing.output
     assert "Errno" not in missing.output
+
+
+def test_pair_shows_its_code_once_and_prints_credentials_that_work(tenant: Tenant) -> None:
+    nowhere = runner.invoke(app, ["pair"])
+    assert nowhere.exit_code == 1
+    assert "Which server?" in nowhere.output
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    command = [str(Path(sys.executable).parent / "tether"), "pair", "--url", tenant.url, "--json"]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stderr is not None
+        shown = [process.stderr.readline() for _ in range(2)]
+        code = shown[1].split("Pairing code: ")[1].split()[0]
+        with tenant.client() as admin:
+            device = admin.post("pairing/approve", {"user_code": code, "name": "paired"})
+        out, rest = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert "secret" not in device
+    said = shown[0] + shown[1] + rest
+    assert said.count("Pairing code") == 1
+    assert "pairing: approve code" not in said
+    credentials = json.loads(out)
+    assert credentials["device_id"] == device["id"]
+    with tether.Client(tenant.url, **credentials) as paired:
+        assert paired.whoami()["id"] == device["id"]

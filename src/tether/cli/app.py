@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import Annotated, Any
@@ -212,7 +213,14 @@ def pair(
     name: Annotated[str | None, typer.Option(help="Name the device asks for.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Pair this device: show a code, wait for a user to approve it, print the credentials."""
+    """Pair this device with the server at --url (or TETHER_URL): show a code, wait for a user
+    to approve it, print the credentials."""
+    url = url or os.environ.get("TETHER_URL")
+    if not url:
+        raise fail(
+            "Which server? Give it: tether pair --url https://tether.example (or TETHER_URL)."
+        )
+    typer.echo(f"Pairing with {url} ...", err=True)
 
     def show(code: tether.PairingCode) -> None:
         typer.echo(

@@ -247,11 +247,14 @@ class Session:
         code = PairingCode(
             started["user_code"], started["verification_uri"], int(started["expires_in"])
         )
-        logger.warning(
-            "pairing: approve code %s (tether pairing approve %s)", code.user_code, code.user_code
-        )
         if self.on_pairing_code is not None:
             self.on_pairing_code(code)
+        else:
+            logger.warning(
+                "pairing: approve code %s (tether pairing approve %s)",
+                code.user_code,
+                code.user_code,
+            )
         grant = {
             "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
             "device_code": started["device_code"],
