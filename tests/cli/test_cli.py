@@ -379,3 +379,19 @@ def test_pair_shows_its_code_once_and_prints_credentials_that_work(tenant: Tenan
     assert credentials["device_id"] == device["id"]
     with tether.Client(tenant.url, **credentials) as paired:
         assert paired.whoami()["id"] == device["id"]
+
+
+def test_deployment_options_fail_with_their_own_words(tenant: Tenant, tmp_path: Path) -> None:
+    login(tenant)
+    firmware = tmp_path / "fw.bin"
+    firmware.write_bytes(b"firmware")
+    cli("packages", "publish", "fw", "1.0.0", str(firmware), "--quiet")
+    listed = json.loads(cli("packages", "list", "--json"))
+    assert listed[0]["signed"] is False
+    bad_rule = runner.invoke(app, ["deployments", "create", "fw", "1.0.0", "--rule", "region=eu"])
+    assert bad_rule.exit_code == 1
+    assert '"property": "region"' in bad_rule.output
+    assert "level" not in bad_rule.output
+    too_much = runner.invoke(app, ["deployments", "create", "fw", "1.0.0", "--percent", "150"])
+    assert too_much.exit_code == 2
+    assert "less than or equal to 100" in too_much.output

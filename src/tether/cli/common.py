@@ -51,12 +51,13 @@ def _local_error(exc: OSError) -> str:
     return f"{reason or exc}{where}"
 
 
-def parse_json(text: str, what: str) -> Any:
-    """`text` as JSON, or a one-line error naming the option it came from."""
+def parse_json(text: str, what: str, example: str = "'{\"level\": 3}' or '\"text\"'") -> Any:
+    """`text` as JSON, or a one-line error naming the option it came from, with an example of
+    what that option takes."""
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise fail(f"{what} is not JSON ({exc}), e.g. '{{\"level\": 3}}' or '\"text\"'.") from None
+        raise fail(f"{what} is not JSON ({exc}), e.g. {example}.") from None
 
 
 def split_pair(item: str, form: str = "NAME=VALUE") -> tuple[str, str]:

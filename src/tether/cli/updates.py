@@ -30,10 +30,13 @@ KeyOption = Annotated[
 ]
 
 
-def _json_object(text: str | None, what: str) -> dict[str, Any]:
+RULE_EXAMPLE = '\'{"property": "region", "equals": "eu"}\''
+
+
+def _json_object(text: str | None, what: str, example: str | None = None) -> dict[str, Any]:
     if not text:
         return {}
-    value = parse_json(text, what)
+    value = parse_json(text, what, *([example] if example else []))
     if not isinstance(value, dict):
         raise fail(f"{what} must be a JSON object")
     return value
@@ -77,7 +80,9 @@ def list_versions(
     with connect(url) as client:
         versions = client.updates.versions(reference)
     for v in versions:
-        v["signed"] = "yes" if v.get("signature") else "no"
+        v["signed"] = (
+            bool(v.get("signature")) if as_json else ("yes" if v.get("signature") else "no")
+        )
     table(versions, ["reference", "version", "filename", "size", "signed", "created_at"], as_json)
 
 
@@ -138,7 +143,9 @@ def create(
             help='A rule as JSON, e.g. \'{"property": "region", "equals": "eu"}\' (repeat).'
         ),
     ] = None,
-    percent: Annotated[float, typer.Option(help="Share of the matching devices, 0..100.")] = 100.0,
+    percent: Annotated[
+        float, typer.Option(min=0, max=100, help="Share of the matching devices, 0..100.")
+    ] = 100.0,
     name: Annotated[str, typer.Option(help="A name to find it by.")] = "",
     failure_threshold: Annotated[
         float | None, typer.Option(help="Abort once this share (0..1) of reports failed.")
@@ -150,7 +157,7 @@ def create(
     as_json: JsonOption = False,
 ) -> None:
     """Roll a package version out."""
-    rules = [_json_object(r, "--rule") for r in rule or []]
+    rules = [_json_object(r, "--rule", RULE_EXAMPLE) for r in rule or []]
     with connect(url) as client:
         deployment = client.updates.deploy(
             reference,
@@ -208,7 +215,9 @@ def abort(deployment_id: str, url: UrlOption = None, as_json: JsonOption = False
 @deployments_app.command("set")
 def set_percentage(
     deployment_id: str,
-    percent: Annotated[float, typer.Option(help="New share of matching devices, 0..100.")],
+    percent: Annotated[
+        float, typer.Option(min=0, max=100, help="New share of matching devices, 0..100.")
+    ],
     url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
