@@ -59,17 +59,23 @@ class AsyncResultSet(Generic[R]):
         return f"<{type(self).__name__} total={self.total}>"
 
 
+def document_of(data: Any) -> dict[str, Any]:
+    """`data` when it is the JSON object every resource answer is; a Tether error otherwise (a
+    proxy's page where the API should have answered)."""
+    if not isinstance(data, dict):
+        raise unexpected_answer(200, f"{type(data).__name__} data")
+    return data
+
+
 class AsyncResource:
     """One stored object: its fields live in `data`; `document` is free-form JSON."""
 
     _fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, client: AsyncClient, path: str, data: dict[str, Any]) -> None:
-        if not isinstance(data, dict):
-            raise unexpected_answer(200, f"{type(data).__name__} data")
         self._client = client
         self._path = path
-        self.data = data
+        self.data = document_of(data)
 
     @property
     def id(self) -> str:
@@ -350,10 +356,8 @@ class AsyncDataItem:
     """A (group, key) -> JSON value document."""
 
     def __init__(self, client: AsyncClient, data: dict[str, Any]) -> None:
-        if not isinstance(data, dict):
-            raise unexpected_answer(200, f"{type(data).__name__} data")
         self._client = client
-        self.data = data
+        self.data = document_of(data)
         self.group: str = data["group"]
         self.key: str = data["key"]
         self.value: Any = data.get("value")

@@ -39,13 +39,13 @@ CREDENTIAL_HOLDER = sa.select(
     resources.c.project_id,
 )
 """What `Principal.of_resource` needs of a device or app, and its secret's digest."""
+USER_PRINCIPAL = sa.select(
+    users.c.id, users.c.org_id, users.c.username, users.c.role, users.c.is_superuser
+)
+"""What `Principal.of_user` needs of a user."""
 _API_TOKEN = (
     sa.select(
-        users.c.id,
-        users.c.org_id,
-        users.c.username,
-        users.c.role,
-        users.c.is_superuser,
+        *USER_PRINCIPAL.selected_columns,
         api_tokens.c.id.label("token_id"),
         api_tokens.c.token_hash,
         api_tokens.c.read_only,

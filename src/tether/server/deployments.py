@@ -20,14 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether.server.database import Reads, new_id, upsert, utcnow
 from tether.server.events import Event
-from tether.server.packages import LIVE_STATES, find_version
+from tether.server.packages import LIVE_STATES, find_version, org_key
 from tether.server.pages import Page, check_query, fetch_page, page_limit
 from tether.server.policy import allow
 from tether.server.problems import conflict, invalid, not_found
 from tether.server.resources import principal_of
 from tether.server.rules import Rule, Rules, check_rules
 from tether.server.state import ServerState, Tether
-from tether.server.tables import deployment_reports, deployments, package_versions, update_keys
+from tether.server.tables import deployment_reports, deployments, package_versions
 
 State = Literal["active", "paused", "aborted"]
 ReportState = Literal["downloading", "installed", "failed"]
@@ -141,14 +141,6 @@ async def _load(conn: Reads, org_id: str, deployment_id: str) -> Any:
     return row
 
 
-async def _signs_packages(conn: Reads, org_id: str) -> bool:
-    """Whether the organization has a signing key (so devices verify every version)."""
-    found = await conn.execute(
-        sa.select(update_keys.c.org_id).where(update_keys.c.org_id == org_id)
-    )
-    return found.first() is not None
-
-
 async def _show(conn: Reads, org_id: str, deployment_id: str) -> DeploymentOut:
     return _out(await _load(conn, org_id, deployment_id), await counts_of(conn, deployment_id))
 
@@ -168,7 +160,7 @@ async def create_deployment(
     now = utcnow()
     async with tether.engine.begin() as conn:
         version = await find_version(conn, org_id, data.reference, data.version)
-        if version.signature is None and await _signs_packages(conn, org_id):
+        if version.signature is None and await org_key(conn, org_id) is not None:
             raise invalid(
                 f"{version.reference} {version.version} was published unsigned, before this "
                 "organization had a signing key: devices would refuse it. Publish it again "

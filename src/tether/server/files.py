@@ -400,15 +400,12 @@ async def collect_blobs(tether: ServerState, idle: float = 3600.0) -> int:
     grace = tether.settings.blob_grace
     on_disk = await asyncio.to_thread(tether.blobs.stored, grace)
     unrecorded: list[str] = []
-    for start in range(0, len(on_disk), 500):
-        batch = on_disk[start : start + 500]
-        async with tether.reader.connect() as reads:
-            known = set(
-                (
-                    await reads.execute(sa.select(blobs.c.sha256).where(blobs.c.sha256.in_(batch)))
-                ).scalars()
-            )
-        unrecorded += [sha for sha in batch if sha not in known]
+    async with tether.reader.connect() as reads:
+        for start in range(0, len(on_disk), 500):
+            batch = on_disk[start : start + 500]
+            known = await reads.execute(sa.select(blobs.c.sha256).where(blobs.c.sha256.in_(batch)))
+            recorded = set(known.scalars())
+            unrecorded += [sha for sha in batch if sha not in recorded]
     gone += [sha for sha in unrecorded if tether.blobs.remove_if_idle(sha, grace)]
     await asyncio.to_thread(tether.blobs.reclaim)
     return len(gone)

@@ -278,19 +278,13 @@ async def _end_credentials(
     """Stop a user's sessions and, with `tokens`, its API tokens (and their sockets)."""
     await revoke_principal(conn, tether, user_id)
     if tokens:
-        ids = list(
-            (
-                await conn.execute(
-                    sa.select(api_tokens.c.id).where(
-                        api_tokens.c.user_id == user_id, api_tokens.c.revoked_at.is_(None)
-                    )
-                )
-            ).scalars()
+        revoked = await conn.execute(
+            api_tokens.update()
+            .where(api_tokens.c.user_id == user_id, api_tokens.c.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+            .returning(api_tokens.c.id)
         )
-        await conn.execute(
-            api_tokens.update().where(api_tokens.c.id.in_(ids)).values(revoked_at=utcnow())
-        )
-        await tether.revocations.revoke(conn, ids)
+        await tether.revocations.revoke(conn, list(revoked.scalars()))
 
 
 def _token_out(row: Any, token: str | None = None) -> TokenOut:

@@ -62,18 +62,20 @@ def too_deep() -> Problem:
     return Problem(400, f"JSON may nest at most {MAX_JSON_DEPTH} levels.", code="too_deep")
 
 
-def decode_json(raw: bytes, what: str = "The body") -> Any:
-    """`raw` decoded, or a 400/422 problem that says what is wrong with it."""
+def decode_json(raw: bytes, what: str = "The body", type: Any = Any) -> Any:
+    """`raw` decoded (as `type`, when given), or a 400/422 problem that says what is wrong."""
     if too_deep_json(raw):
         raise too_deep()
     try:
-        value = msgspec.json.decode(raw)
+        value = msgspec.json.decode(raw, type=type)
+        if b"\\u0000" in raw:
+            check_text(value if type is Any else msgspec.json.decode(raw))
     except RecursionError:
         raise too_deep() from None
+    except msgspec.ValidationError as exc:
+        raise Problem(400, f"{what} is not valid: {exc}.", code="malformed") from None
     except msgspec.DecodeError as exc:
         raise Problem(400, f"{what} is not valid JSON: {exc}.", code="malformed") from None
-    if b"\\u0000" in raw:
-        check_text(value)
     return value
 
 

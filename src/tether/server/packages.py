@@ -116,7 +116,7 @@ def _metadata(request: Request[Any, Any, Any]) -> str:
     if len(raw) > MAX_METADATA:
         raise invalid(f"Metadata may be at most {MAX_METADATA} bytes.", "too_large")
     try:
-        value = decode_json(raw.encode() if isinstance(raw, str) else raw, "X-Tether-Metadata")
+        value = decode_json(raw.encode(), "X-Tether-Metadata")
     except Problem as exc:
         if exc.code != "malformed":
             raise
@@ -126,11 +126,15 @@ def _metadata(request: Request[Any, Any, Any]) -> str:
     return msgspec.json.encode(value).decode()
 
 
+async def org_key(conn: Reads, org_id: str) -> Any:
+    """The organization's signing key row, or None (then it does not sign its packages)."""
+    found = await conn.execute(sa.select(update_keys).where(update_keys.c.org_id == org_id))
+    return found.first()
+
+
 async def _org_key(tether: ServerState, org_id: str) -> Any:
-    """The organization's signing key row, or None."""
     async with tether.reader.connect() as reads:
-        found = await reads.execute(sa.select(update_keys).where(update_keys.c.org_id == org_id))
-        return found.first()
+        return await org_key(reads, org_id)
 
 
 async def _signature(

@@ -233,15 +233,13 @@ def authorize(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRoute
     resource, action = declared
     target_param = handler.opt.get("target")
     principal: Principal = connection.user
+    scope = connection.scope
     target: str | None = None
     if target_param == CALLER:
         target = principal.id
-    else:
-        params = connection.scope.get("path_params") or {}
-        target = params.get(target_param) if target_param else None
-    scope = connection.scope
-    path = scope.get("root_path", "") + scope["path"]
-    decide(principal, resource, action, target, path)
+    elif target_param:
+        target = (scope.get("path_params") or {}).get(target_param)
+    decide(principal, resource, action, target, scope.get("root_path", "") + scope["path"])
 
 
 # -- Events: a subscriber hears only about what it may read

@@ -43,7 +43,7 @@ from litestar.types import WebSocketSendEvent
 
 from tether.server.credentials import Principal
 from tether.server.events import Event
-from tether.server.inputs import check_text, too_deep, too_deep_json
+from tether.server.inputs import decode_json
 from tether.server.policy import allow, decide, may_hear
 from tether.server.problems import Problem
 from tether.server.state import ServerState
@@ -412,17 +412,8 @@ def _channel_key(client: Client, frame: Frame) -> ChannelKey:
 
 def decode_frame(text: str) -> Frame:
     """A client's frame, by the same input rules as HTTP bodies (depth, NUL-free text)."""
-    raw = text.encode()
     try:
-        if too_deep_json(raw):
-            raise too_deep()
-        frame = msgspec.json.decode(raw, type=Frame)
-        if b"\\u0000" in raw:
-            check_text(msgspec.json.decode(raw), "frame")
-    except RecursionError:
-        raise FrameError("too_deep", too_deep().detail) from None
-    except msgspec.DecodeError as exc:
-        raise FrameError("malformed", str(exc)) from None
+        frame: Frame = decode_json(text.encode(), "The frame", Frame)
     except Problem as exc:
         raise FrameError(exc.code, exc.detail) from None
     return frame
@@ -524,6 +515,15 @@ async def _read_loop(socket: WebSocket[Any, Any, Any], hub: Hub, client: Client)
             task.cancel()
 
 
+def _ending(client: Client) -> tuple[int, str] | None:
+    """The close code and reason the server ends a socket with, when it is the one ending it."""
+    if client.revoked:
+        return REVOKED, "credential revoked"
+    if client.too_slow:
+        return SLOW_CONSUMER, "too slow: messages were piling up"
+    return None
+
+
 @websocket("/realtime", opt=allow("channel", "listen"))
 async def realtime(socket: WebSocket[Any, Any, Any]) -> None:
     hub: Hub = socket.app.state.hub
@@ -534,20 +534,13 @@ async def realtime(socket: WebSocket[Any, Any, Any]) -> None:
     gone = asyncio.create_task(client.gone.wait())
     try:
         await asyncio.wait({reader, gone}, return_when=asyncio.FIRST_COMPLETED)
-        if client.revoked:
+        ending = _ending(client)
+        if ending is not None:
             hub.leave(client)
             reader.cancel()
             client.close()
             with contextlib.suppress(TimeoutError, WebSocketDisconnect):
-                await asyncio.wait_for(socket.close(REVOKED, "credential revoked"), CLOSE_TIMEOUT)
-        elif client.too_slow:
-            hub.leave(client)
-            reader.cancel()
-            client.close()
-            with contextlib.suppress(TimeoutError, WebSocketDisconnect):
-                await asyncio.wait_for(
-                    socket.close(SLOW_CONSUMER, "too slow: messages were piling up"), CLOSE_TIMEOUT
-                )
+                await asyncio.wait_for(socket.close(*ending), CLOSE_TIMEOUT)
     finally:
         hub.leave(client)
         client.close()

@@ -356,14 +356,8 @@ async def load(conn: Reads, kind: Kind, org_id: str, project_id: str | None, row
 def rule_of(kind: Kind, verb: str) -> dict[str, Any]:
     """The policy rule a kind's endpoint obeys (`verb`: list, get, create, update, delete or
     rotate), with the path parameter that names a device for its SELF reach."""
-    if verb == "list":
-        return allow(
-            kind.name,
-            "read",
-            target="id" if kind.name == "device" else None,
-            query=("limit", "after", *sorted(kind.filters)),
-        )
-    if verb == "get":
+    query = {"query": ("limit", "after", *sorted(kind.filters))} if verb == "list" else {}
+    if verb in ("list", "get"):
         action = "read"
     elif kind.name == "device":
         action = {"create": "manage", "delete": "manage"}.get(verb, verb)
@@ -371,7 +365,7 @@ def rule_of(kind: Kind, verb: str) -> dict[str, Any]:
         action = "delete"
     else:
         action = "write"
-    return allow(kind.name, action, target="id" if kind.name == "device" else None)
+    return allow(kind.name, action, target="id" if kind.name == "device" else None, **query)
 
 
 def item_id(request: Request[Any, Any, Any], kind: Kind) -> str:

@@ -18,7 +18,12 @@ from litestar import Request, Router, get, post
 from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tether.server.authn import CREDENTIAL_HOLDER, principal_for_secret, unauthenticated
+from tether.server.authn import (
+    CREDENTIAL_HOLDER,
+    USER_PRINCIPAL,
+    principal_for_secret,
+    unauthenticated,
+)
 from tether.server.credentials import (
     REFRESH_TOKEN_PREFIX,
     Principal,
@@ -154,37 +159,37 @@ async def issue_session(
 
 async def revoke_family(conn: AsyncConnection, state: ServerState, family_id: str) -> None:
     """End a sign-in: every refresh token of its family, and the access tokens it issued."""
-    await conn.execute(
-        refresh_tokens.update()
-        .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
-    await state.revocations.revoke(conn, [family_id])
+    await _revoke(conn, state, refresh_tokens.c.family_id, family_id)
 
 
 async def revoke_principal(conn: AsyncConnection, state: ServerState, principal_id: str) -> None:
     """Stop every credential issued to a user, device or app so far: its access tokens (at
     once, everywhere) and its refresh tokens."""
+    await _revoke(conn, state, refresh_tokens.c.principal_id, principal_id)
+
+
+async def _revoke(
+    conn: AsyncConnection, state: ServerState, column: sa.Column[str], subject: str
+) -> None:
+    """Spend the refresh tokens whose `column` is `subject`, and revoke what `subject` was
+    issued until now."""
     await conn.execute(
         refresh_tokens.update()
-        .where(refresh_tokens.c.principal_id == principal_id, refresh_tokens.c.revoked_at.is_(None))
+        .where(column == subject, refresh_tokens.c.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-    await state.revocations.revoke(conn, [principal_id])
-
-
-_USER = sa.select(users.c.id, users.c.org_id, users.c.username, users.c.role, users.c.is_superuser)
+    await state.revocations.revoke(conn, [subject])
 
 
 async def user_principal(conn: Reads, user_id: str) -> Principal | None:
-    row = (await conn.execute(_USER.where(users.c.id == user_id))).first()
+    row = (await conn.execute(USER_PRINCIPAL.where(users.c.id == user_id))).first()
     return None if row is None else Principal.of_user(row)
 
 
 async def _password_grant(conn: Reads, data: JSONBody[TokenRequest]) -> Principal | None:
     row = (
         await conn.execute(
-            sa.select(users.c.password_hash, *_USER.selected_columns)
+            sa.select(users.c.password_hash, *USER_PRINCIPAL.selected_columns)
             .join(organizations, organizations.c.id == users.c.org_id)
             .where(users.c.username == data.username, organizations.c.name == data.organization)
         )

@@ -42,6 +42,10 @@ def _insert(dialect: str) -> Any:
     return insert
 
 
+def _address_key(address: str) -> str:
+    return f"addr:{address}"
+
+
 class LoginLimiter:
     """At most `max_failures` attempts per account and `max_per_address` per client address
     in each `window` seconds."""
@@ -91,7 +95,7 @@ class LoginLimiter:
             if address is not None:
                 await conn.execute(
                     login_attempts.update()
-                    .where(_TABLE.key == f"addr:{address}", _TABLE.count > 0)
+                    .where(_TABLE.key == _address_key(address), _TABLE.count > 0)
                     .values(count=_TABLE.count - 1)
                 )
         self._blocked.pop(account, None)
@@ -99,7 +103,7 @@ class LoginLimiter:
     def _keys(self, account: str, address: str | None) -> list[tuple[str, int]]:
         keys = [(account, self.max_failures)]
         if address is not None:
-            keys.append((f"addr:{address}", self.max_per_address))
+            keys.append((_address_key(address), self.max_per_address))
         return keys
 
     async def _add(self, key: str, limit: int) -> None:
