@@ -30,7 +30,7 @@ from _common import ADMIN_PASSWORD, admin_token, free_port
 from litestar import get
 
 from tether.server.app import create_app
-from tether.server.database import fetch
+from tether.server.db.engine import fetch
 from tether.server.settings import Settings
 from tether.server.state import Tether
 

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from _common import admin_token, free_port, start_tether
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tether.server.tables import metadata, telemetry_points
+from tether.server.db.tables import metadata, telemetry_points
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 T0 = 1_767_225_600.0

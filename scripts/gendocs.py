@@ -100,7 +100,7 @@ def cli() -> str:
 
 
 def permissions() -> str:
-    from tether.server.policy import permissions_markdown
+    from tether.server.identity.policy import permissions_markdown
 
     return permissions_markdown()
 

@@ -142,7 +142,7 @@ def test_generated_sync_twins_are_current() -> None:
 
 
 def test_migrations_match_the_declared_tables(server: RunningServer) -> None:
-    from tether.server.database import create_engine, schema_differences
+    from tether.server.db.engine import create_engine, schema_differences
     from tether.server.settings import Settings
 
     settings = Settings.load({"data": server.data, "database_url": server.database_url}, environ={})

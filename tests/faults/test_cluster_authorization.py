@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import OPERATOR, RunningServer, free_port, wait_for
 from tests.faults.conftest import serve
 from tests.server.test_realtime import closed_by
-from tether.server.realtime import REVOKED
+from tether.server.realtime.hub import REVOKED
 
 pytestmark = pytest.mark.subprocess
 

@@ -22,9 +22,9 @@ import sqlalchemy as sa
 
 from tests.conftest import OPERATOR, RunningServer, free_port, temporary_files, wait_for
 from tests.faults.conftest import serve
-from tether.server.database import create_engine
+from tether.server.db.engine import create_engine
+from tether.server.db.tables import blobs
 from tether.server.settings import Settings
-from tether.server.tables import blobs
 
 pytestmark = pytest.mark.subprocess
 

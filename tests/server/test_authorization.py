@@ -21,11 +21,11 @@ from websockets.asyncio.client import connect
 import tether
 from tests.conftest import RunningServer, Tenant
 from tests.server.test_realtime import closed_by
-from tether.server.database import create_engine
-from tether.server.realtime import REVOKED
-from tether.server.sealed import Sealer, SealError, master_key
+from tether.server.db.engine import create_engine
+from tether.server.db.tables import server_state, update_keys
+from tether.server.identity.sealed import Sealer, SealError, master_key
+from tether.server.realtime.hub import REVOKED
 from tether.server.settings import Settings
-from tether.server.tables import server_state, update_keys
 
 API = "/api/v1"
 

@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 
 from tests.conftest import wait_for
-from tether.server.credentials import AccessTokens, Principal
+from tether.server.identity.credentials import AccessTokens, Principal
 
 ALICE = Principal(type="user", id="u1", org_id="o1", name="alice", read_only=True)
 

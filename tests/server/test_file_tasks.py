@@ -9,9 +9,9 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tests.server.inprocess import settings_for, signed_in, task_end
-from tether.server.database import new_id, utcnow
-from tether.server.files import collect_blobs
-from tether.server.tables import file_tasks
+from tether.server.db.engine import new_id, utcnow
+from tether.server.db.tables import file_tasks
+from tether.server.files.tree import collect_blobs
 
 
 def test_a_task_left_running_is_finished_after_a_restart(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import temporary_files
 from tests.server.inprocess import signed_in
-from tether.server.files import collect_blobs
+from tether.server.files.tree import collect_blobs
 from tether.server.settings import Settings
 
 

@@ -18,7 +18,7 @@ import pytest
 import tether
 from tests.conftest import RunningServer, Tenant
 from tests.server.world import PLURALS, PUBLIC, body_for, endpoints, fill, populate
-from tether.server.policy import ALL, OPERATOR, RULES, SELF, Rule
+from tether.server.identity.policy import ALL, OPERATOR, RULES, SELF, Rule
 
 NAMED_UPSERTS = ("/data/{group}/{key}", "/files/data/{path}", "/versions/{version}")
 """PUTs that create by name in the caller's own namespace: no id of anyone else's is asked."""

@@ -10,11 +10,11 @@ import sqlalchemy as sa
 
 import tether
 from tests.conftest import RunningServer
-from tether.server.database import Reader, create_engine, fetch
-from tether.server.prepared import prepare
-from tether.server.resources import scoped_resources
+from tether.server.db.engine import Reader, create_engine, fetch
+from tether.server.db.prepared import prepare
+from tether.server.db.tables import resources
+from tether.server.resources.kinds import scoped_resources
 from tether.server.settings import Settings
-from tether.server.tables import resources
 
 
 def test_prepared_rows_equal_sqlalchemy_rows(server: RunningServer, client: tether.Client) -> None:

@@ -12,9 +12,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from tests.conftest import RunningServer, Tenant
-from tether.server.database import create_engine
-from tether.server.settings import Settings
-from tether.server.tables import (
+from tether.server.db.engine import create_engine
+from tether.server.db.tables import (
     content_data,
     data_items,
     deployment_reports,
@@ -25,6 +24,7 @@ from tether.server.tables import (
     telemetry_latest,
     telemetry_points,
 )
+from tether.server.settings import Settings
 
 
 async def _left(server: RunningServer, project_id: str, device_id: str, blobs: list[str]) -> Any:

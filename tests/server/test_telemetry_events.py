@@ -13,8 +13,8 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from tests.server.inprocess import settings_for, signed_in
-from tether.server import telemetry
-from tether.server.tables import telemetry_latest, telemetry_points
+from tether.server.db.tables import telemetry_latest, telemetry_points
+from tether.server.telemetry import points as telemetry
 
 T0 = 1_767_225_600.0
 

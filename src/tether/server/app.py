@@ -21,36 +21,27 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from tether._version import __version__
-from tether.server import (
-    content_data,
-    data,
-    deployments,
-    file_sync,
-    file_tasks,
-    files,
-    identity,
-    packages,
-    pairing,
-    realtime,
-    resources,
-    sessions,
-    telemetry,
-    updates,
-)
 from tether.server.apidoc import CompletedJsonRender
-from tether.server.authn import AuthenticationMiddleware
-from tether.server.blobs import BlobStore
-from tether.server.bootstrap import FirstAdmin, prepare
-from tether.server.credentials import AccessTokens
-from tether.server.database import Reader, create_engine, private_database
+from tether.server.db.engine import Reader, create_engine, private_database
+from tether.server.files import content, tasks, tree
+from tether.server.files import sync as file_sync
+from tether.server.files.blobs import BlobStore
+from tether.server.identity import pairing, sessions, users
+from tether.server.identity.authn import AuthenticationMiddleware
+from tether.server.identity.bootstrap import FirstAdmin, prepare
+from tether.server.identity.credentials import AccessTokens
+from tether.server.identity.policy import authorize
+from tether.server.identity.revocations import Revocations
+from tether.server.identity.sealed import Sealer, master_key
+from tether.server.identity.signin_limits import LoginLimiter
 from tether.server.inputs import MAX_JSON_BODY, RefuseNul, TetherRequest
-from tether.server.policy import authorize
-from tether.server.relay import Relay
-from tether.server.revocations import Revocations
-from tether.server.sealed import Sealer, master_key
+from tether.server.realtime.hub import Hub, forward_events, realtime
+from tether.server.realtime.relay import Relay
+from tether.server.resources import data, kinds
 from tether.server.settings import Settings
-from tether.server.signin_limits import LoginLimiter
 from tether.server.state import ServerState
+from tether.server.telemetry import points
+from tether.server.updates import checks, deployments, packages
 
 logger = logging.getLogger("tether.server")
 
@@ -105,19 +96,19 @@ def _prune_telemetry(state: ServerState) -> Callable[[], Awaitable[int]]:
     days = state.settings.telemetry_retention_days
 
     def job() -> Awaitable[int]:
-        return telemetry.prune(state.engine, dt.datetime.now(dt.UTC) - dt.timedelta(days=days))
+        return points.prune(state.engine, dt.datetime.now(dt.UTC) - dt.timedelta(days=days))
 
     return job
 
 
 @contextlib.asynccontextmanager
-async def _background(state: ServerState, hub: realtime.Hub) -> AsyncIterator[None]:
+async def _background(state: ServerState, hub: Hub) -> AsyncIterator[None]:
     """Housekeeping tasks that live as long as the server."""
     if state.settings.telemetry_retention_days:
         state.spawn(_hourly(_prune_telemetry(state), "telemetry retention deleted %d points"))
-    state.spawn(file_tasks.resume_tasks(state))
-    state.spawn(_hourly(lambda: files.collect_blobs(state), "removed %d unreferenced blobs"))
-    state.spawn(realtime.forward_events(state, hub))
+    state.spawn(tasks.resume_tasks(state))
+    state.spawn(_hourly(lambda: tree.collect_blobs(state), "removed %d unreferenced blobs"))
+    state.spawn(forward_events(state, hub))
     state.spawn(state.revocations.follow())
     state.revocations.listeners.append(hub.revoked)
     state.spawn(_hourly(state.limiter.prune, "forgot %d ended sign-in windows"))
@@ -181,7 +172,7 @@ def create_app(
             )
             if admin is not None:
                 _announce(admin, settings)
-            app.state.hub = realtime.Hub()
+            app.state.hub = Hub()
             async with _background(app.state.tether, app.state.hub):
                 yield
         finally:
@@ -196,19 +187,19 @@ def create_app(
         route_handlers=[
             health,
             sessions.router,
-            identity.router,
+            users.router,
             pairing.router,
-            resources.build_router(),
+            kinds.build_router(),
             data.router,
-            telemetry.router,
-            files.router,
-            file_tasks.router,
+            points.router,
+            tree.router,
+            tasks.router,
             file_sync.router,
-            content_data.router,
+            content.router,
             packages.router,
             deployments.router,
-            updates.router,
-            realtime.realtime,
+            checks.router,
+            realtime,
             *(extra_handlers or []),
         ],
         guards=[authorize],

@@ -12,14 +12,14 @@ from typing import Any
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tether.server.blobs import BlobStore
-from tether.server.credentials import AccessTokens
-from tether.server.database import Reader
-from tether.server.events import EventBus
-from tether.server.revocations import Revocations
-from tether.server.sealed import Sealer
+from tether.server.db.engine import Reader
+from tether.server.files.blobs import BlobStore
+from tether.server.identity.credentials import AccessTokens
+from tether.server.identity.revocations import Revocations
+from tether.server.identity.sealed import Sealer
+from tether.server.identity.signin_limits import LoginLimiter
+from tether.server.realtime.events import EventBus
 from tether.server.settings import Settings
-from tether.server.signin_limits import LoginLimiter
 
 
 class TimedCache:

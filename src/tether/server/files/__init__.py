@@ -1,0 +1,1 @@
+"""Files, their tasks and rsync-style sync, content bytes, and the blob store under them all."""

@@ -1,0 +1,414 @@
+"""Files: a tree per organization (and per project), its bytes in the blob store.
+
+Uploads stream into the blob store and become visible in one transaction once complete;
+downloads stream and honour HTTP Range. Moving, copying and removing trees are tasks
+(`file_tasks.py`); rsync-style sync is in `file_sync.py`.
+"""
+
+# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+
+import asyncio
+import datetime as dt
+import mimetypes
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote
+
+import anyio
+import msgspec
+import sqlalchemy as sa
+from litestar import Request, Response, Router, get, post, put
+from litestar.params import JSONBody
+from litestar.response import Stream
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tether._paths import ancestors, clean_path, parent_of
+from tether.server.db.engine import Reads, new_id, upsert, utcnow
+from tether.server.db.pages import Page, check_query, fetch_page, page_limit
+from tether.server.db.tables import blobs, content_data, files, package_versions
+from tether.server.identity.policy import allow
+from tether.server.problems import Problem, conflict, invalid, not_found
+from tether.server.resources.data import ORG_SCOPE, scoped_paths, storage_scope
+from tether.server.state import ServerState, Tether
+
+CHUNK = 1024 * 1024
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class FileInfo(msgspec.Struct, omit_defaults=True):
+    path: str
+    name: str
+    is_dir: bool
+    size: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    sha256: str | None = None
+    mime: str | None = None
+    project_id: str | None = None
+
+
+class FolderIn(msgspec.Struct, forbid_unknown_fields=True):
+    path: str
+
+
+def _info(row: Any) -> FileInfo:
+    return FileInfo(
+        path=row.path,
+        name=row.name,
+        is_dir=row.is_dir,
+        size=row.size,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        sha256=row.sha256,
+        mime=row.mime,
+        project_id=None if row.scope == ORG_SCOPE else row.scope,
+    )
+
+
+def checked(raw: str | None, *, root_ok: bool = False) -> str:
+    """A client's path in canonical form, or 422 `invalid_path`."""
+    try:
+        path = clean_path(raw or "")
+    except ValueError as exc:
+        raise invalid(str(exc), "invalid_path") from None
+    if path == "/" and not root_ok:
+        raise invalid("This needs a file or folder, not the root.", "invalid_path")
+    return path
+
+
+def where(org_id: str, scope: str, path: str) -> sa.ColumnElement[bool]:
+    return sa.and_(files.c.org_id == org_id, files.c.scope == scope, files.c.path == path)
+
+
+def under(org_id: str, scope: str, path: str) -> sa.ColumnElement[bool]:
+    """`path` itself and everything below it."""
+    prefix = path + "/"
+    return sa.and_(
+        files.c.org_id == org_id,
+        files.c.scope == scope,
+        sa.or_(files.c.path == path, sa.func.substr(files.c.path, 1, len(prefix)) == prefix),
+    )
+
+
+async def find_entry(conn: Reads, org_id: str, scope: str, path: str) -> Any:
+    row = (await conn.execute(sa.select(files).where(where(org_id, scope, path)))).first()
+    if row is None:
+        raise not_found("file or folder")
+    return row
+
+
+async def make_folders(conn: AsyncConnection, org_id: str, scope: str, paths: list[str]) -> None:
+    """Create the folders `paths` (outermost first) where missing; 409 if one is a file."""
+    if not paths:
+        return
+    now = utcnow()
+    insert = upsert(conn, files)
+    await conn.execute(
+        insert.on_conflict_do_nothing(),
+        [
+            {
+                "id": new_id(),
+                "org_id": org_id,
+                "scope": scope,
+                "path": p,
+                "parent": parent_of(p),
+                "name": p.rsplit("/", 1)[1],
+                "is_dir": True,
+                "sha256": None,
+                "size": 0,
+                "mime": None,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for p in paths
+        ],
+    )
+    clash = await conn.execute(
+        sa.select(files.c.path).where(
+            files.c.org_id == org_id,
+            files.c.scope == scope,
+            files.c.path.in_(paths),
+            files.c.is_dir.is_(False),
+        )
+    )
+    found = clash.first()
+    if found is not None:
+        raise conflict(f"{found.path} is a file, not a folder.", "not_a_folder")
+
+
+async def record_blob(conn: AsyncConnection, sha256: str, size: int, now: dt.datetime) -> None:
+    """Note a blob in the table `collect_blobs` works from (once per content)."""
+    await conn.execute(
+        upsert(conn, blobs)
+        .values(sha256=sha256, size=size, created_at=now)
+        .on_conflict_do_nothing()
+    )
+
+
+async def store_file(
+    tether: ServerState,
+    org_id: str,
+    scope: str,
+    path: str,
+    sha256: str,
+    size: int,
+    mime: str | None,
+) -> FileInfo:
+    """Point `path` at a stored blob (a new file or a new version), folders above it made."""
+    now = utcnow()
+    async with tether.engine.begin() as conn:
+        await make_folders(conn, org_id, scope, ancestors(path))
+        await record_blob(conn, sha256, size, now)
+        existing = (
+            await conn.execute(sa.select(files.c.is_dir).where(where(org_id, scope, path)))
+        ).first()
+        if existing is not None and existing.is_dir:
+            raise conflict(f"{path} is a folder.", "is_a_folder")
+        insert = upsert(conn, files).values(
+            id=new_id(),
+            org_id=org_id,
+            scope=scope,
+            path=path,
+            parent=parent_of(path),
+            name=path.rsplit("/", 1)[1],
+            is_dir=False,
+            sha256=sha256,
+            size=size,
+            mime=mime,
+            created_at=now,
+            updated_at=now,
+        )
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=["org_id", "scope", "path"],
+                set_={"sha256": sha256, "size": size, "mime": mime, "updated_at": now},
+            )
+        )
+        row = await find_entry(conn, org_id, scope, path)
+    return _info(row)
+
+
+def mime_of(path: str, request: Request[Any, Any, Any]) -> str | None:
+    sent = request.headers.get("content-type")
+    if sent and sent not in ("application/octet-stream", "application/x-www-form-urlencoded"):
+        return sent.split(";")[0].strip()
+    return mimetypes.guess_type(path)[0]
+
+
+@put(
+    scoped_paths("/files/data/{path:path}"),
+    tags=["files"],
+    summary="Upload a file (the body is its bytes); a new version if it exists",
+    request_max_body_size=None,
+    opt=allow("file", "write", target="path", raw_body="application/octet-stream"),
+)
+async def upload(request: Request[Any, Any, Any], tether: Tether) -> FileInfo:
+    path = checked(request.path_params["path"])
+    async with tether.reader.connect() as reads:
+        org_id, scope = await storage_scope(reads, request)
+    sha256, size = await tether.blobs.receive(request.stream(), tether.settings.max_file_size)
+    return await store_file(tether, org_id, scope, path, sha256, size, mime_of(path, request))
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The (start, end exclusive) of a single `Range: bytes=` request; 416 if unsatisfiable."""
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.group(1), match.group(2)
+    if first:
+        start = int(first)
+        end = min(size, int(last) + 1) if last else size
+    else:
+        start, end = max(0, size - int(last)), size
+    if start >= size or start >= end:
+        raise Problem(
+            416,
+            f"The range is outside the file's {size} bytes.",
+            code="range_not_satisfiable",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    return start, end
+
+
+async def read_chunks(path: anyio.Path, start: int, end: int) -> AsyncIterator[bytes]:
+    async with await anyio.open_file(path, "rb") as f:
+        await f.seek(start)
+        left = end - start
+        while left > 0:
+            chunk = await f.read(min(CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
+
+
+@get(
+    scoped_paths("/files/data/{path:path}"),
+    tags=["files"],
+    summary="Download a file",
+    opt=allow("file", "read", raw_response=True),
+)
+async def download(request: Request[Any, Any, Any], tether: Tether) -> Response[Any]:
+    path = checked(request.path_params["path"])
+    async with tether.reader.connect() as reads:
+        org_id, scope = await storage_scope(reads, request)
+        row = await find_entry(reads, org_id, scope, path)
+    if row.is_dir:
+        raise conflict(f"{path} is a folder.", "is_a_folder")
+    return blob_response(request, tether, row.sha256, row.size, row.mime, row.name)
+
+
+def blob_response(
+    request: Request[Any, Any, Any],
+    tether: ServerState,
+    sha256: str,
+    size: int,
+    mime: str | None,
+    name: str,
+) -> Response[Any]:
+    """Stream a blob, or the byte range the request asks for (206), with its hash as ETag."""
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{sha256}"',
+        "X-Tether-Sha256": sha256,
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
+    }
+    window = _byte_range(request.headers.get("range"), size)
+    start, end = window or (0, size)
+    if window is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["Content-Length"] = str(end - start)
+    return Stream(
+        read_chunks(anyio.Path(tether.blobs.path(sha256)), start, end),
+        status_code=206 if window else 200,
+        media_type=mime or "application/octet-stream",
+        headers=headers,
+    )
+
+
+@get(
+    [*scoped_paths("/files/info"), *scoped_paths("/files/info/{path:path}")],
+    tags=["files"],
+    summary="A file's or folder's details (the root folder's too)",
+    opt=allow("file", "read"),
+)
+async def info(request: Request[Any, Any, Any], tether: Tether) -> FileInfo:
+    path = checked(request.path_params.get("path", "/"), root_ok=True)
+    async with tether.reader.connect() as reads:
+        org_id, scope = await storage_scope(reads, request)
+        if path == "/":
+            return await _root(reads, org_id, scope)
+        return _info(await find_entry(reads, org_id, scope, path))
+
+
+async def _root(reads: Reads, org_id: str, scope: str) -> FileInfo:
+    """The root folder, which always exists: its times are those of what it holds."""
+    found: Any = (
+        await reads.execute(
+            sa.select(sa.func.min(files.c.created_at), sa.func.max(files.c.updated_at)).where(
+                files.c.org_id == org_id, files.c.scope == scope
+            )
+        )
+    ).one()
+    first = _utc(found[0]) or utcnow()
+    last = found[1]
+    return FileInfo(
+        "/",
+        "",
+        True,
+        0,
+        first,
+        _utc(last) or first,
+        project_id=None if scope == ORG_SCOPE else scope,
+    )
+
+
+def _utc(moment: Any) -> dt.datetime | None:
+    """An aggregate's timestamp (SQLite gives text, PostgreSQL a datetime), timezone-aware."""
+    if moment is None:
+        return None
+    parsed: dt.datetime = dt.datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+@get(
+    [*scoped_paths("/files/list"), *scoped_paths("/files/list/{path:path}")],
+    tags=["files"],
+    summary="The contents of a folder, by name",
+    opt=allow("file", "read", query=("limit", "after")),
+)
+async def listing(request: Request[Any, Any, Any], tether: Tether) -> Page[FileInfo]:
+    check_query(request)
+    path = checked(request.path_params.get("path", "/"), root_ok=True)
+    limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
+    async with tether.reader.connect() as reads:
+        org_id, scope = await storage_scope(reads, request)
+        if path != "/" and not (await find_entry(reads, org_id, scope, path)).is_dir:
+            raise conflict(f"{path} is a file, not a folder.", "not_a_folder")
+        query = sa.select(files).where(
+            files.c.org_id == org_id, files.c.scope == scope, files.c.parent == path
+        )
+        query = query.where(files.c.path != "/")
+        total, rows, next_url = await fetch_page(reads, request, query, files.c.path, limit)
+    return Page(total, [_info(r) for r in rows], next_url)
+
+
+@post(
+    scoped_paths("/files/folders"),
+    tags=["files"],
+    summary="Make a folder (and its parents)",
+    opt=allow("file", "write"),
+)
+async def make_folder(
+    request: Request[Any, Any, Any], tether: Tether, data: JSONBody[FolderIn]
+) -> FileInfo:
+    path = checked(data.path)
+    async with tether.reader.connect() as reads:
+        org_id, scope = await storage_scope(reads, request)
+    async with tether.engine.begin() as conn:
+        await make_folders(conn, org_id, scope, [*ancestors(path), path])
+        return _info(await find_entry(conn, org_id, scope, path))
+
+
+async def collect_blobs(tether: ServerState, idle: float = 3600.0) -> int:
+    """Delete blobs no file, content item or package version points at, and blob files no row
+    records (a server killed between storing the bytes and committing); returns how many. The
+    temporary files of dead processes go too."""
+    referenced = sa.union(
+        sa.select(files.c.sha256).where(files.c.sha256.is_not(None)),
+        sa.select(content_data.c.sha256),
+        sa.select(package_versions.c.sha256),
+    ).subquery()
+    async with tether.reader.connect() as reads:
+        orphans = (
+            await reads.execute(
+                sa.select(blobs.c.sha256).where(blobs.c.sha256.not_in(sa.select(referenced)))
+            )
+        ).all()
+    gone = [row.sha256 for row in orphans if tether.blobs.remove_if_idle(row.sha256, idle)]
+    if gone:
+        async with tether.engine.begin() as conn:
+            await conn.execute(
+                blobs.delete().where(
+                    blobs.c.sha256.in_(gone), blobs.c.sha256.not_in(sa.select(referenced))
+                )
+            )
+    grace = tether.settings.blob_grace
+    on_disk = await asyncio.to_thread(tether.blobs.stored, grace)
+    unrecorded: list[str] = []
+    async with tether.reader.connect() as reads:
+        for start in range(0, len(on_disk), 500):
+            batch = on_disk[start : start + 500]
+            known = await reads.execute(sa.select(blobs.c.sha256).where(blobs.c.sha256.in_(batch)))
+            recorded = set(known.scalars())
+            unrecorded += [sha for sha in batch if sha not in recorded]
+    gone += [sha for sha in unrecorded if tether.blobs.remove_if_idle(sha, grace)]
+    await asyncio.to_thread(tether.blobs.reclaim)
+    return len(gone)
+
+
+router = Router("/", route_handlers=[upload, download, info, listing, make_folder])

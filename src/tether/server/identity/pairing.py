@@ -1,0 +1,166 @@
+"""Device pairing, shaped like the OAuth 2.0 device authorization grant (RFC 8628).
+
+A device with no credentials asks for a code pair, shows the short user code, and polls the
+token endpoint with its device code. A signed-in user approves the user code, which creates the
+device in the user's organization; the next poll hands the device its own id and secret.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from typing import Annotated, Any
+
+import msgspec
+import sqlalchemy as sa
+from litestar import Request, Router, post
+from litestar.params import JSONBody
+
+from tether.server.db.engine import new_id, utcnow
+from tether.server.db.tables import pairings, resources
+from tether.server.identity.credentials import Principal, digest, new_secret
+from tether.server.identity.policy import allow
+from tether.server.identity.sessions import TokenResponse, issue_session
+from tether.server.inputs import SIGN_IN_BODY
+from tether.server.problems import Problem
+from tether.server.realtime.events import Event
+from tether.server.resources.kinds import ResourceOut, insert_resource
+from tether.server.state import Tether
+
+_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
+POLL_INTERVAL = 2
+
+
+class PairingRequest(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+class PairingStarted(msgspec.Struct):
+    device_code: str
+    user_code: str
+    verification_uri: str
+    expires_in: int
+    interval: int
+
+
+class ApproveRequest(msgspec.Struct, forbid_unknown_fields=True):
+    user_code: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
+    name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+def normalise_code(code: str) -> str:
+    return "".join(ch for ch in code.upper() if ch.isalnum())
+
+
+@post(
+    "/pairing",
+    opt={"exclude_from_auth": True},
+    request_max_body_size=SIGN_IN_BODY,
+    status_code=201,
+    summary="Start pairing a device that has no credentials",
+)
+async def start(
+    data: JSONBody[PairingRequest], request: Request[Any, Any, Any], tether: Tether
+) -> PairingStarted:
+    device_code = new_secret()
+    user_code = "".join(secrets.choice(_ALPHABET) for _ in range(8))
+    now = utcnow()
+    ttl = tether.settings.pairing_ttl
+    async with tether.engine.begin() as conn:
+        await conn.execute(pairings.delete().where(pairings.c.expires_at < now))
+        await conn.execute(
+            pairings.insert().values(
+                id=new_id(),
+                user_code=user_code,
+                device_code_hash=digest(device_code),
+                status="pending",
+                name=data.name,
+                expires_at=now + dt.timedelta(seconds=ttl),
+                created_at=now,
+            )
+        )
+    return PairingStarted(
+        device_code=device_code,
+        user_code=f"{user_code[:4]}-{user_code[4:]}",
+        verification_uri=str(request.base_url).rstrip("/") + "/api/v1/pairing/approve",
+        expires_in=ttl,
+        interval=POLL_INTERVAL,
+    )
+
+
+@post(
+    "/pairing/approve",
+    status_code=200,
+    summary="Approve a pairing code: creates the device (its secret goes to the device only)",
+    opt=allow("pairing", "approve"),
+)
+async def approve(
+    data: JSONBody[ApproveRequest], request: Request[Principal, Any, Any], tether: Tether
+) -> ResourceOut:
+    principal = request.user
+    code = normalise_code(data.user_code)
+    async with tether.engine.begin() as conn:
+        row = (await conn.execute(sa.select(pairings).where(pairings.c.user_code == code))).first()
+        if row is None or row.status != "pending" or row.expires_at <= utcnow():
+            raise Problem(404, "No pending pairing has this code.", code="not_found")
+        device = await insert_resource(
+            conn,
+            org_id=principal.org_id,
+            kind="device",
+            project_id=None,
+            name=data.name or row.name or f"device-{code[:4].lower()}",
+            document={},
+        )
+        claimed = await conn.execute(
+            pairings.update()
+            .where(pairings.c.id == row.id, pairings.c.status == "pending")
+            .values(status="approved", org_id=principal.org_id, device_id=device.id)
+        )
+        if claimed.rowcount != 1:
+            raise Problem(409, "This code was approved meanwhile.", code="conflict")
+    device = msgspec.structs.replace(device, secret=None)
+    tether.bus.publish(Event(principal.org_id, "device", "created", device.id, device))
+    return device
+
+
+async def claim(tether: Tether, device_code: str) -> TokenResponse:
+    """The device's poll: pending, expired, or its credentials and a session."""
+    async with tether.engine.begin() as conn:
+        row = (
+            await conn.execute(
+                sa.select(pairings).where(pairings.c.device_code_hash == digest(device_code))
+            )
+        ).first()
+        if row is None or row.status == "claimed":
+            raise Problem(400, "Unknown or used device code.", code="invalid_grant")
+        if row.expires_at <= utcnow():
+            raise Problem(400, "The pairing code expired; start again.", code="expired_token")
+        if row.status == "pending":
+            raise Problem(
+                428, "Waiting for a user to approve the code.", code="authorization_pending"
+            )
+        secret = new_secret()
+        updated = await conn.execute(
+            pairings.update()
+            .where(pairings.c.id == row.id, pairings.c.status == "approved")
+            .values(status="claimed")
+        )
+        if updated.rowcount != 1:
+            raise Problem(400, "Unknown or used device code.", code="invalid_grant")
+        await conn.execute(
+            resources.update()
+            .where(resources.c.id == row.device_id)
+            .values(secret_hash=digest(secret))
+        )
+        name = (
+            await conn.execute(sa.select(resources.c.name).where(resources.c.id == row.device_id))
+        ).scalar_one()
+        principal = Principal(
+            type="device", id=row.device_id, org_id=row.org_id, name=name, role="device"
+        )
+        return await issue_session(
+            conn, tether, principal, device_id=row.device_id, device_secret=secret
+        )
+
+
+router = Router("/", route_handlers=[start, approve])

@@ -1,0 +1,324 @@
+"""Signing in: the token endpoint, refresh-token rotation, whoami and logout.
+
+`POST /api/v1/auth/token` takes one of several grants (password, device, app, refresh_token,
+and the OAuth device-code grant used by pairing) and answers a short-lived access token, a
+refresh token and the identity. Failures say only "invalid credentials" and are rate limited
+per identity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+import msgspec
+import sqlalchemy as sa
+from litestar import Request, Router, get, post
+from litestar.params import JSONBody
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tether.server.db.engine import Reads, new_id, utcnow
+from tether.server.db.tables import organizations, refresh_tokens, resources, users
+from tether.server.identity.authn import (
+    CREDENTIAL_HOLDER,
+    USER_PRINCIPAL,
+    principal_for_secret,
+    unauthenticated,
+)
+from tether.server.identity.credentials import (
+    REFRESH_TOKEN_PREFIX,
+    Principal,
+    digest,
+    digest_matches,
+    make_prefixed,
+    split_prefixed,
+    verify_password,
+)
+from tether.server.identity.policy import allow
+from tether.server.inputs import SIGN_IN_BODY
+from tether.server.problems import Problem
+from tether.server.state import ServerState, Tether
+
+Text = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A grant: fields used depend on `grant_type`."""
+
+    grant_type: Literal[
+        "password",
+        "device",
+        "app",
+        "refresh_token",
+        "urn:ietf:params:oauth:grant-type:device_code",
+    ]
+    username: Text | None = None
+    password: Secret | None = None
+    organization: Text | None = None
+    device_id: Text | None = None
+    device_secret: Secret | None = None
+    app_id: Text | None = None
+    api_key: Secret | None = None
+    refresh_token: Secret | None = None
+    device_code: Secret | None = None
+
+
+class Organization(msgspec.Struct):
+    id: str
+    name: str
+
+
+class Identity(msgspec.Struct, omit_defaults=True):
+    type: str
+    id: str
+    name: str
+    organization: Organization
+    read_only: bool = False
+    project_id: str | None = None
+    role: str | None = None
+    is_admin: bool = False
+    is_superuser: bool = False
+    token_id: str | None = None
+
+
+class TokenResponse(msgspec.Struct, omit_defaults=True):
+    access_token: str
+    token_type: str
+    expires_in: int
+    expires_at: dt.datetime
+    refresh_token: str
+    identity: Identity
+    device_id: str | None = None
+    device_secret: str | None = None
+
+
+class LogoutRequest(msgspec.Struct, forbid_unknown_fields=True):
+    refresh_token: Secret
+
+
+async def identity_of(conn: Reads, principal: Principal) -> Identity:
+    org_name = (
+        await conn.execute(
+            sa.select(organizations.c.name).where(organizations.c.id == principal.org_id)
+        )
+    ).scalar_one()
+    return Identity(
+        type=principal.type,
+        id=principal.id,
+        name=principal.name,
+        organization=Organization(principal.org_id, org_name),
+        read_only=principal.read_only,
+        project_id=principal.project_id,
+        role=principal.role if principal.type == "user" else None,
+        is_admin=principal.is_admin,
+        is_superuser=principal.is_superuser,
+        token_id=principal.token_id,
+    )
+
+
+async def issue_session(
+    conn: AsyncConnection,
+    state: ServerState,
+    principal: Principal,
+    family_id: str | None = None,
+    **extra: Any,
+) -> TokenResponse:
+    """An access token plus a new refresh token for `principal`. A sign-in starts a family of
+    refresh tokens (`family_id`, carried by its access tokens as `sid`); each refresh continues
+    it, and logout or the reuse of a spent refresh token revokes all of it."""
+    now = utcnow()
+    refresh_id = new_id()
+    family_id = family_id or refresh_id
+    principal = dataclasses.replace(principal, session_id=family_id)
+    access, expires = state.tokens.issue(principal, now)
+    refresh = make_prefixed(REFRESH_TOKEN_PREFIX, refresh_id)
+    await conn.execute(
+        refresh_tokens.insert().values(
+            id=refresh_id,
+            org_id=principal.org_id,
+            principal_type=principal.type,
+            principal_id=principal.id,
+            token_hash=digest(refresh),
+            expires_at=now + dt.timedelta(seconds=state.settings.refresh_token_ttl),
+            family_id=family_id,
+            created_at=now,
+        )
+    )
+    return TokenResponse(
+        access_token=access,
+        token_type="bearer",
+        expires_in=state.tokens.ttl,
+        expires_at=expires,
+        refresh_token=refresh,
+        identity=await identity_of(conn, principal),
+        **extra,
+    )
+
+
+async def revoke_family(conn: AsyncConnection, state: ServerState, family_id: str) -> None:
+    """End a sign-in: every refresh token of its family, and the access tokens it issued."""
+    await _revoke(conn, state, refresh_tokens.c.family_id, family_id)
+
+
+async def revoke_principal(conn: AsyncConnection, state: ServerState, principal_id: str) -> None:
+    """Stop every credential issued to a user, device or app so far: its access tokens (at
+    once, everywhere) and its refresh tokens."""
+    await _revoke(conn, state, refresh_tokens.c.principal_id, principal_id)
+
+
+async def _revoke(
+    conn: AsyncConnection, state: ServerState, column: sa.Column[str], subject: str
+) -> None:
+    """Spend the refresh tokens whose `column` is `subject`, and revoke what `subject` was
+    issued until now."""
+    await conn.execute(
+        refresh_tokens.update()
+        .where(column == subject, refresh_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    await state.revocations.revoke(conn, [subject])
+
+
+async def user_principal(conn: Reads, user_id: str) -> Principal | None:
+    row = (await conn.execute(USER_PRINCIPAL.where(users.c.id == user_id))).first()
+    return None if row is None else Principal.of_user(row)
+
+
+async def _password_grant(conn: Reads, data: JSONBody[TokenRequest]) -> Principal | None:
+    row = (
+        await conn.execute(
+            sa.select(users.c.password_hash, *USER_PRINCIPAL.selected_columns)
+            .join(organizations, organizations.c.id == users.c.org_id)
+            .where(users.c.username == data.username, organizations.c.name == data.organization)
+        )
+    ).first()
+    if not await verify_password(data.password or "", row.password_hash if row else None):
+        return None
+    return None if row is None else Principal.of_user(row)
+
+
+async def _refresh_grant(
+    conn: AsyncConnection, state: ServerState, token: str
+) -> tuple[Principal, str] | None:
+    """Rotate a refresh token: the old one is spent, and whoever presents it again revokes its
+    whole family (RFC 9700, refresh token reuse detection). Answers the principal and family."""
+    token_id = split_prefixed(REFRESH_TOKEN_PREFIX, token)
+    if token_id is None:
+        return None
+    row = (
+        await conn.execute(sa.select(refresh_tokens).where(refresh_tokens.c.id == token_id))
+    ).first()
+    if row is None or not digest_matches(token, row.token_hash) or row.expires_at <= utcnow():
+        return None
+    spent = await conn.execute(
+        refresh_tokens.update()
+        .where(refresh_tokens.c.id == token_id, refresh_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    if spent.rowcount != 1:
+        await revoke_family(conn, state, row.family_id)
+        return None
+    principal: Principal | None
+    if row.principal_type == "user":
+        principal = await user_principal(conn, row.principal_id)
+    else:
+        holder = CREDENTIAL_HOLDER.where(
+            resources.c.id == row.principal_id, resources.c.kind == row.principal_type
+        )
+        found = (await conn.execute(holder)).first()
+        principal = None if found is None else Principal.of_resource(found)
+    return None if principal is None else (principal, row.family_id)
+
+
+def _require(data: JSONBody[TokenRequest], *names: str) -> None:
+    missing = [name for name in names if not getattr(data, name)]
+    if missing:
+        raise Problem(422, f"The {data.grant_type} grant needs {', '.join(missing)}.")
+
+
+@post(
+    "/auth/token",
+    opt={"exclude_from_auth": True},
+    request_max_body_size=SIGN_IN_BODY,
+    status_code=200,
+    summary="Exchange credentials for an access token",
+)
+async def token(
+    data: JSONBody[TokenRequest], request: Request[Any, Any, Any], tether: Tether
+) -> TokenResponse:
+    if data.grant_type == "urn:ietf:params:oauth:grant-type:device_code":
+        from tether.server.identity.pairing import claim
+
+        _require(data, "device_code")
+        return await claim(tether, data.device_code or "")
+    if data.grant_type == "refresh_token":
+        _require(data, "refresh_token")
+        async with tether.engine.begin() as conn:
+            found = await _refresh_grant(conn, tether, data.refresh_token or "")
+        if found is None:
+            raise unauthenticated("Invalid credentials.")
+        async with tether.engine.begin() as conn:
+            return await issue_session(conn, tether, found[0], family_id=found[1])
+    if data.grant_type == "password":
+        _require(data, "username", "password", "organization")
+        account = f"user:{data.organization}:{data.username}"
+    elif data.grant_type == "device":
+        _require(data, "device_id", "device_secret")
+        account = f"basic:{data.device_id}"
+    else:
+        _require(data, "app_id", "api_key")
+        account = f"basic:{data.app_id}"
+    client = request.scope.get("client")
+    address = client[0] if client else None
+    await tether.limiter.attempt(account, address)
+    principal: Principal | None
+    if data.grant_type == "password":
+        async with tether.reader.connect() as reads:
+            principal = await _password_grant(reads, data)
+    else:
+        key, secret = (
+            (data.device_id, data.device_secret)
+            if data.grant_type == "device"
+            else (data.app_id, data.api_key)
+        )
+        principal = await principal_for_secret(tether, key or "", secret or "")
+        principal = principal if principal and principal.type == data.grant_type else None
+    if principal is None:
+        raise unauthenticated("Invalid credentials.")
+    await tether.limiter.succeeded(account, address)
+    async with tether.engine.begin() as conn:
+        return await issue_session(conn, tether, principal)
+
+
+@get("/auth/whoami", summary="The identity behind the credential", opt=allow("session", "read"))
+async def whoami(request: Request[Principal, Any, Any], tether: Tether) -> Identity:
+    async with tether.reader.connect() as conn:
+        return await identity_of(conn, request.user)
+
+
+@post(
+    "/auth/logout",
+    opt={"exclude_from_auth": True},
+    request_max_body_size=SIGN_IN_BODY,
+    status_code=204,
+    summary="Revoke a refresh token",
+)
+async def logout(data: JSONBody[LogoutRequest], tether: Tether) -> None:
+    token_id = split_prefixed(REFRESH_TOKEN_PREFIX, data.refresh_token)
+    if token_id is None:
+        return
+    async with tether.engine.begin() as conn:
+        row = (
+            await conn.execute(
+                sa.select(refresh_tokens.c.token_hash, refresh_tokens.c.family_id).where(
+                    refresh_tokens.c.id == token_id
+                )
+            )
+        ).first()
+        if row is not None and digest_matches(data.refresh_token, row.token_hash):
+            await revoke_family(conn, tether, row.family_id)
+
+
+router = Router("/", route_handlers=[token, whoami, logout])

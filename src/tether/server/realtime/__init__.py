@@ -1,0 +1,1 @@
+"""Realtime: the WebSocket hub, the relay between server processes, and the event bus."""

@@ -1,0 +1,549 @@
+"""Realtime: one WebSocket per client, channels scoped to the organization, broadcasts that
+collect the subscribers' responses, and resource events from the event bus.
+
+Frames are JSON objects with an `op`. From the client:
+
+    {"op": "subscribe",   "id": 1, "channel": "lobby", "system": false, "consumer": false,
+                          "presence": false}
+    {"op": "unsubscribe", "id": 2, "channel": "lobby"}
+    {"op": "broadcast",   "id": 3, "channel": "lobby", "name": "ping", "payload": {...},
+                          "timeout": 0.5}
+    {"op": "respond",     "broadcast": "<id>", "payload": {...}}
+    {"op": "events",      "id": 4, "types": ["device:created", "telemetry:*"]}
+    {"op": "who",         "id": 5, "channel": "lobby"}
+
+From the server: `ack` (with the request's id), `error` (id, code, message: the socket stays
+open), `broadcast` (channel, name, payload, broadcast id, sent_at), `responses` (id, list) when a
+broadcast's time is up or everyone answered, `event` (type, action, id, document), `members`
+(the answer to `who`: type, id and name of each identity subscribed) and `presence` (channel
+and `joined` or `left` with a member) as others come and go, to the subscribers that asked for
+it with `"presence": true` (sent to everyone, a thousand joins would be half a million frames).
+
+One process keeps its sockets' channels in a `Hub`; with `TETHER_REDIS_URL` a `Relay`
+(`tether.server.realtime.relay`) carries broadcasts, delivery counts and responses between processes
+over Redis pub/sub.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable, Generator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+from litestar.types import WebSocketSendEvent
+
+from tether.server.identity.credentials import Principal
+from tether.server.identity.policy import allow, decide, may_hear
+from tether.server.inputs import decode_json
+from tether.server.problems import Problem
+from tether.server.realtime.events import Event
+from tether.server.state import ServerState
+
+if TYPE_CHECKING:
+    from tether.server.realtime.relay import Relay
+
+MAX_FRAME = 64 * 1024
+QUEUE = 1000
+MAX_TIMEOUT = 30.0
+SLOW_CONSUMER = 4008
+REVOKED = 4001
+"""Close code of a socket whose credential was revoked (token revoked, principal deleted,
+password changed, secret rotated, logged out)."""
+CLOSE_TIMEOUT = 5.0
+REALTIME_PATH = "/api/v1/realtime"
+
+ChannelKey = tuple[str, str, bool, bool]
+
+
+class Frame(msgspec.Struct, omit_defaults=True):
+    op: str
+    id: int | str | None = None
+    channel: str | None = None
+    system: bool = False
+    consumer: bool = False
+    name: str | None = None
+    payload: Any = None
+    timeout: float = 0.1
+    broadcast: str | None = None
+    types: list[str] | None = None
+    presence: bool = False
+
+
+class FrameError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+Send = Callable[[WebSocketSendEvent], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class Client:
+    """One connected socket: who it is, what it listens to, and its bounded outbox.
+
+    A frame is written at once when nothing is waiting to go out before it (see `_step`); only
+    when the socket's transport is full do frames queue, up to `QUEUE`, behind a task that
+    writes them as the socket drains."""
+
+    principal: Principal
+    send: Send
+    outbox: deque[str] = field(default_factory=deque)
+    channels: set[ChannelKey] = field(default_factory=set)
+    watching: set[ChannelKey] = field(default_factory=set)
+    """The channels whose presence changes this socket asked to hear about."""
+    events: set[str] = field(default_factory=set)
+    gone: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the socket cannot keep up (`too_slow`), its credential was revoked
+    (`revoked`) or a write to it failed."""
+    too_slow: bool = False
+    revoked: bool = False
+    _flushing: asyncio.Task[None] | None = None
+
+    @property
+    def member(self) -> dict[str, str]:
+        """How this socket appears in a channel's presence."""
+        return {"type": self.principal.type, "id": self.principal.id, "name": self.principal.name}
+
+    def offer(self, frame: dict[str, Any] | str) -> bool:
+        """Send a frame (or its JSON text, made once for many sockets), or queue it behind
+        those still waiting; a client whose queue is full is marked to be disconnected."""
+        if self.gone.is_set():
+            return False
+        text = frame if isinstance(frame, str) else _text(frame)
+        if self._flushing is not None:
+            if len(self.outbox) >= QUEUE:
+                self.too_slow = True
+                self.gone.set()
+                return False
+            self.outbox.append(text)
+            return True
+        send = self.send(_message(text)).__await__()
+        try:
+            waiting = _step(send)
+        except Exception:
+            self.gone.set()
+            return False
+        if waiting is not _DONE:
+            self._flushing = asyncio.get_running_loop().create_task(self._flush(send, waiting))
+        return True
+
+    async def _flush(self, send: Steps, waiting: Any) -> None:
+        try:
+            await _finish(send, waiting)
+            while self.outbox:
+                await self.send(_message(self.outbox.popleft()))
+        except Exception:
+            self.gone.set()
+        finally:
+            self._flushing = None
+
+    def close(self) -> None:
+        if self._flushing is not None:
+            self._flushing.cancel()
+
+    def wants(self, event: Event) -> bool:
+        """Whether this socket asked for `event` and its principal may read what it is about."""
+        return (
+            bool(self.events & {"*", event.name, f"{event.type}:*", f"*:{event.action}"})
+            and event.org_id == self.principal.org_id
+            and may_hear(self.principal, event.type, event.id, event.document)
+        )
+
+    def revoke(self) -> None:
+        self.revoked = True
+        self.gone.set()
+
+
+@dataclass
+class _Pending:
+    """A broadcast waiting for answers: how many sockets got it, on which nodes, and what
+    came back. Done when every node has said how many it reached and that many answered."""
+
+    org_id: str
+    nodes: set[str]
+    delivered: dict[str, int] = field(default_factory=dict)
+    responses: list[Any] = field(default_factory=list)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def check(self) -> None:
+        if self.nodes <= self.delivered.keys() and len(self.responses) >= sum(
+            self.delivered.values()
+        ):
+            self.done.set()
+
+
+class Hub:
+    """Channels and pending broadcasts of this process. With a `Relay` (Redis), broadcasts
+    and responses also travel to and from the other server processes."""
+
+    def __init__(self, node: str | None = None) -> None:
+        self.node = node or uuid.uuid4().hex[:12]
+        self._channels: dict[ChannelKey, set[Client]] = {}
+        self._pending: dict[str, _Pending] = {}
+        self.clients: set[Client] = set()
+        self.relay: Relay | None = None
+        self._numbers = itertools.count(1)
+
+    def subscribe(self, client: Client, key: ChannelKey, presence: bool = False) -> None:
+        if presence:
+            client.watching.add(key)
+        if key in client.channels:
+            return
+        self._channels.setdefault(key, set()).add(client)
+        client.channels.add(key)
+        self._presence(key, client, "joined")
+
+    def unsubscribe(self, client: Client, key: ChannelKey) -> None:
+        members = self._channels.get(key)
+        if members is None or client not in members:
+            return
+        members.discard(client)
+        if not members:
+            del self._channels[key]
+        client.channels.discard(key)
+        client.watching.discard(key)
+        self._presence(key, client, "left")
+
+    def leave(self, client: Client) -> None:
+        for key in list(client.channels):
+            self.unsubscribe(client, key)
+        self.clients.discard(client)
+
+    def members(self, key: ChannelKey) -> list[dict[str, Any]]:
+        """Who is subscribed to `key` on this node, once per identity."""
+        seen = {(c.principal.type, c.principal.id): c.member for c in self._channels.get(key, ())}
+        return list(seen.values())
+
+    def _presence(self, key: ChannelKey, client: Client, change: str) -> None:
+        frame = {
+            "op": "presence",
+            "channel": key[1],
+            "system": key[2],
+            "consumer": key[3],
+            change: client.member,
+        }
+        self.tell_watchers(key, frame, skip=client)
+        if self.relay is not None:
+            self.relay.presence(key, frame, client, change)
+
+    def tell_watchers(
+        self, key: ChannelKey, frame: dict[str, Any], skip: Client | None = None
+    ) -> None:
+        """Hand a presence change to this process's subscribers of `key` that asked for them."""
+        encoded = _text(frame)
+        for client in list(self._channels.get(key, ())):
+            if client is not skip and key in client.watching:
+                client.offer(encoded)
+
+    def deliver(self, key: ChannelKey, frame: dict[str, Any], skip: Client | None = None) -> int:
+        """Hand a frame to this process's subscribers of `key` (but `skip`); how many took it."""
+        members = self._channels.get(key, ())
+        encoded = _text(frame)
+        return sum(client.offer(encoded) for client in list(members) if client is not skip)
+
+    async def broadcast(
+        self, key: ChannelKey, name: str, payload: Any, timeout: float
+    ) -> list[Any]:
+        """Deliver to every subscriber of `key` (on every node); return the responses that
+        arrive within `timeout` seconds, sooner when every subscriber has answered."""
+        broadcast_id = f"{self.node}.{next(self._numbers)}"
+        nodes = await self.relay.nodes() if self.relay else set()
+        pending = _Pending(key[0], nodes | {self.node})
+        self._pending[broadcast_id] = pending
+        frame = {
+            "op": "broadcast",
+            "channel": key[1],
+            "system": key[2],
+            "consumer": key[3],
+            "name": name,
+            "payload": payload,
+            "broadcast": broadcast_id,
+            "sent_at": time.time(),
+        }
+        try:
+            if self.relay:
+                await self.relay.broadcast(key, frame)
+            self.delivered(broadcast_id, self.node, self.deliver(key, frame))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await pending.done.wait()
+            return list(pending.responses)
+        finally:
+            del self._pending[broadcast_id]
+
+    def delivered(self, broadcast_id: str, node: str, count: int) -> None:
+        pending = self._pending.get(broadcast_id)
+        if pending is not None:
+            pending.delivered[node] = count
+            pending.check()
+
+    def respond(self, org_id: str, broadcast_id: str, payload: Any) -> None:
+        origin = broadcast_id.split(".", 1)[0]
+        if origin != self.node:
+            if self.relay:
+                self.relay.respond(origin, org_id, broadcast_id, payload)
+            return
+        pending = self._pending.get(broadcast_id)
+        if pending is None or pending.org_id != org_id:
+            return
+        pending.responses.append(payload)
+        pending.check()
+
+    def revoked(self, subject: str, when: float) -> None:
+        """Close the sockets whose credential a revocation of `subject` at `when` covers."""
+        for client in list(self.clients):
+            principal = client.principal
+            if (
+                subject in (principal.id, principal.token_id, principal.session_id)
+                and principal.issued_at <= when
+            ):
+                client.revoke()
+
+    def publish(self, event: Event) -> None:
+        frame = {
+            "op": "event",
+            "type": event.type,
+            "action": event.action,
+            "id": event.id,
+            "document": event.document,
+        }
+        encoded = None
+        for client in list(self.clients):
+            if client.wants(event):
+                encoded = encoded or _text(frame)
+                client.offer(encoded)
+
+
+_DONE = object()
+Steps = Generator[Any, None, None]
+
+
+def _step(coroutine: Steps) -> Any:
+    """Run `coroutine` until it first waits and return what it waits on, or `_DONE` when it
+    finished without waiting. An ASGI send to a socket whose transport has room finishes
+    without waiting, so a fan-out writes each frame in place instead of waking a task per
+    socket, which was most of what a broadcast to a thousand sockets cost."""
+    try:
+        return coroutine.send(None)
+    except StopIteration:
+        return _DONE
+
+
+async def _finish(coroutine: Steps, waiting: Any) -> None:
+    """Drive a coroutine that `_step` left waiting on `waiting` to its end, as a task would."""
+    try:
+        while waiting is not _DONE:
+            if waiting is None:
+                await asyncio.sleep(0)
+            else:
+                waiting._asyncio_future_blocking = False  # taken over, as Task.__step does
+                await waiting
+            waiting = _step(coroutine)
+    finally:
+        coroutine.close()
+
+
+def _text(frame: dict[str, Any]) -> str:
+    """A frame as the text of a WebSocket message."""
+    return msgspec.json.encode(frame).decode()
+
+
+def _message(text: str) -> WebSocketSendEvent:
+    """The ASGI event that sends `text` as one WebSocket message."""
+    return {"type": "websocket.send", "text": text, "bytes": None}
+
+
+def movements(event: Event) -> list[Event]:
+    """The per-dataset events a resource change implies: a device or thing whose document holds
+    a position (`latitude`, `longitude`) moved, as far as the listeners of its location and of
+    its project are concerned (`location.<id>:moved`, `project.<id>:moved`)."""
+    if event.type not in ("device", "thing") or event.action not in ("created", "updated"):
+        return []
+    resource = event.document
+    if isinstance(resource, msgspec.Struct):
+        resource = msgspec.structs.asdict(resource)
+    if not isinstance(resource, dict) or not isinstance(resource.get("document"), dict):
+        return []
+    latitude, longitude = (
+        resource["document"].get("latitude"),
+        resource["document"].get("longitude"),
+    )
+    if not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in (latitude, longitude)
+    ):
+        return []
+    position = {"id": event.id, "kind": event.type, "latitude": latitude, "longitude": longitude}
+    return [
+        Event(event.org_id, f"{dataset}.{resource[field]}", "moved", event.id, position)
+        for dataset, field in (("location", "location_id"), ("project", "project_id"))
+        if resource.get(field)
+    ]
+
+
+async def forward_events(state: ServerState, hub: Hub) -> None:
+    """Carry every event of this process's bus, and the movements it implies, to the sockets
+    that asked for it, here and, through the relay, on the other processes."""
+    async with state.bus.subscribe() as queue:
+        while True:
+            event = await queue.get()
+            for each in (event, *movements(event)):
+                hub.publish(each)
+                if hub.relay is not None:
+                    hub.relay.event(each)
+
+
+def _channel_key(client: Client, frame: Frame) -> ChannelKey:
+    name = frame.channel
+    if not isinstance(name, str) or not 1 <= len(name) <= 200:
+        raise FrameError("invalid", "channel must be a name of 1 to 200 characters")
+    return (client.principal.org_id, name, frame.system, frame.consumer)
+
+
+def decode_frame(text: str) -> Frame:
+    """A client's frame, by the same input rules as HTTP bodies (depth, NUL-free text)."""
+    try:
+        frame: Frame = decode_json(text.encode(), "The frame", Frame)
+    except Problem as exc:
+        raise FrameError(exc.code, exc.detail) from None
+    return frame
+
+
+def _handle(hub: Hub, client: Client, frame: Frame) -> dict[str, Any] | None:
+    """Answer a frame that needs no waiting; broadcasts and `who` go to `_answer`."""
+    if frame.op == "subscribe":
+        hub.subscribe(client, _channel_key(client, frame), frame.presence)
+        return {"op": "ack", "id": frame.id}
+    if frame.op == "unsubscribe":
+        hub.unsubscribe(client, _channel_key(client, frame))
+        return {"op": "ack", "id": frame.id}
+    if frame.op == "respond":
+        _permit(client, "broadcast")
+        if not frame.broadcast:
+            raise FrameError("invalid", "respond needs the broadcast id")
+        hub.respond(client.principal.org_id, frame.broadcast, frame.payload)
+        return None
+    if frame.op == "events":
+        client.events = set(frame.types or [])
+        return {"op": "ack", "id": frame.id}
+    raise FrameError("unknown_op", f"unknown op {frame.op!r}")
+
+
+async def _answer(hub: Hub, client: Client, frame: Frame) -> dict[str, Any]:
+    """Answer a frame whose reply takes time: a broadcast's responses, a channel's members."""
+    if frame.op == "broadcast":
+        _permit(client, "system" if frame.system else "broadcast")
+        if not isinstance(frame.name, str) or not frame.name:
+            raise FrameError("invalid", "a broadcast needs a name")
+        if not 0 <= frame.timeout <= MAX_TIMEOUT:
+            raise FrameError("invalid", f"timeout must be 0 to {MAX_TIMEOUT} seconds")
+        key = _channel_key(client, frame)
+        responses = await hub.broadcast(key, frame.name, frame.payload, frame.timeout)
+        return {"op": "responses", "id": frame.id, "responses": responses}
+    key = _channel_key(client, frame)
+    members = hub.members(key)
+    if hub.relay is not None:
+        members = await hub.relay.members(key, members)
+    return {"op": "members", "id": frame.id, "members": members}
+
+
+def _permit(client: Client, action: str) -> None:
+    """The policy's word on a channel operation, as an error frame when it says no."""
+    try:
+        decide(client.principal, "channel", action, path=REALTIME_PATH)
+    except Problem as exc:
+        raise FrameError(exc.code, exc.detail) from None
+
+
+def _error(frame: Frame, exc: FrameError) -> dict[str, Any]:
+    return {"op": "error", "id": frame.id, "code": exc.code, "message": exc.message}
+
+
+async def _answer_later(hub: Hub, client: Client, frame: Frame) -> None:
+    try:
+        reply = await _answer(hub, client, frame)
+    except FrameError as exc:
+        reply = _error(frame, exc)
+    client.offer(reply)
+
+
+async def _read_loop(socket: WebSocket[Any, Any, Any], hub: Hub, client: Client) -> None:
+    """Read and act on the client's frames until it goes away. Frames are read here, one
+    after the other; only those that wait (broadcast, who) get a task of their own."""
+    work: set[asyncio.Task[None]] = set()
+    try:
+        while True:
+            message = await socket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text") if message["type"] == "websocket.receive" else None
+            if not isinstance(text, str):
+                client.offer({"op": "error", "code": "malformed", "message": "frames are text"})
+                continue
+            if len(text) > MAX_FRAME:
+                too_large = f"frames are at most {MAX_FRAME} bytes"
+                client.offer({"op": "error", "code": "too_large", "message": too_large})
+                continue
+            try:
+                frame = decode_frame(text)
+            except FrameError as exc:
+                client.offer({"op": "error", "code": exc.code, "message": exc.message})
+                continue
+            if frame.op in ("broadcast", "who"):
+                task = asyncio.create_task(_answer_later(hub, client, frame))
+                work.add(task)
+                task.add_done_callback(work.discard)
+                continue
+            try:
+                reply = _handle(hub, client, frame)
+            except FrameError as exc:
+                reply = _error(frame, exc)
+            if reply is not None:
+                client.offer(reply)
+    finally:
+        for task in list(work):
+            task.cancel()
+
+
+def _ending(client: Client) -> tuple[int, str] | None:
+    """The close code and reason the server ends a socket with, when it is the one ending it."""
+    if client.revoked:
+        return REVOKED, "credential revoked"
+    if client.too_slow:
+        return SLOW_CONSUMER, "too slow: messages were piling up"
+    return None
+
+
+@websocket("/realtime", opt=allow("channel", "listen"))
+async def realtime(socket: WebSocket[Any, Any, Any]) -> None:
+    hub: Hub = socket.app.state.hub
+    client = Client(principal=socket.user, send=socket.send)
+    await socket.accept()
+    hub.clients.add(client)
+    reader = asyncio.create_task(_read_loop(socket, hub, client))
+    gone = asyncio.create_task(client.gone.wait())
+    try:
+        await asyncio.wait({reader, gone}, return_when=asyncio.FIRST_COMPLETED)
+        ending = _ending(client)
+        if ending is not None:
+            hub.leave(client)
+            reader.cancel()
+            client.close()
+            with contextlib.suppress(TimeoutError, WebSocketDisconnect):
+                await asyncio.wait_for(socket.close(*ending), CLOSE_TIMEOUT)
+    finally:
+        hub.leave(client)
+        client.close()
+        for task in (reader, gone):
+            task.cancel()
+        await asyncio.gather(reader, gone, return_exceptions=True)

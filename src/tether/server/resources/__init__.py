@@ -1,0 +1,1 @@
+"""The resource model (devices, things, locations, zones, ...) and data items and feeds."""

@@ -1,0 +1,568 @@
+"""The EXP resource model: devices, things, locations, zones, experiences, feeds, content,
+projects and apps, served by one code path.
+
+Each kind is declared once (`KINDS`): which relations it has, whether it holds a secret. From
+that declaration this module builds typed request bodies (unknown fields rejected) and the five
+endpoints of the kind, mounted both organization-wide (`/api/v1/devices`) and inside a project
+(`/api/v1/projects/{project_id}/devices`).
+"""
+
+# No `from __future__ import annotations` here: handlers are built per kind in closures, and
+# Litestar reads their annotations at runtime, so they must be real objects, not strings.
+
+import datetime as dt
+import functools
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import msgspec
+import sqlalchemy as sa
+from litestar import Request, Router, delete, get, patch, post
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import JSONBody
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+from tether.server.db.engine import Reads, fetch, new_id, utcnow
+from tether.server.db.pages import Page, check_query, fetch_page, page_limit
+from tether.server.db.tables import (
+    data_items,
+    deployment_reports,
+    file_tasks,
+    files,
+    resources,
+    telemetry_batches,
+    telemetry_latest,
+    telemetry_points,
+    zone_members,
+)
+from tether.server.identity.credentials import Principal, digest, new_secret
+from tether.server.identity.policy import allow
+from tether.server.identity.sessions import revoke_principal
+from tether.server.problems import invalid, not_found
+from tether.server.realtime.events import Event
+from tether.server.state import ServerState, Tether
+
+Name = Annotated[str, msgspec.Meta(max_length=200)]
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=36)]
+API = "/api/v1"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What distinguishes one resource kind from another."""
+
+    name: str
+    plural: str
+    placed: bool = False
+    located: bool = False
+    parented: bool = False
+    credential: bool = False
+    in_projects: bool = True
+
+    @property
+    def filters(self) -> frozenset[str]:
+        names = {"name"}
+        if self.placed:
+            names |= {"location_id", "experience_id", "zone_id"}
+        if self.located:
+            names |= {"location_id", "member_id"}
+        if self.parented:
+            names |= {"parent_id"}
+        return frozenset(names)
+
+
+KINDS: dict[str, Kind] = {
+    kind.name: kind
+    for kind in (
+        Kind("device", "devices", placed=True, credential=True),
+        Kind("thing", "things", placed=True),
+        Kind("location", "locations"),
+        Kind("zone", "zones", located=True),
+        Kind("experience", "experiences"),
+        Kind("feed", "feeds"),
+        Kind("content", "content", parented=True),
+        Kind("app", "apps", credential=True),
+        Kind("project", "projects", in_projects=False),
+    )
+}
+
+_REFERENCES = {"location_id": "location", "experience_id": "experience", "parent_id": "content"}
+
+
+class ResourceOut(msgspec.Struct, omit_defaults=True):
+    """A resource as the API shows it; relation fields appear where the kind has them."""
+
+    id: str
+    kind: str
+    name: str
+    document: dict[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    project_id: str | None = None
+    location_id: str | None = None
+    experience_id: str | None = None
+    zone_ids: list[str] | None = None
+    parent_id: str | None = None
+    read_only: bool | None = None
+    url: str | None = None
+    variants: dict[str, str] | None = None
+    layout_url: str | None = None
+    secret: str | None = None
+
+
+def _fields(kind: Kind) -> list[tuple[str, Any, Any]]:
+    fields: list[tuple[str, Any, Any]] = [
+        ("name", Name, ""),
+        ("document", dict[str, Any], msgspec.field(default_factory=dict)),
+    ]
+    if kind.placed:
+        fields += [
+            ("location_id", Id | None, None),
+            ("experience_id", Id | None, None),
+            (
+                "zone_ids",
+                Annotated[list[Id], msgspec.Meta(max_length=100)],
+                msgspec.field(default_factory=list),
+            ),
+        ]
+    if kind.located:
+        fields.append(("location_id", Id | None, None))
+    if kind.parented:
+        fields.append(("parent_id", Id | None, None))
+    if kind.name == "app":
+        fields.append(("read_only", bool, False))
+    return fields
+
+
+def _title(kind: Kind) -> str:
+    return kind.name.title()
+
+
+def create_body(kind: Kind) -> type[msgspec.Struct]:
+    return msgspec.defstruct(f"{_title(kind)}Create", _fields(kind), forbid_unknown_fields=True)
+
+
+def update_body(kind: Kind) -> type[msgspec.Struct]:
+    fields = [(name, tp | msgspec.UnsetType, msgspec.UNSET) for name, tp, _ in _fields(kind)]
+    return msgspec.defstruct(f"{_title(kind)}Update", fields, forbid_unknown_fields=True)
+
+
+def _links(kind: str, row_id: str, document: dict[str, Any]) -> dict[str, Any]:
+    if kind == "content":
+        base = f"{API}/content/{row_id}/data"
+        names = document.get("variants") or []
+        variants = {str(n): f"{base}?variant={n}" for n in names if isinstance(n, str)}
+        return {"url": base, "variants": variants}
+    if kind == "location":
+        return {"layout_url": f"{API}/locations/{row_id}/layout"}
+    return {}
+
+
+def to_out(row: Any, zone_ids: list[str] | None = None, secret: str | None = None) -> ResourceOut:
+    """The API shape of a resource row (a result row, or a `RowView` of the values inserted)."""
+    kind = KINDS[row.kind]
+    document = msgspec.json.decode(row.document)
+    if zone_ids is None and kind.placed:
+        listed = row.zone_list
+        zone_ids = sorted(listed.split(",")) if listed else []
+    return ResourceOut(
+        row.id,
+        kind.name,
+        row.name,
+        document,
+        row.created_at,
+        row.updated_at,
+        row.project_id,
+        row.location_id,
+        row.experience_id,
+        zone_ids if kind.placed else None,
+        row.parent_id,
+        row.read_only,
+        secret=secret,
+        **_links(kind.name, row.id, document),
+    )
+
+
+class comma_list(FunctionElement[str]):
+    """Strings of a group joined by commas: `aggregate_strings` without its per-execution
+    rendering of the separator, which showed up on the hot path."""
+
+    type = sa.String()
+    inherit_cache = True
+
+
+@compiles(comma_list, "sqlite")
+def _comma_list_sqlite(element: comma_list, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"group_concat({compiler.process(element.clauses, **kw)}, ',')"
+
+
+@compiles(comma_list)
+def _comma_list(element: comma_list, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"string_agg({compiler.process(element.clauses, **kw)}, ',')"
+
+
+ZONE_LIST = (
+    sa.select(comma_list(zone_members.c.zone_id))
+    .where(zone_members.c.member_id == resources.c.id)
+    .scalar_subquery()
+    .label("zone_list")
+)
+
+
+_SHOWN = [c for c in resources.c if c.name not in ("org_id", "secret_hash")]
+
+
+def select_resources() -> sa.Select[Any]:
+    """What the API shows of resources, with their zone ids folded in, so one query answers a
+    get or a page."""
+    return sa.select(*_SHOWN, ZONE_LIST)
+
+
+async def check_references(
+    conn: AsyncConnection, org_id: str, project_id: str | None, values: dict[str, Any]
+) -> None:
+    """Every id a resource points at must be an object of the right kind in the same scope."""
+    wanted: dict[str, str] = {}
+    for field, kind in _REFERENCES.items():
+        if values.get(field):
+            wanted[values[field]] = kind
+    for zone_id in values.get("zone_ids") or []:
+        wanted[zone_id] = "zone"
+    if not wanted:
+        return
+    query = sa.select(resources.c.id, resources.c.kind).where(
+        resources.c.org_id == org_id, resources.c.id.in_(list(wanted))
+    )
+    if project_id is not None:
+        query = query.where(resources.c.project_id == project_id)
+    found = {row.id: row.kind for row in await conn.execute(query)}
+    for ref_id, kind in wanted.items():
+        if found.get(ref_id) != kind:
+            raise invalid(f"{ref_id} is not a {kind} here.", "invalid_reference")
+
+
+async def insert_resource(
+    conn: AsyncConnection,
+    *,
+    org_id: str,
+    kind: str,
+    project_id: str | None,
+    name: str,
+    document: dict[str, Any],
+    **columns: Any,
+) -> ResourceOut:
+    """Store a new resource (with its zone memberships) and return it as the API shows it."""
+    now = utcnow()
+    spec = KINDS[kind]
+    zone_ids: list[str] = list(dict.fromkeys(columns.pop("zone_ids", None) or []))
+    secret = new_secret() if spec.credential else None
+    row = {
+        "id": new_id(),
+        "org_id": org_id,
+        "kind": kind,
+        "project_id": project_id,
+        "name": name,
+        "document": msgspec.json.encode(document).decode(),
+        "location_id": None,
+        "experience_id": None,
+        "parent_id": None,
+        "secret_hash": digest(secret) if secret else None,
+        "read_only": columns.pop("read_only", False) if kind == "app" else None,
+        "created_at": now,
+        "updated_at": now,
+    } | columns
+    await conn.execute(resources.insert().values(row))
+    if zone_ids:
+        await conn.execute(
+            zone_members.insert(), [{"zone_id": z, "member_id": row["id"]} for z in zone_ids]
+        )
+    return to_out(RowView(row), zone_ids, secret)
+
+
+class RowView:
+    """Attribute access over a dict of column values, shaped like a result row."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+def principal_of(request: Request[Any, Any, Any]) -> Principal:
+    return request.user  # type: ignore[no-any-return]
+
+
+_PROJECT = sa.select(resources.c.id).where(
+    resources.c.id == sa.bindparam("project_id"),
+    resources.c.org_id == sa.bindparam("org_id"),
+    resources.c.kind == "project",
+)
+
+
+async def resolve_scope(
+    conn: Reads, request: Request[Any, Any, Any], kind: Kind | None = None
+) -> tuple[str, str | None]:
+    """The caller's organization and, under `/projects/{project_id}/…`, the project (404 if not
+    one of the organization's projects)."""
+    org_id = principal_of(request).org_id
+    project_id = request.path_params.get("project_id")
+    if project_id is None or (kind is not None and not kind.in_projects):
+        return org_id, None
+    if not await fetch(conn, _PROJECT, {"project_id": project_id, "org_id": org_id}):
+        raise not_found("project")
+    return org_id, project_id
+
+
+@functools.cache
+def scoped_resources(in_project: bool, filters: tuple[str, ...] = ()) -> sa.Select[Any]:
+    """Resources of one kind in the caller's scope, bound by `scope_params`, narrowed by
+    `filters` (each bound as its own name). Built once per shape: building and hashing a
+    statement costs more than running it on the hot path."""
+    query = select_resources().where(
+        resources.c.org_id == sa.bindparam("org_id"), resources.c.kind == sa.bindparam("kind")
+    )
+    if in_project:
+        query = query.where(resources.c.project_id == sa.bindparam("project_id"))
+    for field in filters:
+        if field in ("zone_id", "member_id"):
+            this, other = (
+                ("member_id", "zone_id") if field == "zone_id" else ("zone_id", "member_id")
+            )
+            members = sa.select(zone_members.c[this]).where(
+                zone_members.c[other] == sa.bindparam(field)
+            )
+            query = query.where(resources.c.id.in_(members))
+        else:
+            query = query.where(resources.c[field] == sa.bindparam(field))
+    return query
+
+
+def scope_params(kind: Kind, org_id: str, project_id: str | None) -> dict[str, Any]:
+    return {"org_id": org_id, "kind": kind.name, "project_id": project_id}
+
+
+_ONE = {p: scoped_resources(p).where(resources.c.id == sa.bindparam("id")) for p in (False, True)}
+
+
+async def load(conn: Reads, kind: Kind, org_id: str, project_id: str | None, row_id: str) -> Any:
+    params = scope_params(kind, org_id, project_id) | {"id": row_id}
+    found = await fetch(conn, _ONE[project_id is not None], params)
+    if not found:
+        raise not_found(kind.name)
+    return found[0]
+
+
+def rule_of(kind: Kind, verb: str) -> dict[str, Any]:
+    """The policy rule a kind's endpoint obeys (`verb`: list, get, create, update, delete or
+    rotate), with the path parameter that names a device for its SELF reach."""
+    query = {"query": ("limit", "after", *sorted(kind.filters))} if verb == "list" else {}
+    if verb in ("list", "get"):
+        action = "read"
+    elif kind.name == "device":
+        action = {"create": "manage", "delete": "manage"}.get(verb, verb)
+    elif kind.name == "project" and verb == "delete":
+        action = "delete"
+    else:
+        action = "write"
+    return allow(kind.name, action, target="id" if kind.name == "device" else None, **query)
+
+
+def item_id(request: Request[Any, Any, Any], kind: Kind) -> str:
+    return str(request.path_params["project_id" if kind.name == "project" else "id"])
+
+
+async def _forget(conn: AsyncConnection, tether: ServerState, kind: Kind, row_id: str) -> None:
+    """Drop what pointed at a deleted resource, so nothing dangles, and stop the credentials
+    of what held one. A project takes everything it held with it: its resources (and so their
+    credentials, telemetry and update reports), data items, file tree and file tasks; blobs
+    nothing refers to any more are then collected."""
+    if kind.credential:
+        await revoke_principal(conn, tether, row_id)
+    if kind.name == "device":
+        await _forget_devices(conn, [row_id])
+    if kind.name == "project":
+        held = (
+            await conn.execute(
+                sa.select(resources.c.id, resources.c.kind).where(resources.c.project_id == row_id)
+            )
+        ).all()
+        for credential_id in [r.id for r in held if KINDS[r.kind].credential]:
+            await revoke_principal(conn, tether, credential_id)
+        await _forget_devices(conn, [r.id for r in held if r.kind == "device"])
+        await conn.execute(resources.delete().where(resources.c.project_id == row_id))
+        for table in (data_items, files, file_tasks):
+            await conn.execute(table.delete().where(table.c.scope == row_id))
+    for field in ("location_id", "experience_id", "parent_id"):
+        if _REFERENCES[field] == kind.name:
+            column = resources.c[field]
+            await conn.execute(resources.update().where(column == row_id).values({field: None}))
+
+
+async def _forget_devices(conn: AsyncConnection, device_ids: list[str]) -> None:
+    """A deleted device's telemetry and update reports."""
+    for start in range(0, len(device_ids), 500):
+        batch = device_ids[start : start + 500]
+        for table in (telemetry_points, telemetry_latest, telemetry_batches, deployment_reports):
+            await conn.execute(table.delete().where(table.c.device_id.in_(batch)))
+
+
+_FILTERS = ("name", "location_id", "experience_id", "parent_id", "zone_id", "member_id")
+
+
+def _paths(kind: Kind, item: bool) -> list[str]:
+    if kind.name == "project":
+        return ["/projects/{project_id:str}"] if item else ["/projects"]
+    base = f"/{kind.plural}"
+    paths = [base, f"/projects/{{project_id:str}}{base}"]
+    return [f"{p}/{{id:str}}" for p in paths] if item else paths
+
+
+def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
+    """The list, create, get, update and delete endpoints of one kind."""
+    create_type = create_body(kind)
+    update_type = update_body(kind)
+    tag = [kind.plural]
+
+    async def list_(request: Request[Any, Any, Any], tether: Tether) -> Page[ResourceOut]:
+        check_query(request)
+        limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
+        params = request.query_params
+        filters = tuple(f for f in _FILTERS if f in params)
+        async with tether.reader.connect() as conn:
+            org_id, project_id = await resolve_scope(conn, request, kind)
+            query = scoped_resources(project_id is not None, filters)
+            bound = scope_params(kind, org_id, project_id) | {f: params[f] for f in filters}
+            total, rows, next_url = await fetch_page(
+                conn, request, query, resources.c.id, limit, bound, prepared=True
+            )
+        return Page(total, [to_out(r) for r in rows], next_url)
+
+    async def create(
+        request: Request[Any, Any, Any],
+        tether: Tether,
+        data: JSONBody[create_type],  # type: ignore[valid-type]
+    ) -> ResourceOut:
+        values = msgspec.structs.asdict(data)
+        async with tether.engine.begin() as conn:
+            org_id, project_id = await resolve_scope(conn, request, kind)
+            await check_references(conn, org_id, project_id, values)
+            out = await insert_resource(
+                conn, org_id=org_id, kind=kind.name, project_id=project_id, **values
+            )
+        tether.bus.publish(Event(org_id, kind.name, "created", out.id, out))
+        return out
+
+    async def read(request: Request[Any, Any, Any], tether: Tether) -> ResourceOut:
+        async with tether.reader.connect() as conn:
+            org_id, project_id = await resolve_scope(conn, request, kind)
+            row = await load(conn, kind, org_id, project_id, item_id(request, kind))
+        return to_out(row)
+
+    async def update(
+        request: Request[Any, Any, Any],
+        tether: Tether,
+        data: JSONBody[update_type],  # type: ignore[valid-type]
+    ) -> ResourceOut:
+        values = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
+        async with tether.engine.begin() as conn:
+            org_id, project_id = await resolve_scope(conn, request, kind)
+            row = await load(conn, kind, org_id, project_id, item_id(request, kind))
+            await check_references(conn, org_id, row.project_id, values)
+            zone_ids = values.pop("zone_ids", None)
+            if "document" in values:
+                values["document"] = msgspec.json.encode(values["document"]).decode()
+            values["updated_at"] = utcnow()
+            await conn.execute(resources.update().where(resources.c.id == row.id).values(values))
+            if zone_ids is not None:
+                await conn.execute(zone_members.delete().where(zone_members.c.member_id == row.id))
+                if zone_ids:
+                    await conn.execute(
+                        zone_members.insert(),
+                        [{"zone_id": z, "member_id": row.id} for z in dict.fromkeys(zone_ids)],
+                    )
+            row = await load(conn, kind, org_id, project_id, row.id)
+        out = to_out(row)
+        tether.bus.publish(Event(org_id, kind.name, "updated", out.id, out))
+        return out
+
+    async def remove(request: Request[Any, Any, Any], tether: Tether) -> None:
+        async with tether.engine.begin() as conn:
+            org_id, project_id = await resolve_scope(conn, request, kind)
+            row = await load(conn, kind, org_id, project_id, item_id(request, kind))
+            await _forget(conn, tether, kind, row.id)
+            await conn.execute(resources.delete().where(resources.c.id == row.id))
+        tether.bus.publish(Event(org_id, kind.name, "deleted", row.id, None))
+
+    handlers: list[HTTPRouteHandler] = [
+        get(
+            _paths(kind, False),
+            tags=tag,
+            summary=f"List {kind.plural}",
+            name=f"{kind.name}-list",
+            opt=rule_of(kind, "list"),
+        )(list_),
+        post(
+            _paths(kind, False),
+            tags=tag,
+            summary=f"Create a {kind.name}",
+            name=f"{kind.name}-create",
+            opt=rule_of(kind, "create"),
+        )(create),
+        get(
+            _paths(kind, True),
+            tags=tag,
+            summary=f"Get a {kind.name}",
+            name=f"{kind.name}-get",
+            opt=rule_of(kind, "get"),
+        )(read),
+        patch(
+            _paths(kind, True),
+            tags=tag,
+            summary=f"Update a {kind.name}",
+            name=f"{kind.name}-update",
+            opt=rule_of(kind, "update"),
+        )(update),
+        delete(
+            _paths(kind, True),
+            tags=tag,
+            summary=f"Delete a {kind.name}",
+            name=f"{kind.name}-delete",
+            opt=rule_of(kind, "delete"),
+        )(remove),
+    ]
+    if kind.credential:
+        handlers.append(_rotate_secret_handler(kind))
+    return handlers
+
+
+def _rotate_secret_handler(kind: Kind) -> HTTPRouteHandler:
+    async def rotate(request: Request[Any, Any, Any], tether: Tether) -> ResourceOut:
+        secret = new_secret()
+        async with tether.engine.begin() as conn:
+            org_id, project_id = await resolve_scope(conn, request, kind)
+            row = await load(conn, kind, org_id, project_id, item_id(request, kind))
+            await conn.execute(
+                resources.update()
+                .where(resources.c.id == row.id)
+                .values(secret_hash=digest(secret), updated_at=utcnow())
+            )
+            await revoke_principal(conn, tether, row.id)
+            row = await load(conn, kind, org_id, project_id, row.id)
+        return to_out(row, secret=secret)
+
+    return post(
+        [f"{p}/secret" for p in _paths(kind, True)],
+        tags=[kind.plural],
+        status_code=200,
+        summary=f"Issue a new secret for a {kind.name} (the old one and its sessions stop)",
+        name=f"{kind.name}-secret",
+        opt=rule_of(kind, "rotate"),
+    )(rotate)
+
+
+def build_router() -> Router:
+    handlers: list[HTTPRouteHandler] = []
+    for kind in KINDS.values():
+        handlers.extend(kind_handlers(kind))
+    return Router("/", route_handlers=handlers)

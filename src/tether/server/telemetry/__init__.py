@@ -1,0 +1,1 @@
+"""Telemetry: exactly-once ingest, latest values and time-range queries."""

@@ -1,0 +1,1 @@
+"""Software updates: packages and their signing keys, deployments and rules, device checks."""
