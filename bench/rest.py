@@ -2,16 +2,19 @@
 endpoint on the same server returning the same JSON (the framework's own limit), and the bare
 endpoint plus one `SELECT 1` (the ceiling of any endpoint that asks the database something).
 
-    .venv/bin/python bench/rest.py [--seconds 5] [--connections 32]
+    .venv/bin/python bench/rest.py [--seconds 5] [--connections 32] [--fleet 100000]
 
 Needs `wrk` (apt-get install wrk). Starts its own server on a free loopback port (SQLite in a
 temporary folder, or TETHER_DATABASE_URL), signs in, creates 50 devices, then runs wrk against
-each endpoint pair in the same run and prints the ratios.
+each endpoint pair in the same run and prints the ratios. Then it grows the fleet to `--fleet`
+devices (rows written straight into the database) and measures the same list page again: a page
+must cost what it holds, so that ratio should stay near 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import re
@@ -30,7 +33,8 @@ from _common import ADMIN_PASSWORD, admin_token, free_port
 from litestar import get
 
 from tether.server.app import create_app
-from tether.server.db.engine import fetch
+from tether.server.db.engine import create_engine, fetch, new_id
+from tether.server.db.tables import resources
 from tether.server.settings import Settings
 from tether.server.state import Tether
 
@@ -75,10 +79,29 @@ def wrk(
     return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
 
 
+async def grow_fleet(url: str, more: int) -> None:
+    """Add `more` devices like the first one, straight into the database, in batches."""
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        first = (
+            (await conn.execute(sa.select(resources).limit(1).where(resources.c.kind == "device")))
+            .one()
+            ._asdict()
+        )
+        for start in range(0, more, 5000):
+            batch = [
+                first | {"id": new_id(), "name": f"fleet-{start + i}"}
+                for i in range(min(5000, more - start))
+            ]
+            await conn.execute(resources.insert(), batch)
+    await engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--fleet", type=int, default=100_000)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
@@ -128,6 +151,13 @@ def main() -> None:
         f"{rows[0][1] / query_rps:.2f}x of it"
     )
     print(json.dumps({label: round(t / b, 3) for label, t, b in rows}))
+    asyncio.run(grow_fleet(settings.resolved_database_url, args.fleet - len(ids)))
+    grown = wrk(base + "/devices?limit=50", args.seconds, args.connections, token)
+    total = httpx.get(f"{base}/devices?limit=1", headers=headers).json()["total"]
+    print(
+        f"list page of 50 with {total} devices: {grown:.0f} req/s, "
+        f"{grown / rows[1][1]:.2f}x the same page with 50 devices"
+    )
     server.should_exit = True
     shutil.rmtree(data, ignore_errors=True)
     os._exit(0)

@@ -26,7 +26,7 @@ from tether.server.db.engine import Reader, create_engine, private_database
 from tether.server.files import content, tasks, tree
 from tether.server.files import sync as file_sync
 from tether.server.files.blobs import BlobStore
-from tether.server.identity import pairing, sessions, users
+from tether.server.identity import pairing, sessions, signin, users
 from tether.server.identity.authn import AuthenticationMiddleware
 from tether.server.identity.bootstrap import FirstAdmin, prepare
 from tether.server.identity.credentials import AccessTokens
@@ -186,6 +186,7 @@ def create_app(
         API_PREFIX,
         route_handlers=[
             health,
+            signin.router,
             sessions.router,
             users.router,
             pairing.router,

@@ -36,6 +36,13 @@ def new_id() -> str:
     return str(uuid.UUID(int=value))
 
 
+class RowView:
+    """Attribute access over a dict of column values, shaped like a result row."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 

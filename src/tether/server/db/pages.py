@@ -2,12 +2,19 @@
 
 Lists are cut by keyset (`after` = the last id seen), so a page costs the same however deep
 the cursor is and rows added meanwhile are neither skipped nor repeated.
+
+A page also costs the same however long the list is. Counting every row of a large list on
+every page would make a page of 50 devices cost as much as the whole fleet, so `total` is
+counted up to `EXACT_UP_TO` rows, in the same round trip as the page: a list that short gets
+its exact total. Past that bound the whole list is counted once and the count is kept for
+`LONG_COUNT_TTL` seconds, so the total of a long list may lag the rows by that long.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
@@ -15,13 +22,18 @@ import msgspec
 import sqlalchemy as sa
 from litestar import Request
 
-from tether.server.db.engine import Reads, fetch, fetch_built
+from tether.server.db.engine import Reads, fetch
 from tether.server.inputs import query_int
 from tether.server.problems import invalid
+from tether.server.settings import Settings
 
 T = TypeVar("T")
 
 PAGING_PARAMS = frozenset({"limit", "after"})
+EXACT_UP_TO = 200
+"""Lists at most this long get an exact total on every page."""
+LONG_COUNT_TTL = 5.0
+"""How long the count of a longer list is kept, in seconds."""
 
 
 class Page(msgspec.Struct, Generic[T]):
@@ -39,54 +51,115 @@ def check_query(request: Request[Any, Any, Any]) -> None:
         raise invalid(f"Unknown query parameter(s): {', '.join(unknown)}.", "unknown_parameter")
 
 
-def page_limit(request: Request[Any, Any, Any], default: int, maximum: int) -> int:
-    return query_int("limit", request.query_params.get("limit"), default, 1, maximum)
+def page_limit(request: Request[Any, Any, Any], settings: Settings) -> int:
+    """The checked query of a list request and the size of the page it asks for."""
+    check_query(request)
+    return query_int(
+        "limit", request.query_params.get("limit"), settings.page_size, 1, settings.max_page_size
+    )
 
 
-@functools.lru_cache(maxsize=256)
-def _page_statements(
-    query: sa.Select[Any], id_column: sa.ColumnElement[str]
-) -> tuple[sa.Select[Any], sa.Select[Any], sa.Select[Any]]:
-    """The count, first-page and next-page statements of a query, built once per query object
-    so that a query kept by its caller skips SQLAlchemy's per-statement cache-key work. The
-    first page carries the count on each row (`page_total`, computed once): one round trip."""
-    count = sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
-    total = count.scalar_subquery().correlate(None).label("page_total")
-    first = query.add_columns(total).order_by(id_column).limit(sa.bindparam("page_limit"))
-    after = query.where(id_column > sa.bindparam("page_after")).order_by(id_column)
-    return count, first, after.limit(sa.bindparam("page_limit"))
+def next_url(request: Request[Any, Any, Any], after: str, limit: int | None = None) -> str:
+    """The URL of the page after `after`: this request's, with the cursor moved."""
+    params = dict(request.query_params)
+    params["after"] = after
+    if limit is not None:
+        params["limit"] = str(limit)
+    return f"{request.url.path}?{urlencode(params)}"
 
 
-def _total(first_page: Sequence[Any]) -> int:
-    return int(first_page[0].page_total) if first_page else 0
+class _Statements:
+    """What one list query runs: its first page with a bounded count on each row, its first
+    page alone, its later pages, its bounded count and its whole count."""
+
+    def __init__(self, query: sa.Select[Any], id_column: sa.ColumnElement[str]) -> None:
+        unordered = query.order_by(None)
+        bounded = sa.select(sa.func.count()).select_from(
+            unordered.limit(sa.bindparam("count_bound")).subquery()
+        )
+        in_row = bounded.scalar_subquery().correlate(None).label("page_total")
+        limit: Any = sa.bindparam("page_limit")
+        self.first_counted = query.add_columns(in_row).order_by(id_column).limit(limit)
+        self.first = query.order_by(id_column).limit(limit)
+        self.after = query.where(id_column > sa.bindparam("page_after")).order_by(id_column)
+        self.after = self.after.limit(limit)
+        self.bounded = bounded
+        self.whole = sa.select(sa.func.count()).select_from(unordered.subquery())
 
 
-async def fetch_page(
+_statements: dict[tuple[int, int], tuple[sa.Select[Any], _Statements]] = {}
+_long_counts: dict[tuple[Any, ...], tuple[float, int]] = {}
+
+
+def _statements_of(query: sa.Select[Any], id_column: sa.ColumnElement[str]) -> _Statements:
+    key = (id(query), id(id_column))
+    found = _statements.get(key)
+    if found is None or found[0] is not query:
+        found = (query, _Statements(query, id_column))
+        _statements[key] = found
+    return found[1]
+
+
+async def _long_total(
+    conn: Reads, statements: _Statements, key: tuple[Any, ...], params: Mapping[str, Any]
+) -> int:
+    """The whole count of a list known to be past the bound, kept for `LONG_COUNT_TTL`."""
+    total = int((await fetch(conn, statements.whole, params))[0][0])
+    if len(_long_counts) > 10_000:
+        _long_counts.clear()
+    _long_counts[key] = (time.monotonic() + LONG_COUNT_TTL, total)
+    return total
+
+
+async def list_page(
     conn: Reads,
     request: Request[Any, Any, Any],
     query: sa.Select[Any],
     id_column: sa.ColumnElement[str],
     limit: int,
+    shape: Callable[[Any], T],
     params: Mapping[str, Any] | None = None,
-    prepared: bool = False,
-) -> tuple[int, Sequence[Any], str | None]:
-    """Run `query` for one page after the cursor; return the total, the rows and the next URL.
+) -> Page[T]:
+    """One page of `query` after the request's cursor, each row made a result by `shape`.
 
-    `params` binds the query's `sa.bindparam`s. A query built once, with a bind parameter for
-    every value, is `prepared`: it runs on the driver directly (see `tether.server.db.prepared`);
-    one built per request goes through SQLAlchemy, whose cache knows it by its shape."""
-    count, first, following = _page_statements(query, id_column)
+    `query` is built once (a module constant, or cached by shape) with an `sa.bindparam` for
+    every value, which `params` binds: it runs on the driver directly (see `prepared`)."""
+    statements = _statements_of(query, id_column)
+    params = dict(params or {})
+    key = (id(query), *sorted(params.items()))
+    kept = _long_counts.get(key)
+    long_total = kept[1] if kept is not None and kept[0] > time.monotonic() else None
     after = request.query_params.get("after")
-    paged, bound = (following, {"page_after": after}) if after else (first, {})
-    bound |= {"page_limit": limit + 1, **(params or {})}
-    run = fetch if prepared else fetch_built
-    rows = await run(conn, paged, bound)
-    total = (await run(conn, count, params))[0][0] if after else _total(rows)
-    next_url = None
+    bound = {"page_limit": limit + 1, "count_bound": EXACT_UP_TO + 1, **params}
+    total: int | None = long_total
+    if after:
+        rows: Sequence[Any] = await fetch(conn, statements.after, bound | {"page_after": after})
+        if total is None:
+            counted = params | {"count_bound": EXACT_UP_TO + 1}
+            total = int((await fetch(conn, statements.bounded, counted))[0][0])
+    elif total is None:
+        rows = await fetch(conn, statements.first_counted, bound)
+        total = int(rows[0].page_total) if rows else 0
+    else:
+        rows = await fetch(conn, statements.first, bound)
+    if total > EXACT_UP_TO and long_total is None:
+        total = await _long_total(conn, statements, key, params)
+    following = None
     if len(rows) > limit:
         rows = rows[:limit]
-        params = dict(request.query_params)
-        params["after"] = rows[-1].id
-        params["limit"] = str(limit)
-        next_url = f"{request.url.path}?{urlencode(params)}"
-    return total, rows, next_url
+        following = next_url(request, getattr(rows[-1], id_column.key or "id"), limit)
+    return Page(total, [shape(row) for row in rows], following)
+
+
+@functools.cache
+def narrowed(query: sa.Select[Any], table: sa.Table, names: tuple[str, ...]) -> sa.Select[Any]:
+    """`query` where each named column of `table` equals the parameter of the same name: one
+    statement per combination of filters, built once."""
+    for name in names:
+        query = query.where(table.c[name] == sa.bindparam(name))
+    return query
+
+
+def filters_of(request: Request[Any, Any, Any], names: tuple[str, ...]) -> dict[str, str]:
+    """The query parameters among `names` that the request gives, in `names`' order."""
+    return {name: request.query_params[name] for name in names if name in request.query_params}

@@ -10,7 +10,6 @@ processors SQLAlchemy would have applied. Rows are named tuples: `row.id`, `row[
 
 from __future__ import annotations
 
-import functools
 from collections import namedtuple
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -55,10 +54,30 @@ class Prepared:
         return shaped
 
 
-@functools.lru_cache(maxsize=512)
+class BuiltPerRequest(ValueError):
+    """A statement compiled to the SQL of one already prepared: it was built again (per
+    request, say), so each call would compile it anew and the cache would grow without end."""
+
+
+_prepared: dict[tuple[sa.Select[Any], str], Prepared] = {}
+_texts: dict[tuple[str, str], sa.Select[Any]] = {}
+
+
 def prepare(statement: sa.Select[Any], dialect: Dialect) -> Prepared:
-    """Compile `statement` for `dialect` once. Statements are cached by identity, so build
-    them once: a statement made per request would be compiled per request."""
+    """`statement` compiled for `dialect`, once: statements are known by identity, so build
+    them once (a module constant, or cached by shape with `sa.bindparam`s for every value).
+    A second statement with the same SQL is refused with `BuiltPerRequest`."""
+    found = _prepared.get((statement, dialect.name))
+    if found is None:
+        found = _compile(statement, dialect)
+        other = _texts.setdefault((dialect.name, found.sql), statement)
+        if other is not statement:
+            raise BuiltPerRequest(f"statement built more than once: {found.sql[:200]}")
+        _prepared[(statement, dialect.name)] = found
+    return found
+
+
+def _compile(statement: sa.Select[Any], dialect: Dialect) -> Prepared:
     compiled = statement.compile(dialect=dialect)
     binds = compiled.binds
     if any(bind.expanding for bind in binds.values()):

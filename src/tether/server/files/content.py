@@ -13,9 +13,9 @@ from tether.server.db.pages import check_query
 from tether.server.db.tables import content_data
 from tether.server.files.tree import blob_response, mime_of, record_blob
 from tether.server.identity.policy import allow
+from tether.server.identity.scope import resolve_scope, scoped_paths
 from tether.server.problems import invalid, not_found
-from tether.server.resources.data import scoped_paths
-from tether.server.resources.kinds import KINDS, load, resolve_scope
+from tether.server.resources.kinds import KINDS, load
 from tether.server.state import ServerState, Tether
 
 _VARIANT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -28,7 +28,7 @@ async def _content(request: Request[Any, Any, Any], tether: ServerState) -> tupl
     if variant and not _VARIANT.match(variant):
         raise invalid("A variant is 1 to 100 letters, digits or _.-", "invalid_variant")
     async with tether.reader.connect() as reads:
-        org_id, project_id = await resolve_scope(reads, request, KINDS["content"])
+        org_id, project_id = await resolve_scope(reads, request, KINDS["content"].in_projects)
         row = await load(reads, KINDS["content"], org_id, project_id, request.path_params["id"])
     return row.id, variant
 

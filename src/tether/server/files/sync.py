@@ -22,8 +22,8 @@ from tether._exceptions import DeltaError
 from tether.server.db.pages import check_query
 from tether.server.files.tree import FileInfo, checked, find_entry, read_chunks, store_file
 from tether.server.identity.policy import allow
+from tether.server.identity.scope import scoped_paths, storage_scope
 from tether.server.problems import conflict, invalid
-from tether.server.resources.data import scoped_paths, storage_scope
 from tether.server.state import ServerState, Tether
 
 _HASHES = ("blake2", "md4")

@@ -17,13 +17,12 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether._paths import ancestors, parent_of
-from tether.server.db.engine import new_id, utcnow
+from tether.server.db.engine import RowView, new_id, utcnow
 from tether.server.db.tables import file_tasks, files
 from tether.server.files.tree import checked, find_entry, make_folders, under, where
 from tether.server.identity.policy import allow
+from tether.server.identity.scope import scoped_paths, storage_scope
 from tether.server.problems import Problem, conflict, invalid, not_found
-from tether.server.resources.data import scoped_paths, storage_scope
-from tether.server.resources.kinds import RowView
 from tether.server.state import ServerState, Tether
 
 logger = logging.getLogger("tether.server")

@@ -25,11 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether._paths import ancestors, clean_path, parent_of
 from tether.server.db.engine import Reads, new_id, upsert, utcnow
-from tether.server.db.pages import Page, check_query, fetch_page, page_limit
+from tether.server.db.pages import Page, list_page, page_limit
 from tether.server.db.tables import blobs, content_data, files, package_versions
 from tether.server.identity.policy import allow
+from tether.server.identity.scope import ORG_SCOPE, scoped_paths, storage_scope
 from tether.server.problems import Problem, conflict, invalid, not_found
-from tether.server.resources.data import ORG_SCOPE, scoped_paths, storage_scope
 from tether.server.state import ServerState, Tether
 
 CHUNK = 1024 * 1024
@@ -335,6 +335,14 @@ def _utc(moment: Any) -> dt.datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
+_LISTING = sa.select(files).where(
+    files.c.org_id == sa.bindparam("org_id"),
+    files.c.scope == sa.bindparam("scope"),
+    files.c.parent == sa.bindparam("parent"),
+    files.c.path != "/",
+)
+
+
 @get(
     [*scoped_paths("/files/list"), *scoped_paths("/files/list/{path:path}")],
     tags=["files"],
@@ -342,19 +350,14 @@ def _utc(moment: Any) -> dt.datetime | None:
     opt=allow("file", "read", query=("limit", "after")),
 )
 async def listing(request: Request[Any, Any, Any], tether: Tether) -> Page[FileInfo]:
-    check_query(request)
+    limit = page_limit(request, tether.settings)
     path = checked(request.path_params.get("path", "/"), root_ok=True)
-    limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
     async with tether.reader.connect() as reads:
         org_id, scope = await storage_scope(reads, request)
         if path != "/" and not (await find_entry(reads, org_id, scope, path)).is_dir:
             raise conflict(f"{path} is a file, not a folder.", "not_a_folder")
-        query = sa.select(files).where(
-            files.c.org_id == org_id, files.c.scope == scope, files.c.parent == path
-        )
-        query = query.where(files.c.path != "/")
-        total, rows, next_url = await fetch_page(reads, request, query, files.c.path, limit)
-    return Page(total, [_info(r) for r in rows], next_url)
+        params = {"org_id": org_id, "scope": scope, "parent": path}
+        return await list_page(reads, request, _LISTING, files.c.path, limit, _info, params)
 
 
 @post(

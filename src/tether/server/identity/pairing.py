@@ -20,7 +20,7 @@ from tether.server.db.engine import new_id, utcnow
 from tether.server.db.tables import pairings, resources
 from tether.server.identity.credentials import Principal, digest, new_secret
 from tether.server.identity.policy import allow
-from tether.server.identity.sessions import TokenResponse, issue_session
+from tether.server.identity.sessions import TokenResponse, issue_session, resource_principal
 from tether.server.inputs import SIGN_IN_BODY
 from tether.server.problems import Problem
 from tether.server.realtime.events import Event
@@ -152,12 +152,9 @@ async def claim(tether: Tether, device_code: str) -> TokenResponse:
             .where(resources.c.id == row.device_id)
             .values(secret_hash=digest(secret))
         )
-        name = (
-            await conn.execute(sa.select(resources.c.name).where(resources.c.id == row.device_id))
-        ).scalar_one()
-        principal = Principal(
-            type="device", id=row.device_id, org_id=row.org_id, name=name, role="device"
-        )
+        principal = await resource_principal(conn, row.device_id, "device")
+        if principal is None:
+            raise Problem(400, "Unknown or used device code.", code="invalid_grant")
         return await issue_session(
             conn, tether, principal, device_id=row.device_id, device_secret=secret
         )

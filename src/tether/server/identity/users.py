@@ -19,8 +19,8 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tether.server.db.engine import new_id, utcnow
-from tether.server.db.pages import Page, check_query, fetch_page, page_limit
+from tether.server.db.engine import RowView, new_id, utcnow
+from tether.server.db.pages import Page, filters_of, list_page, narrowed, page_limit
 from tether.server.db.tables import api_tokens, organizations, resources, users
 from tether.server.identity.credentials import (
     API_TOKEN_PREFIX,
@@ -30,9 +30,9 @@ from tether.server.identity.credentials import (
     verify_password,
 )
 from tether.server.identity.policy import allow
+from tether.server.identity.scope import principal_of
 from tether.server.identity.sessions import revoke_principal
 from tether.server.problems import conflict, forbidden, invalid, not_found
-from tether.server.resources.kinds import RowView, principal_of
 from tether.server.state import ServerState, Tether
 
 Username = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^\s:]+$")]
@@ -166,6 +166,12 @@ async def current_organization(request: Request[Any, Any, Any], tether: Tether) 
     return OrganizationOut(row.id, row.name, row.created_at)
 
 
+_USERS = sa.select(users).where(users.c.org_id == sa.bindparam("org_id"))
+_TOKENS = sa.select(api_tokens).where(
+    api_tokens.c.org_id == sa.bindparam("org_id"), api_tokens.c.user_id == sa.bindparam("user_id")
+)
+
+
 @get(
     "/users",
     tags=["identity"],
@@ -173,15 +179,12 @@ async def current_organization(request: Request[Any, Any, Any], tether: Tether) 
     opt=allow("user", "read", query=("limit", "after", "username")),
 )
 async def list_users(request: Request[Any, Any, Any], tether: Tether) -> Page[UserOut]:
-    check_query(request)
-    principal = principal_of(request)
-    limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
-    query = sa.select(users).where(users.c.org_id == principal.org_id)
-    if "username" in request.query_params:
-        query = query.where(users.c.username == request.query_params["username"])
+    limit = page_limit(request, tether.settings)
+    given = filters_of(request, ("username",))
+    query = narrowed(_USERS, users, tuple(given))
+    params = {"org_id": principal_of(request).org_id, **given}
     async with tether.reader.connect() as conn:
-        total, rows, next_url = await fetch_page(conn, request, query, users.c.id, limit)
-    return Page(total, [_user_out(r) for r in rows], next_url)
+        return await list_page(conn, request, query, users.c.id, limit, _user_out, params)
 
 
 @post(
@@ -353,15 +356,11 @@ async def create_token(
     opt=allow("token", "read", query=("limit", "after")),
 )
 async def list_tokens(request: Request[Any, Any, Any], tether: Tether) -> Page[TokenOut]:
-    check_query(request)
+    limit = page_limit(request, tether.settings)
     principal = principal_of(request)
-    limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
-    query = sa.select(api_tokens).where(
-        api_tokens.c.org_id == principal.org_id, api_tokens.c.user_id == principal.id
-    )
+    params = {"org_id": principal.org_id, "user_id": principal.id}
     async with tether.reader.connect() as conn:
-        total, rows, next_url = await fetch_page(conn, request, query, api_tokens.c.id, limit)
-    return Page(total, [_token_out(r) for r in rows], next_url)
+        return await list_page(conn, request, _TOKENS, api_tokens.c.id, limit, _token_out, params)
 
 
 @delete(

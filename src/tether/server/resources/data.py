@@ -14,17 +14,17 @@ import sqlalchemy as sa
 from litestar import Request, Router, delete, get, post, put
 from litestar.params import FromPath
 
-from tether.server.db.engine import Reads, new_id, utcnow
-from tether.server.db.pages import Page, check_query, fetch_page, page_limit
+from tether.server.db.engine import new_id, utcnow
+from tether.server.db.pages import Page, filters_of, list_page, narrowed, page_limit
 from tether.server.db.tables import data_items, feed_entries
 from tether.server.identity.policy import allow
+from tether.server.identity.scope import ORG_SCOPE, resolve_scope, scoped_paths, storage_scope
 from tether.server.inputs import decode_json, read_bounded
 from tether.server.problems import Problem, invalid, not_found
 from tether.server.realtime.events import Event
-from tether.server.resources.kinds import KINDS, load, resolve_scope
+from tether.server.resources.kinds import KINDS, load
 from tether.server.state import ServerState, Tether
 
-ORG_SCOPE = "-"
 _SEGMENT = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
@@ -47,9 +47,14 @@ class FeedEntryOut(msgspec.Struct):
     created_at: dt.datetime
 
 
-def scoped_paths(suffix: str) -> list[str]:
-    """`suffix` org-wide and under `/projects/{project_id}`."""
-    return [suffix, f"/projects/{{project_id:str}}{suffix}"]
+_ITEMS = sa.select(data_items).where(
+    data_items.c.org_id == sa.bindparam("org_id"), data_items.c.scope == sa.bindparam("scope")
+)
+_ENTRIES = sa.select(feed_entries).where(feed_entries.c.feed_id == sa.bindparam("feed_id"))
+
+
+def _entry_out(row: Any) -> FeedEntryOut:
+    return FeedEntryOut(row.id, msgspec.json.decode(row.value), row.created_at)
 
 
 def _item_out(row: Any) -> DataItemOut:
@@ -77,12 +82,6 @@ async def _body(request: Request[Any, Any, Any], tether: ServerState) -> tuple[b
     return raw, decode_json(raw)
 
 
-async def storage_scope(conn: Reads, request: Request[Any, Any, Any]) -> tuple[str, str]:
-    """The caller's organization and the key of its tree: a project's id, or "-" org-wide."""
-    org_id, project_id = await resolve_scope(conn, request)
-    return org_id, project_id or ORG_SCOPE
-
-
 @get(
     scoped_paths("/data"),
     tags=["data"],
@@ -90,18 +89,13 @@ async def storage_scope(conn: Reads, request: Request[Any, Any, Any]) -> tuple[s
     opt=allow("data", "read", query=("limit", "after", "group", "key")),
 )
 async def list_items(request: Request[Any, Any, Any], tether: Tether) -> Page[DataItemOut]:
-    check_query(request)
-    limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
+    limit = page_limit(request, tether.settings)
+    given = filters_of(request, ("group", "key"))
+    query = narrowed(_ITEMS, data_items, tuple(given))
     async with tether.reader.connect() as conn:
         org_id, scope = await storage_scope(conn, request)
-        query = sa.select(data_items).where(
-            data_items.c.org_id == org_id, data_items.c.scope == scope
-        )
-        for field in ("group", "key"):
-            if field in request.query_params:
-                query = query.where(data_items.c[field] == request.query_params[field])
-        total, rows, next_url = await fetch_page(conn, request, query, data_items.c.id, limit)
-    return Page(total, [_item_out(r) for r in rows], next_url)
+        params = {"org_id": org_id, "scope": scope, **given}
+        return await list_page(conn, request, query, data_items.c.id, limit, _item_out, params)
 
 
 @get(
@@ -207,15 +201,14 @@ async def delete_item(
     opt=allow("feed", "read", query=("limit", "after")),
 )
 async def feed_data(request: Request[Any, Any, Any], tether: Tether) -> Page[FeedEntryOut]:
-    check_query(request)
-    limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
+    limit = page_limit(request, tether.settings)
     async with tether.reader.connect() as conn:
         org_id, project_id = await resolve_scope(conn, request)
         feed = await load(conn, KINDS["feed"], org_id, project_id, request.path_params["id"])
-        query = sa.select(feed_entries).where(feed_entries.c.feed_id == feed.id)
-        total, rows, next_url = await fetch_page(conn, request, query, feed_entries.c.id, limit)
-    entries = [FeedEntryOut(r.id, msgspec.json.decode(r.value), r.created_at) for r in rows]
-    return Page(total, entries, next_url)
+        params = {"feed_id": feed.id}
+        return await list_page(
+            conn, request, _ENTRIES, feed_entries.c.id, limit, _entry_out, params
+        )
 
 
 @post(

@@ -25,8 +25,8 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from tether.server.db.engine import Reads, fetch, new_id, utcnow
-from tether.server.db.pages import Page, check_query, fetch_page, page_limit
+from tether.server.db.engine import Reads, RowView, fetch, new_id, utcnow
+from tether.server.db.pages import Page, list_page, page_limit
 from tether.server.db.tables import (
     data_items,
     deployment_reports,
@@ -38,8 +38,9 @@ from tether.server.db.tables import (
     telemetry_points,
     zone_members,
 )
-from tether.server.identity.credentials import Principal, digest, new_secret
+from tether.server.identity.credentials import digest, new_secret
 from tether.server.identity.policy import allow
+from tether.server.identity.scope import resolve_scope
 from tether.server.identity.sessions import revoke_principal
 from tether.server.problems import invalid, not_found
 from tether.server.realtime.events import Event
@@ -282,38 +283,6 @@ async def insert_resource(
     return to_out(RowView(row), zone_ids, secret)
 
 
-class RowView:
-    """Attribute access over a dict of column values, shaped like a result row."""
-
-    def __init__(self, values: dict[str, Any]) -> None:
-        self.__dict__.update(values)
-
-
-def principal_of(request: Request[Any, Any, Any]) -> Principal:
-    return request.user  # type: ignore[no-any-return]
-
-
-_PROJECT = sa.select(resources.c.id).where(
-    resources.c.id == sa.bindparam("project_id"),
-    resources.c.org_id == sa.bindparam("org_id"),
-    resources.c.kind == "project",
-)
-
-
-async def resolve_scope(
-    conn: Reads, request: Request[Any, Any, Any], kind: Kind | None = None
-) -> tuple[str, str | None]:
-    """The caller's organization and, under `/projects/{project_id}/…`, the project (404 if not
-    one of the organization's projects)."""
-    org_id = principal_of(request).org_id
-    project_id = request.path_params.get("project_id")
-    if project_id is None or (kind is not None and not kind.in_projects):
-        return org_id, None
-    if not await fetch(conn, _PROJECT, {"project_id": project_id, "org_id": org_id}):
-        raise not_found("project")
-    return org_id, project_id
-
-
 @functools.cache
 def scoped_resources(in_project: bool, filters: tuple[str, ...] = ()) -> sa.Select[Any]:
     """Resources of one kind in the caller's scope, bound by `scope_params`, narrowed by
@@ -425,18 +394,14 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
     tag = [kind.plural]
 
     async def list_(request: Request[Any, Any, Any], tether: Tether) -> Page[ResourceOut]:
-        check_query(request)
-        limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
+        limit = page_limit(request, tether.settings)
         params = request.query_params
         filters = tuple(f for f in _FILTERS if f in params)
         async with tether.reader.connect() as conn:
-            org_id, project_id = await resolve_scope(conn, request, kind)
+            org_id, project_id = await resolve_scope(conn, request, kind.in_projects)
             query = scoped_resources(project_id is not None, filters)
             bound = scope_params(kind, org_id, project_id) | {f: params[f] for f in filters}
-            total, rows, next_url = await fetch_page(
-                conn, request, query, resources.c.id, limit, bound, prepared=True
-            )
-        return Page(total, [to_out(r) for r in rows], next_url)
+            return await list_page(conn, request, query, resources.c.id, limit, to_out, bound)
 
     async def create(
         request: Request[Any, Any, Any],
@@ -445,7 +410,7 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
     ) -> ResourceOut:
         values = msgspec.structs.asdict(data)
         async with tether.engine.begin() as conn:
-            org_id, project_id = await resolve_scope(conn, request, kind)
+            org_id, project_id = await resolve_scope(conn, request, kind.in_projects)
             await check_references(conn, org_id, project_id, values)
             out = await insert_resource(
                 conn, org_id=org_id, kind=kind.name, project_id=project_id, **values
@@ -455,7 +420,7 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
 
     async def read(request: Request[Any, Any, Any], tether: Tether) -> ResourceOut:
         async with tether.reader.connect() as conn:
-            org_id, project_id = await resolve_scope(conn, request, kind)
+            org_id, project_id = await resolve_scope(conn, request, kind.in_projects)
             row = await load(conn, kind, org_id, project_id, item_id(request, kind))
         return to_out(row)
 
@@ -466,7 +431,7 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
     ) -> ResourceOut:
         values = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not msgspec.UNSET}
         async with tether.engine.begin() as conn:
-            org_id, project_id = await resolve_scope(conn, request, kind)
+            org_id, project_id = await resolve_scope(conn, request, kind.in_projects)
             row = await load(conn, kind, org_id, project_id, item_id(request, kind))
             await check_references(conn, org_id, row.project_id, values)
             zone_ids = values.pop("zone_ids", None)
@@ -488,7 +453,7 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
 
     async def remove(request: Request[Any, Any, Any], tether: Tether) -> None:
         async with tether.engine.begin() as conn:
-            org_id, project_id = await resolve_scope(conn, request, kind)
+            org_id, project_id = await resolve_scope(conn, request, kind.in_projects)
             row = await load(conn, kind, org_id, project_id, item_id(request, kind))
             await _forget(conn, tether, kind, row.id)
             await conn.execute(resources.delete().where(resources.c.id == row.id))
@@ -540,7 +505,7 @@ def _rotate_secret_handler(kind: Kind) -> HTTPRouteHandler:
     async def rotate(request: Request[Any, Any, Any], tether: Tether) -> ResourceOut:
         secret = new_secret()
         async with tether.engine.begin() as conn:
-            org_id, project_id = await resolve_scope(conn, request, kind)
+            org_id, project_id = await resolve_scope(conn, request, kind.in_projects)
             row = await load(conn, kind, org_id, project_id, item_id(request, kind))
             await conn.execute(
                 resources.update()

@@ -23,9 +23,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tether._values import field_problem, value_problem
 from tether.server.db.engine import Reads, bulk_insert, run_on_sqlite_thread, utcnow
-from tether.server.db.pages import check_query
+from tether.server.db.pages import check_query, next_url
 from tether.server.db.tables import resources, telemetry_batches, telemetry_latest, telemetry_points
 from tether.server.identity.policy import allow
+from tether.server.identity.scope import resolve_scope, scoped_paths
 from tether.server.inputs import (
     MAX_TIME,
     TELEMETRY_BODY,
@@ -37,8 +38,7 @@ from tether.server.inputs import (
 )
 from tether.server.problems import Problem, not_found
 from tether.server.realtime.events import Event
-from tether.server.resources.data import scoped_paths
-from tether.server.resources.kinds import KINDS, load, resolve_scope
+from tether.server.resources.kinds import KINDS, load
 from tether.server.state import Tether
 
 MAX_QUERY_LIMIT = 10_000
@@ -159,7 +159,7 @@ def _paths(suffix: str) -> list[str]:
 
 async def _device(conn: Reads, request: Request[Any, Any, Any]) -> tuple[str, str]:
     """The device of the path, in the caller's scope (404 otherwise): its org and id."""
-    org_id, project_id = await resolve_scope(conn, request, KINDS["device"])
+    org_id, project_id = await resolve_scope(conn, request)
     row = await load(conn, KINDS["device"], org_id, project_id, request.path_params["id"])
     return org_id, row.id
 
@@ -417,13 +417,6 @@ def _range(query: sa.Select[Any], device_id: str, args: dict[str, Any]) -> sa.Se
     return query
 
 
-def _next_url(request: Request[Any, Any, Any], after: str) -> str:
-    from urllib.parse import urlencode
-
-    params = dict(request.query_params) | {"after": after}
-    return f"{request.url.path}?{urlencode(params)}"
-
-
 async def _raw(
     conn: Reads, request: Request[Any, Any, Any], device_id: str, args: dict[str, Any]
 ) -> Series:
@@ -433,12 +426,12 @@ async def _raw(
         ts, point_id = cursor_numbers("after", args["after"], 2)
         query = query.where(sa.tuple_(p.ts, p.id) > sa.tuple_(ts, point_id))
     rows = (await conn.execute(query.order_by(p.ts, p.id).limit(args["limit"] + 1))).all()
-    next_url = None
+    following = None
     if len(rows) > args["limit"]:
         rows = rows[: args["limit"]]
-        next_url = _next_url(request, f"{rows[-1].ts}:{rows[-1].id}")
+        following = next_url(request, f"{rows[-1].ts}:{rows[-1].id}")
     points = [Reading(r.ts / 1_000_000, decode_value(r.num, r.value)) for r in rows]
-    return Series(device_id, args["field"], points, next_url)
+    return Series(device_id, args["field"], points, following)
 
 
 async def _buckets(
@@ -481,10 +474,10 @@ async def _buckets(
         if agg != "count":
             query = query.having(sa.func.count(p.num) > 0)
     rows = (await conn.execute(query.limit(args["limit"] + 1))).all()
-    next_url = None
+    following = None
     if len(rows) > args["limit"]:
         rows = rows[: args["limit"]]
-        next_url = _next_url(request, str(rows[-1].bucket))
+        following = next_url(request, str(rows[-1].bucket))
     points = [
         Reading(
             r.bucket / 1_000_000,
@@ -492,7 +485,7 @@ async def _buckets(
         )
         for r in rows
     ]
-    return Series(device_id, args["field"], points, next_url, args["every"], agg)
+    return Series(device_id, args["field"], points, following, args["every"], agg)
 
 
 def _number(value: Any, agg: str) -> float | int:

@@ -24,9 +24,8 @@ from tether.server.db.tables import deployment_reports, deployments, package_ver
 from tether.server.files.tree import blob_response
 from tether.server.identity.credentials import Principal
 from tether.server.identity.policy import CALLER, allow, own_device
+from tether.server.identity.scope import principal_of, resolve_scope, scoped_paths
 from tether.server.problems import invalid, not_found
-from tether.server.resources.data import scoped_paths
-from tether.server.resources.kinds import principal_of, resolve_scope
 from tether.server.state import ServerState, Tether
 from tether.server.updates.deployments import ReportState, record_report
 from tether.server.updates.packages import LIVE_STATES, checked_version

@@ -19,12 +19,12 @@ from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether.server.db.engine import Reads, new_id, upsert, utcnow
-from tether.server.db.pages import Page, check_query, fetch_page, page_limit
+from tether.server.db.pages import Page, filters_of, list_page, narrowed, page_limit
 from tether.server.db.tables import deployment_reports, deployments, package_versions
 from tether.server.identity.policy import allow
+from tether.server.identity.scope import principal_of
 from tether.server.problems import conflict, invalid, not_found
 from tether.server.realtime.events import Event
-from tether.server.resources.kinds import principal_of
 from tether.server.state import ServerState, Tether
 from tether.server.updates.packages import LIVE_STATES, find_version, org_key
 from tether.server.updates.rules import Rule, Rules, check_rules
@@ -75,6 +75,12 @@ class DeploymentOut(msgspec.Struct):
 _SELECT = sa.select(deployments, package_versions.c.version).join(
     package_versions, package_versions.c.id == deployments.c.version_id
 )
+
+_IN_ORG = _SELECT.where(deployments.c.org_id == sa.bindparam("org_id"))
+
+
+def _row(row: Any) -> Any:
+    return row
 
 
 def _encode_rules(rules: list[Rule]) -> str:
@@ -196,18 +202,14 @@ async def create_deployment(
     opt=allow("deployment", "read", query=("limit", "after", "reference", "state")),
 )
 async def list_deployments(request: Request[Any, Any, Any], tether: Tether) -> Page[DeploymentOut]:
-    org_id = principal_of(request).org_id
-    check_query(request)
-    limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
-    query = _SELECT.where(deployments.c.org_id == org_id)
-    for name in ("reference", "state"):
-        if name in request.query_params:
-            query = query.where(deployments.c[name] == request.query_params[name])
+    limit = page_limit(request, tether.settings)
+    given = filters_of(request, ("reference", "state"))
+    query = narrowed(_IN_ORG, deployments, tuple(given))
+    params = {"org_id": principal_of(request).org_id, **given}
     async with tether.reader.connect() as reads:
-        total, rows, next_url = await fetch_page(reads, request, query, deployments.c.id, limit)
-        counts = await counts_for(reads, [row.id for row in rows])
-    results = [_out(row, counts[row.id]) for row in rows]
-    return Page(total, results, next_url)
+        page = await list_page(reads, request, query, deployments.c.id, limit, _row, params)
+        counts = await counts_for(reads, [row.id for row in page.results])
+    return Page(page.total, [_out(row, counts[row.id]) for row in page.results], page.next)
 
 
 @get(

@@ -21,14 +21,14 @@ from litestar.params import FromPath, JSONBody
 
 from tether._versions import canonical_version
 from tether.server.db.engine import Reads, new_id, upsert, utcnow
-from tether.server.db.pages import Page, check_query, fetch_page, page_limit
+from tether.server.db.pages import Page, check_query, filters_of, list_page, narrowed, page_limit
 from tether.server.db.tables import deployments, package_versions, update_keys
 from tether.server.files.tree import blob_response, record_blob
 from tether.server.identity.policy import allow
+from tether.server.identity.scope import principal_of
 from tether.server.inputs import decode_json
 from tether.server.problems import Problem, conflict, invalid, not_found
 from tether.server.realtime.events import Event
-from tether.server.resources.kinds import principal_of
 from tether.server.state import ServerState, Tether
 from tether.signing import SigningKey, public_key_of, verify_package
 
@@ -225,6 +225,9 @@ async def publish(
     return out
 
 
+_VERSIONS = sa.select(package_versions).where(package_versions.c.org_id == sa.bindparam("org_id"))
+
+
 @get(
     "/packages",
     tags=["packages"],
@@ -232,17 +235,14 @@ async def publish(
     opt=allow("package", "read", query=("limit", "after", "reference")),
 )
 async def list_versions(request: Request[Any, Any, Any], tether: Tether) -> Page[PackageVersionOut]:
-    org_id = principal_of(request).org_id
-    check_query(request)
-    limit = page_limit(request, tether.settings.page_size, tether.settings.max_page_size)
-    query = sa.select(package_versions).where(package_versions.c.org_id == org_id)
-    if "reference" in request.query_params:
-        query = query.where(package_versions.c.reference == request.query_params["reference"])
+    limit = page_limit(request, tether.settings)
+    given = filters_of(request, ("reference",))
+    query = narrowed(_VERSIONS, package_versions, tuple(given))
+    params = {"org_id": principal_of(request).org_id, **given}
     async with tether.reader.connect() as reads:
-        total, rows, next_url = await fetch_page(
-            reads, request, query, package_versions.c.id, limit
+        return await list_page(
+            reads, request, query, package_versions.c.id, limit, version_out, params
         )
-    return Page(total, [version_out(r) for r in rows], next_url)
 
 
 @get(
