@@ -33,7 +33,8 @@ from _common import ADMIN_PASSWORD, admin_token, free_port
 from litestar import get
 
 from tether.server.app import create_app
-from tether.server.db.engine import create_engine, fetch, new_id
+from tether.server.db.engine import create_engine, new_id
+from tether.server.db.reads import fetch
 from tether.server.db.tables import resources
 from tether.server.settings import Settings
 from tether.server.state import Tether

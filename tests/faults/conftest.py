@@ -37,12 +37,15 @@ def serve(
     if redis_url:
         env["TETHER_REDIS_URL"] = redis_url
     command = [str(Path(sys.executable).parent / "tether"), "serve", "--data", str(data)]
-    process = subprocess.Popen(
-        [*command, "--port", str(port), "--set", "log_level=warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = data.parent / f"serve-{port}.log"
+    """The process's own log, beside its data folder, to read when a test fails."""
+    with log.open("ab") as stderr:
+        process = subprocess.Popen(
+            [*command, "--port", str(port), "--set", "log_level=warning"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
     url = f"http://127.0.0.1:{port}"
 
     def healthy() -> bool:

@@ -10,8 +10,9 @@ import sqlalchemy as sa
 
 import tether
 from tests.conftest import RunningServer
-from tether.server.db.engine import Reader, create_engine, fetch
+from tether.server.db.engine import create_engine
 from tether.server.db.prepared import prepare
+from tether.server.db.reads import Reader, fetch
 from tether.server.db.tables import resources
 from tether.server.resources.kinds import scoped_resources
 from tether.server.settings import Settings

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from litestar import Litestar, Request, Router, get
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
@@ -22,7 +23,8 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from tether._version import __version__
 from tether.server.apidoc import CompletedJsonRender
-from tether.server.db.engine import Reader, create_engine, private_database
+from tether.server.db.engine import create_engine, private_database
+from tether.server.db.reads import Reader
 from tether.server.files import content, tasks, tree
 from tether.server.files import sync as file_sync
 from tether.server.files.blobs import BlobStore
@@ -35,8 +37,8 @@ from tether.server.identity.revocations import Revocations
 from tether.server.identity.sealed import Sealer, master_key
 from tether.server.identity.signin_limits import LoginLimiter
 from tether.server.inputs import MAX_JSON_BODY, RefuseNul, TetherRequest
-from tether.server.realtime.hub import Hub, forward_events, realtime
-from tether.server.realtime.relay import Relay
+from tether.server.realtime.hub import forward_events, realtime
+from tether.server.realtime.relay import RedisBackplane
 from tether.server.resources import data, kinds
 from tether.server.settings import Settings
 from tether.server.state import ServerState
@@ -48,9 +50,23 @@ logger = logging.getLogger("tether.server")
 API_PREFIX = "/api/v1"
 
 
+class Health(msgspec.Struct, omit_defaults=True):
+    status: str
+    """`ok`, or `degraded` when a part works with less than it should (see `problems`)."""
+    version: str
+    problems: dict[str, str] = {}
+    """What is degraded and why, by part (`realtime`: the other nodes cannot be reached)."""
+
+
 @get("/health", opt={"exclude_from_auth": True}, tags=["server"], summary="Ready check")
-async def health() -> dict[str, str]:
-    return {"status": "ok", "version": __version__}
+async def health(request: Request[Any, Any, Any]) -> Health:
+    """Answers while the process serves. `degraded` still serves: a node whose Redis is down
+    serves its own sockets and every HTTP request, and says so here."""
+    state: ServerState = request.app.state.tether
+    problems = {}
+    if state.hub.backplane.problem is not None:
+        problems["realtime"] = state.hub.backplane.problem
+    return Health("degraded" if problems else "ok", __version__, problems)
 
 
 def _announce(admin: FirstAdmin, settings: Settings) -> None:
@@ -102,19 +118,19 @@ def _prune_telemetry(state: ServerState) -> Callable[[], Awaitable[int]]:
 
 
 @contextlib.asynccontextmanager
-async def _background(state: ServerState, hub: Hub) -> AsyncIterator[None]:
+async def _background(state: ServerState) -> AsyncIterator[None]:
     """Housekeeping tasks that live as long as the server."""
     if state.settings.telemetry_retention_days:
         state.spawn(_hourly(_prune_telemetry(state), "telemetry retention deleted %d points"))
     state.spawn(tasks.resume_tasks(state))
     state.spawn(_hourly(lambda: tree.collect_blobs(state), "removed %d unreferenced blobs"))
-    state.spawn(forward_events(state, hub))
+    state.spawn(forward_events(state.bus, state.hub))
     state.spawn(state.revocations.follow())
-    state.revocations.listeners.append(hub.revoked)
+    state.revocations.listeners.append(state.hub.revoked)
     state.spawn(_hourly(state.limiter.prune, "forgot %d ended sign-in windows"))
     if state.settings.redis_url:
-        hub.relay = Relay(state.settings.redis_url, hub)
-        state.spawn(hub.relay.run())
+        state.hub.backplane = RedisBackplane(state.settings.redis_url, state.hub)
+    state.spawn(state.hub.backplane.run())
     try:
         yield
     finally:
@@ -151,7 +167,9 @@ def create_app(
         if reclaimed:
             logger.info("removed %d temporary files of stopped servers", reclaimed)
         engine = create_engine(settings.resolved_database_url, settings.database_pool_size)
-        reader = Reader(engine, settings.database_pool_size)
+        reader = Reader(
+            engine, settings.database_pool_size, settings.read_pool_size, settings.read_timeout
+        )
         try:
             key, admin = await prepare(engine, settings, sealer)
             app.state.tether = ServerState(
@@ -172,8 +190,7 @@ def create_app(
             )
             if admin is not None:
                 _announce(admin, settings)
-            app.state.hub = Hub()
-            async with _background(app.state.tether, app.state.hub):
+            async with _background(app.state.tether):
                 yield
         finally:
             await reader.dispose()

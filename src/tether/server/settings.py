@@ -72,6 +72,18 @@ SETTINGS: tuple[Setting, ...] = (
         "PostgreSQL connections per server process for reads, and as many for writes; "
         "requests beyond that wait for a free one rather than open and close new ones.",
     ),
+    Setting(
+        "read_pool_size",
+        int,
+        4,
+        "SQLite: threads (each with its own connection) that run reads off the event loop.",
+    ),
+    Setting(
+        "read_timeout",
+        float,
+        10.0,
+        "Longest a read may run, in seconds; past it the request gets 422 query_timeout.",
+    ),
     Setting("redis_url", str, None, "Redis URL for pub/sub across several server processes.", True),
     Setting(
         "secret_key",
@@ -181,6 +193,8 @@ class Settings:
         for name in (
             "port",
             "database_pool_size",
+            "read_pool_size",
+            "read_timeout",
             "access_token_ttl",
             "refresh_token_ttl",
             "page_size",

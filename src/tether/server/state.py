@@ -1,5 +1,5 @@
-"""What the running server holds: settings, engines, token signer, event bus, sign-in limits
-and revocations."""
+"""What the running server holds: settings, engines, token signer, event bus, realtime hub,
+sign-in limits and revocations."""
 
 from __future__ import annotations
 
@@ -12,13 +12,14 @@ from typing import Any
 from litestar.di import NamedDependency
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tether.server.db.engine import Reader
+from tether.server.db.reads import Reader
 from tether.server.files.blobs import BlobStore
 from tether.server.identity.credentials import AccessTokens
 from tether.server.identity.revocations import Revocations
 from tether.server.identity.sealed import Sealer
 from tether.server.identity.signin_limits import LoginLimiter
 from tether.server.realtime.events import EventBus
+from tether.server.realtime.hub import Hub
 from tether.server.settings import Settings
 
 
@@ -58,6 +59,8 @@ class ServerState:
     large_bodies: asyncio.Semaphore
     """How many large bodies (data items, feed entries) may be read at once."""
     bus: EventBus = field(default_factory=EventBus)
+    hub: Hub = field(default_factory=Hub)
+    """This process's realtime sockets and channels, and the backplane to the others."""
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     live_deployments: TimedCache = field(default_factory=lambda: TimedCache(1.0))
     """Each organization's active and paused deployments, for update checks."""

@@ -8,18 +8,15 @@ import secrets
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Result
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.sql import Executable
 
-from tether.server.db.prepared import prepare
 from tether.server.db.tables import metadata, server_state
 from tether.server.identity.sealed import Sealer, is_sealed
 
@@ -47,7 +44,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _on_connect(engine: sa.Engine, *pragmas: str) -> None:
+def on_connect(engine: sa.Engine, *pragmas: str) -> None:
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -66,142 +63,9 @@ def create_engine(url: str, pool_size: int = 20) -> AsyncEngine:
     than waiting for a pooled one."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0)
-        _on_connect(engine.sync_engine, "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
+        on_connect(engine.sync_engine, "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
         return engine
     return create_async_engine(url, pool_size=pool_size, max_overflow=0)
-
-
-class Reads(Protocol):
-    """What a read needs of a connection: run one statement and hand back its rows."""
-
-    async def execute(
-        self, statement: Executable, parameters: Mapping[str, Any] | None = None, /
-    ) -> Result[Any]: ...
-
-
-async def fetch(
-    conn: Reads | AsyncConnection,
-    statement: sa.Select[Any],
-    parameters: Mapping[str, Any] | None = None,
-) -> Sequence[Any]:
-    """The rows of a statement built once (see `prepared`), by name or position. On the
-    reader's connections the driver runs it directly; in a transaction, SQLAlchemy does."""
-    if isinstance(conn, _InlineReads | _PooledReads):
-        return await conn.fetch(statement, parameters)
-    return await fetch_built(conn, statement, parameters)
-
-
-async def fetch_built(
-    conn: Reads | AsyncConnection,
-    statement: sa.Select[Any],
-    parameters: Mapping[str, Any] | None = None,
-) -> Sequence[Any]:
-    """The rows of a statement built per request, through SQLAlchemy, whose cache knows it by
-    its shape (`fetch` would compile it anew each time)."""
-    return (await conn.execute(statement, parameters)).all()
-
-
-class _InlineReads:
-    """One SQLite connection shared by every inline read of the process; it is its own
-    context manager, so taking it costs nothing."""
-
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
-        self._driver: sqlite3.Connection = connection.connection.driver_connection  # type: ignore[assignment]
-
-    async def execute(
-        self, statement: Executable, parameters: Mapping[str, Any] | None = None, /
-    ) -> Result[Any]:
-        return self._connection.execute(statement, parameters)
-
-    async def fetch(
-        self, statement: sa.Select[Any], parameters: Mapping[str, Any] | None = None
-    ) -> list[Any]:
-        prepared = prepare(statement, self._connection.dialect)
-        cursor = self._driver.execute(prepared.sql, prepared.arguments(parameters))
-        return prepared.shape(cursor.fetchall())
-
-    async def __aenter__(self) -> _InlineReads:
-        return self
-
-    async def __aexit__(self, *_exc: object) -> None:
-        return None
-
-
-class _PooledReads:
-    """A pooled PostgreSQL connection for reads, whose prepared statements asyncpg runs."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._context = engine.connect()
-
-    async def __aenter__(self) -> _PooledReads:
-        self._connection = await self._context.__aenter__()
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self._context.__aexit__(*exc)
-
-    async def execute(
-        self, statement: Executable, parameters: Mapping[str, Any] | None = None, /
-    ) -> Result[Any]:
-        return await self._connection.execute(statement, parameters)
-
-    async def fetch(
-        self, statement: sa.Select[Any], parameters: Mapping[str, Any] | None = None
-    ) -> list[Any]:
-        prepared = prepare(statement, self._connection.dialect)
-        driver = (await self._connection.get_raw_connection()).driver_connection
-        assert driver is not None
-        return prepared.shape(await driver.fetch(prepared.sql, *prepared.arguments(parameters)))
-
-
-class Reader:
-    """Connections for reads that need no transaction: the hot path of GETs.
-
-    On SQLite a read runs inline on the event loop thread, on one autocommit `query_only`
-    connection: in WAL mode a reader never waits for a lock, and a point query costs
-    microseconds, far less than handing it to a worker thread and back. On PostgreSQL reads
-    use an autocommit pool, so no transaction is opened and no rollback is sent afterwards.
-    """
-
-    def __init__(self, engine: AsyncEngine, pool_size: int = 20) -> None:
-        self._inline: sa.Engine | None = None
-        self._shared: _InlineReads | None = None
-        self._pool = engine
-        url = engine.url
-        if url.get_backend_name() == "sqlite":
-            if url.database and url.database != ":memory:":
-                self._inline = sa.create_engine(
-                    url.set(drivername="sqlite"),
-                    connect_args={"check_same_thread": False},
-                    isolation_level="AUTOCOMMIT",
-                    poolclass=sa.StaticPool,
-                )
-                _on_connect(self._inline, "query_only=ON")
-        else:
-            self._pool = create_async_engine(
-                url, isolation_level="AUTOCOMMIT", pool_size=pool_size, max_overflow=0
-            )
-        self._own_pool = self._pool is not engine
-
-    def connect(self) -> AbstractAsyncContextManager[Reads]:
-        """`async with reader.connect() as conn:` gives a connection for reads."""
-        if self._inline is not None:
-            if self._shared is None:
-                self._shared = _InlineReads(self._inline.connect())
-            return self._shared
-        if self._pool.dialect.driver == "asyncpg":
-            return _PooledReads(self._pool)
-        return self._pool.connect()
-
-    async def dispose(self) -> None:
-        if self._shared is not None:
-            self._shared._connection.close()
-            self._shared = None
-        if self._inline is not None:
-            self._inline.dispose()
-        if self._own_pool:
-            await self._pool.dispose()
 
 
 def _alembic_config(connection: Connection) -> Any:

@@ -22,7 +22,7 @@ import msgspec
 import sqlalchemy as sa
 from litestar import Request
 
-from tether.server.db.engine import Reads, fetch
+from tether.server.db.reads import Reads, fetch
 from tether.server.inputs import query_int
 from tether.server.problems import invalid
 from tether.server.settings import Settings

@@ -54,6 +54,11 @@ class Prepared:
         return shaped
 
 
+_FLOAT8 = 701
+"""The type code of a double (every `sa.Float` column), which asyncpg's numeric result
+processor asks for; sqlite3 ignores it."""
+
+
 class BuiltPerRequest(ValueError):
     """A statement compiled to the SQL of one already prepared: it was built again (per
     request, say), so each call would compile it anew and the cache would grow without end."""
@@ -91,7 +96,9 @@ def _compile(statement: sa.Select[Any], dialect: Dialect) -> Prepared:
             binders[name] = binder
     processors = []
     for position, column in enumerate(statement.selected_columns):
-        process = column.type.dialect_impl(dialect).result_processor(dialect, None)
+        process = column.type.dialect_impl(dialect).result_processor(
+            dialect, _FLOAT8 if isinstance(column.type, sa.Float) else None
+        )
         if process is not None:
             processors.append((position, process))
     fields = namedtuple(  # type: ignore[misc]

@@ -24,8 +24,9 @@ from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether._paths import ancestors, clean_path, parent_of
-from tether.server.db.engine import Reads, new_id, upsert, utcnow
+from tether.server.db.engine import new_id, upsert, utcnow
 from tether.server.db.pages import Page, list_page, page_limit
+from tether.server.db.reads import Reads
 from tether.server.db.tables import blobs, content_data, files, package_versions
 from tether.server.identity.policy import allow
 from tether.server.identity.scope import ORG_SCOPE, scoped_paths, storage_scope

@@ -67,7 +67,7 @@ async def principal_for_api_token(state: ServerState, token: str) -> Principal |
     token_id = split_prefixed(API_TOKEN_PREFIX, token)
     if token_id is None:
         return None
-    async with state.reader.connect() as conn:
+    async with state.reader.point() as conn:
         row = (await conn.execute(_API_TOKEN, {"token_id": token_id})).first()
     if row is None or not digest_matches(token, row.token_hash) or row.revoked_at is not None:
         return None
@@ -84,7 +84,7 @@ async def principal_for_api_token(state: ServerState, token: str) -> Principal |
 
 async def principal_for_secret(state: ServerState, key: str, secret: str) -> Principal | None:
     """A device or app by id and secret."""
-    async with state.reader.connect() as conn:
+    async with state.reader.point() as conn:
         row = (
             await conn.execute(
                 CREDENTIAL_HOLDER.where(

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from litestar import Request
 
-from tether.server.db.engine import Reads, fetch
+from tether.server.db.reads import Reads, fetch
 from tether.server.db.tables import resources
 from tether.server.identity.credentials import Principal
 from tether.server.problems import not_found

@@ -13,7 +13,8 @@ from litestar import Request, Router, get, post
 from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tether.server.db.engine import Reads, new_id, utcnow
+from tether.server.db.engine import new_id, utcnow
+from tether.server.db.reads import Reads
 from tether.server.db.tables import organizations, refresh_tokens, resources, users
 from tether.server.identity.authn import (
     CREDENTIAL_HOLDER,

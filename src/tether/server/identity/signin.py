@@ -16,7 +16,8 @@ from litestar import Request, Router, post
 from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tether.server.db.engine import Reads, utcnow
+from tether.server.db.engine import utcnow
+from tether.server.db.reads import Reads
 from tether.server.db.tables import organizations, refresh_tokens, users
 from tether.server.identity.authn import USER_PRINCIPAL, principal_for_secret, unauthenticated
 from tether.server.identity.credentials import (

@@ -19,9 +19,11 @@ broadcast's time is up or everyone answered, `event` (type, action, id, document
 and `joined` or `left` with a member) as others come and go, to the subscribers that asked for
 it with `"presence": true` (sent to everyone, a thousand joins would be half a million frames).
 
-One process keeps its sockets' channels in a `Hub`; with `TETHER_REDIS_URL` a `Relay`
-(`tether.server.realtime.relay`) carries broadcasts, delivery counts and responses between processes
-over Redis pub/sub.
+One process keeps its sockets' channels in a `Hub`; its `Backplane`
+(`tether.server.realtime.backplane`) carries broadcasts, delivery counts, responses, presence
+and events between processes: none on one process, Redis pub/sub with `TETHER_REDIS_URL`.
+While the backplane cannot reach the other nodes, a broadcast or `who` gets an `unavailable`
+error frame at once.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 from litestar import WebSocket, websocket
@@ -45,11 +47,14 @@ from tether.server.identity.credentials import Principal
 from tether.server.identity.policy import allow, decide, may_hear
 from tether.server.inputs import decode_json
 from tether.server.problems import Problem
-from tether.server.realtime.events import Event
-from tether.server.state import ServerState
-
-if TYPE_CHECKING:
-    from tether.server.realtime.relay import Relay
+from tether.server.realtime.backplane import (
+    Backplane,
+    BackplaneDown,
+    ChannelKey,
+    LocalBackplane,
+    Member,
+)
+from tether.server.realtime.events import Event, EventBus
 
 MAX_FRAME = 64 * 1024
 QUEUE = 1000
@@ -60,8 +65,6 @@ REVOKED = 4001
 password changed, secret rotated, logged out)."""
 CLOSE_TIMEOUT = 5.0
 REALTIME_PATH = "/api/v1/realtime"
-
-ChannelKey = tuple[str, str, bool, bool]
 
 
 class Frame(msgspec.Struct, omit_defaults=True):
@@ -184,16 +187,20 @@ class _Pending:
 
 
 class Hub:
-    """Channels and pending broadcasts of this process. With a `Relay` (Redis), broadcasts
-    and responses also travel to and from the other server processes."""
+    """Channels and pending broadcasts of this process; its `backplane` carries broadcasts
+    and responses to and from the other server processes, if any."""
 
     def __init__(self, node: str | None = None) -> None:
         self.node = node or uuid.uuid4().hex[:12]
         self._channels: dict[ChannelKey, set[Client]] = {}
         self._pending: dict[str, _Pending] = {}
         self.clients: set[Client] = set()
-        self.relay: Relay | None = None
+        self.backplane: Backplane = LocalBackplane()
         self._numbers = itertools.count(1)
+
+    def subscriptions(self) -> list[tuple[ChannelKey, Member]]:
+        """Every (channel, subscriber) pair of this process."""
+        return [(key, client) for key, members in self._channels.items() for client in members]
 
     def subscribe(self, client: Client, key: ChannelKey, presence: bool = False) -> None:
         if presence:
@@ -234,8 +241,7 @@ class Hub:
             change: client.member,
         }
         self.tell_watchers(key, frame, skip=client)
-        if self.relay is not None:
-            self.relay.presence(key, frame, client, change)
+        self.backplane.presence(key, frame, client, change)
 
     def tell_watchers(
         self, key: ChannelKey, frame: dict[str, Any], skip: Client | None = None
@@ -258,7 +264,7 @@ class Hub:
         """Deliver to every subscriber of `key` (on every node); return the responses that
         arrive within `timeout` seconds, sooner when every subscriber has answered."""
         broadcast_id = f"{self.node}.{next(self._numbers)}"
-        nodes = await self.relay.nodes() if self.relay else set()
+        nodes = await self.backplane.nodes()
         pending = _Pending(key[0], nodes | {self.node})
         self._pending[broadcast_id] = pending
         frame = {
@@ -272,8 +278,7 @@ class Hub:
             "sent_at": time.time(),
         }
         try:
-            if self.relay:
-                await self.relay.broadcast(key, frame)
+            await self.backplane.broadcast(key, frame)
             self.delivered(broadcast_id, self.node, self.deliver(key, frame))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
@@ -291,8 +296,7 @@ class Hub:
     def respond(self, org_id: str, broadcast_id: str, payload: Any) -> None:
         origin = broadcast_id.split(".", 1)[0]
         if origin != self.node:
-            if self.relay:
-                self.relay.respond(origin, org_id, broadcast_id, payload)
+            self.backplane.respond(origin, org_id, broadcast_id, payload)
             return
         pending = self._pending.get(broadcast_id)
         if pending is None or pending.org_id != org_id:
@@ -391,16 +395,15 @@ def movements(event: Event) -> list[Event]:
     ]
 
 
-async def forward_events(state: ServerState, hub: Hub) -> None:
+async def forward_events(bus: EventBus, hub: Hub) -> None:
     """Carry every event of this process's bus, and the movements it implies, to the sockets
-    that asked for it, here and, through the relay, on the other processes."""
-    async with state.bus.subscribe() as queue:
+    that asked for it, here and, through the backplane, on the other processes."""
+    async with bus.subscribe() as queue:
         while True:
             event = await queue.get()
             for each in (event, *movements(event)):
                 hub.publish(each)
-                if hub.relay is not None:
-                    hub.relay.event(each)
+                hub.backplane.event(each)
 
 
 def _channel_key(client: Client, frame: Frame) -> ChannelKey:
@@ -448,13 +451,24 @@ async def _answer(hub: Hub, client: Client, frame: Frame) -> dict[str, Any]:
         if not 0 <= frame.timeout <= MAX_TIMEOUT:
             raise FrameError("invalid", f"timeout must be 0 to {MAX_TIMEOUT} seconds")
         key = _channel_key(client, frame)
-        responses = await hub.broadcast(key, frame.name, frame.payload, frame.timeout)
+        try:
+            responses = await hub.broadcast(key, frame.name, frame.payload, frame.timeout)
+        except BackplaneDown as exc:
+            raise _unavailable(exc) from None
         return {"op": "responses", "id": frame.id, "responses": responses}
     key = _channel_key(client, frame)
-    members = hub.members(key)
-    if hub.relay is not None:
-        members = await hub.relay.members(key, members)
+    try:
+        members = await hub.backplane.members(key, hub.members(key))
+    except BackplaneDown as exc:
+        raise _unavailable(exc) from None
     return {"op": "members", "id": frame.id, "members": members}
+
+
+def _unavailable(exc: BackplaneDown) -> FrameError:
+    return FrameError(
+        "unavailable",
+        f"Realtime cannot reach the other server nodes now ({exc.reason}); try again shortly.",
+    )
 
 
 def _permit(client: Client, action: str) -> None:
@@ -526,7 +540,7 @@ def _ending(client: Client) -> tuple[int, str] | None:
 
 @websocket("/realtime", opt=allow("channel", "listen"))
 async def realtime(socket: WebSocket[Any, Any, Any]) -> None:
-    hub: Hub = socket.app.state.hub
+    hub: Hub = socket.app.state.tether.hub
     client = Client(principal=socket.user, send=socket.send)
     await socket.accept()
     hub.clients.add(client)

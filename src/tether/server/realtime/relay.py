@@ -1,28 +1,41 @@
-"""The realtime relay: broadcasts, delivery counts, responses, presence and resource events
-between server processes over Redis pub/sub (`TETHER_REDIS_URL`)."""
+"""The Redis backplane: broadcasts, delivery counts, responses, presence and resource events
+between server processes over Redis pub/sub (`TETHER_REDIS_URL`).
+
+Redis may be down when the server starts, or go away and come back. The backplane then keeps
+trying with backoff (0.1 s doubling to 5 s), reports why in `problem` (which `/api/v1/health`
+shows), refuses broadcasts at once with `BackplaneDown` instead of waiting on a dead socket,
+and once Redis answers again re-announces this node and its subscribers' presence, which a
+restarted Redis no longer holds.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
 
+from tether.server.realtime.backplane import Backplane, BackplaneDown, ChannelKey, Member, Node
 from tether.server.realtime.events import Event
-from tether.server.realtime.hub import ChannelKey, Client, Hub
 
 logger = logging.getLogger("tether.server")
 
+FIRST_RETRY = 0.1
+LAST_RETRY = 5.0
+TIMEOUT = 2.0
+"""Seconds a Redis connect or command may take before Redis counts as unreachable."""
 
-class Relay:
-    """Broadcasts and responses between server processes over Redis pub/sub.
 
-    Every process listens on one shared channel (broadcasts) and on its own (delivery counts
-    and responses), and keeps itself in a sorted set of live nodes with a heartbeat, so the
-    process that broadcasts knows how many nodes to hear back from."""
+class RedisBackplane(Backplane):
+    """Every process listens on one shared channel (broadcasts), one for events, one for
+    presence and its own inbox (delivery counts and responses), and keeps itself in a sorted
+    set of live nodes with a heartbeat, so the process that broadcasts knows how many nodes to
+    hear back from."""
 
     BROADCASTS = "tether:rt:broadcast"
     EVENTS = "tether:rt:events"
@@ -30,23 +43,48 @@ class Relay:
     NODES = "tether:rt:nodes"
     HEARTBEAT = 2.0
 
-    def __init__(self, url: str, hub: Hub) -> None:
+    def __init__(self, url: str, hub: Node) -> None:
         import redis.asyncio
 
         self.hub = hub
-        self.redis: Any = redis.asyncio.from_url(url)
+        self.redis: Any = redis.asyncio.from_url(
+            url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT
+        )
+        self.problem = "not connected to Redis yet"
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._first = asyncio.Event()
+        """Set once the first connection attempt has ended, either way."""
 
     def _inbox(self, node: str) -> str:
         return f"tether:rt:node:{node}"
 
+    async def _up(self) -> None:
+        """Refuse at once while Redis is unreachable; just after start, wait for the first
+        connection attempt (at most `TIMEOUT`) rather than refuse before trying."""
+        if not self._first.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TIMEOUT):
+                    await self._first.wait()
+        if self.problem is not None:
+            raise BackplaneDown(self.problem)
+
     async def nodes(self) -> set[str]:
-        alive = await self.redis.zrangebyscore(self.NODES, time.time() - 3 * self.HEARTBEAT, "+inf")
-        return {n.decode() for n in alive}
+        await self._up()
+        try:
+            alive = await self.redis.zrangebyscore(
+                self.NODES, time.time() - 3 * self.HEARTBEAT, "+inf"
+            )
+        except Exception as exc:
+            raise BackplaneDown(self._lost(exc)) from None
+        return {n.decode() for n in alive} - {self.hub.node}
 
     async def broadcast(self, key: ChannelKey, frame: dict[str, Any]) -> None:
+        await self._up()
         message = {"origin": self.hub.node, "key": list(key), "frame": frame}
-        await self.redis.publish(self.BROADCASTS, msgspec.json.encode(message))
+        try:
+            await self.redis.publish(self.BROADCASTS, msgspec.json.encode(message))
+        except Exception as exc:
+            raise BackplaneDown(self._lost(exc)) from None
 
     def respond(self, origin: str, org_id: str, broadcast_id: str, payload: Any) -> None:
         message = {"op": "response", "org": org_id, "broadcast": broadcast_id, "payload": payload}
@@ -55,26 +93,31 @@ class Relay:
     def _presence_key(self, key: ChannelKey) -> str:
         return "tether:rt:presence:" + msgspec.json.encode(list(key)).decode()
 
-    def presence(self, key: ChannelKey, frame: dict[str, Any], client: Client, change: str) -> None:
+    def presence(self, key: ChannelKey, frame: dict[str, Any], client: Member, change: str) -> None:
         """Tell the other nodes' subscribers, and keep the cluster-wide member list."""
-        field_name = f"{self.hub.node}:{id(client)}"
         store = self._presence_key(key)
         if change == "joined":
-            self._spawn(self._call("hset", store, field_name, msgspec.json.encode(client.member)))
+            self._spawn(self.redis.hset(store, self._field(client), self._member(client)))
         else:
-            self._spawn(self._call("hdel", store, field_name))
+            self._spawn(self.redis.hdel(store, self._field(client)))
         message = {"origin": self.hub.node, "key": list(key), "frame": frame}
-        self._spawn(self._publish(self.PRESENCE, msgspec.json.encode(message)))
+        self._spawn(self.redis.publish(self.PRESENCE, msgspec.json.encode(message)))
 
-    async def _call(self, command: str, *args: Any) -> None:
-        await getattr(self.redis, command)(*args)
+    def _field(self, client: Member) -> str:
+        return f"{self.hub.node}:{id(client)}"
+
+    def _member(self, client: Member) -> bytes:
+        return msgspec.json.encode(client.member)
 
     async def members(self, key: ChannelKey, local: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Everyone in the channel on live nodes. A dead node's members are left out and
         removed from the shared list, which it can no longer clean up itself."""
         alive = await self.nodes() | {self.hub.node}
         store = self._presence_key(key)
-        stored = await self.redis.hgetall(store)
+        try:
+            stored = await self.redis.hgetall(store)
+        except Exception as exc:
+            raise BackplaneDown(self._lost(exc)) from None
         seen = {(m["type"], m["id"]): m for m in local}
         dead = []
         for field_name, value in stored.items():
@@ -84,43 +127,115 @@ class Relay:
             member = msgspec.json.decode(value)
             seen.setdefault((member["type"], member["id"]), member)
         if dead:
-            await self.redis.hdel(store, *dead)
+            self._spawn(self.redis.hdel(store, *dead))
         return list(seen.values())
 
     def event(self, event: Event) -> None:
         message = {"origin": self.hub.node, "event": msgspec.structs.asdict(event)}
-        self._spawn(self._publish(self.EVENTS, msgspec.json.encode(message)))
+        self._spawn(self.redis.publish(self.EVENTS, msgspec.json.encode(message)))
 
     def _send(self, node: str, message: dict[str, Any]) -> None:
-        self._spawn(self._publish(self._inbox(node), msgspec.json.encode(message)))
+        self._spawn(self.redis.publish(self._inbox(node), msgspec.json.encode(message)))
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        """Run a Redis command in the background; while Redis is down it is dropped (what it
+        carried is re-announced on reconnection, or was only worth its moment)."""
+        if self.problem is not None:
+            if asyncio.iscoroutine(work):
+                work.close()
+            return
+        task = asyncio.get_running_loop().create_task(self._quietly(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _publish(self, channel: str, data: bytes) -> None:
-        await self.redis.publish(channel, data)
+    async def _quietly(self, work: Awaitable[Any]) -> None:
+        try:
+            await work
+        except Exception as exc:
+            self._lost(exc)
+
+    def _lost(self, exc: BaseException) -> str:
+        """Note that Redis is unreachable (logged once per outage); the reason."""
+        reason = f"Redis is unreachable: {type(exc).__name__}: {exc}"
+        if self.problem is None:
+            logger.warning("realtime across nodes stopped: %s", reason)
+        self.problem = reason
+        return reason
 
     async def run(self) -> None:
-        """Heartbeat and relay until cancelled."""
-        beating = asyncio.get_running_loop().create_task(self._heartbeat())
-        pubsub = self.redis.pubsub()
-        await pubsub.subscribe(
-            self.BROADCASTS, self.EVENTS, self.PRESENCE, self._inbox(self.hub.node)
-        )
+        """Relay until cancelled, reconnecting with backoff whenever Redis goes away."""
+        delay = FIRST_RETRY
         try:
-            async for message in pubsub.listen():
-                if message.get("type") != "message":
+            while True:
+                try:
+                    await self._relay()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if self.problem is None:
+                        delay = FIRST_RETRY
+                    self._lost(exc)
+                self._first.set()
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(LAST_RETRY, delay * 2)
+        finally:
+            await self._leave()
+
+    async def _relay(self) -> None:
+        """One connection's life: subscribe, announce, then handle messages until it fails."""
+        await self.redis.connection_pool.disconnect()
+        pubsub = self.redis.pubsub()
+        beating: asyncio.Task[None] | None = None
+        try:
+            await pubsub.subscribe(
+                self.BROADCASTS, self.EVENTS, self.PRESENCE, self._inbox(self.hub.node)
+            )
+            await self._announce()
+            if self.problem is not None:
+                logger.warning("realtime across nodes restored")
+            self.problem = None
+            self._first.set()
+            beating = asyncio.get_running_loop().create_task(self._heartbeat())
+            while True:
+                message = await pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=self.HEARTBEAT
+                )
+                if beating.done():
+                    beating.result()
+                if message is None or message.get("type") != "message":
                     continue
                 try:
                     self._handle(message["channel"].decode(), msgspec.json.decode(message["data"]))
                 except Exception:
                     logger.exception("bad realtime relay message")
         finally:
-            beating.cancel()
-            await pubsub.aclose()
-            await self.redis.zrem(self.NODES, self.hub.node)
+            if beating is not None:
+                beating.cancel()
+            try:
+                await pubsub.aclose()
+            except Exception:
+                logger.debug("closing a lost Redis subscription failed", exc_info=True)
+
+    async def _announce(self) -> None:
+        """Put this node and its subscribers back in Redis (a restarted Redis is empty)."""
+        await self.redis.zadd(self.NODES, {self.hub.node: time.time()})
+        for key, client in self.hub.subscriptions():
+            await self.redis.hset(
+                self._presence_key(key), self._field(client), self._member(client)
+            )
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.HEARTBEAT)
+            await self.redis.zadd(self.NODES, {self.hub.node: time.time()})
+
+    async def _leave(self) -> None:
+        try:
+            if self.problem is None:
+                await self.redis.zrem(self.NODES, self.hub.node)
+        except Exception:
+            logger.debug("leaving the node set failed", exc_info=True)
+        finally:
             await self.redis.aclose()
 
     def _handle(self, channel: str, message: dict[str, Any]) -> None:
@@ -148,11 +263,6 @@ class Relay:
             self.hub.delivered(message["broadcast"], message["node"], int(message["count"]))
         elif message.get("op") == "response":
             self.hub.respond(message["org"], message["broadcast"], message["payload"])
-
-    async def _heartbeat(self) -> None:
-        while True:
-            await self.redis.zadd(self.NODES, {self.hub.node: time.time()})
-            await asyncio.sleep(self.HEARTBEAT)
 
 
 def _key(sent: list[Any]) -> ChannelKey:

@@ -25,8 +25,9 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from tether.server.db.engine import Reads, RowView, fetch, new_id, utcnow
+from tether.server.db.engine import RowView, new_id, utcnow
 from tether.server.db.pages import Page, list_page, page_limit
+from tether.server.db.reads import Reads, fetch
 from tether.server.db.tables import (
     data_items,
     deployment_reports,
@@ -419,7 +420,7 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
         return out
 
     async def read(request: Request[Any, Any, Any], tether: Tether) -> ResourceOut:
-        async with tether.reader.connect() as conn:
+        async with tether.reader.point() as conn:
             org_id, project_id = await resolve_scope(conn, request, kind.in_projects)
             row = await load(conn, kind, org_id, project_id, item_id(request, kind))
         return to_out(row)

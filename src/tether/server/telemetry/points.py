@@ -22,8 +22,9 @@ from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tether._values import field_problem, value_problem
-from tether.server.db.engine import Reads, bulk_insert, run_on_sqlite_thread, utcnow
+from tether.server.db.engine import bulk_insert, run_on_sqlite_thread, utcnow
 from tether.server.db.pages import check_query, next_url
+from tether.server.db.reads import Reads
 from tether.server.db.tables import resources, telemetry_batches, telemetry_latest, telemetry_points
 from tether.server.identity.policy import allow
 from tether.server.identity.scope import resolve_scope, scoped_paths

@@ -18,8 +18,8 @@ from litestar import Request, Response, Router, get, post
 from litestar.params import FromPath, JSONBody
 
 from tether._versions import parse_version
-from tether.server.db.engine import Reads
 from tether.server.db.pages import check_query
+from tether.server.db.reads import Reads
 from tether.server.db.tables import deployment_reports, deployments, package_versions, resources
 from tether.server.files.tree import blob_response
 from tether.server.identity.credentials import Principal

@@ -18,8 +18,9 @@ from litestar import Request, Router, delete, get, patch, post
 from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tether.server.db.engine import Reads, new_id, upsert, utcnow
+from tether.server.db.engine import new_id, upsert, utcnow
 from tether.server.db.pages import Page, filters_of, list_page, narrowed, page_limit
+from tether.server.db.reads import Reads
 from tether.server.db.tables import deployment_reports, deployments, package_versions
 from tether.server.identity.policy import allow
 from tether.server.identity.scope import principal_of

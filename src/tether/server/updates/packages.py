@@ -20,8 +20,9 @@ from litestar import Request, Response, Router, delete, get, post, put
 from litestar.params import FromPath, JSONBody
 
 from tether._versions import canonical_version
-from tether.server.db.engine import Reads, new_id, upsert, utcnow
+from tether.server.db.engine import new_id, upsert, utcnow
 from tether.server.db.pages import Page, check_query, filters_of, list_page, narrowed, page_limit
+from tether.server.db.reads import Reads
 from tether.server.db.tables import deployments, package_versions, update_keys
 from tether.server.files.tree import blob_response, record_blob
 from tether.server.identity.policy import allow

@@ -1,0 +1,180 @@
+"""Realtime across nodes with a Redis that is down at start, comes up, and restarts: the
+nodes serve, say they are degraded and why, refuse broadcasts at once, and recover by
+themselves (presence included) once Redis answers again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.conftest import OPERATOR, RunningServer, free_port, wait_for
+from tests.faults.conftest import serve
+
+pytestmark = pytest.mark.subprocess
+
+
+class OwnRedis:
+    """A redis-server of this test's own, on a free port, that the test stops and starts."""
+
+    def __init__(self, folder: Path) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.folder = folder
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        import redis
+
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", str(self.folder)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+
+        def answers() -> bool:
+            try:
+                return bool(redis.Redis.from_url(self.url, socket_timeout=1).ping())
+            except redis.RedisError:
+                return False
+
+        wait_for(answers, timeout=10, what="redis-server")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(10)
+            self.process = None
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    if shutil.which("redis-server") is None:
+        reason = "redis-server is not installed (apt-get install redis-server)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    redis = OwnRedis(folder)
+    try:
+        yield redis
+    finally:
+        redis.stop()
+
+
+def health(url: str) -> dict[str, Any]:
+    return httpx.get(f"{url}/api/v1/health").json()  # type: ignore[no-any-return]
+
+
+async def frame(ws: ClientConnection, timeout: float = 10) -> dict[str, Any]:
+    """The next frame that is not a presence notice."""
+    while True:
+        got: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if got["op"] != "presence":
+            return got
+
+
+async def broadcast(ws: ClientConnection, n: int) -> tuple[dict[str, Any], float]:
+    """A broadcast on channel `c` asking for answers; the reply frame and how long it took."""
+    began = time.monotonic()
+    message = {"op": "broadcast", "id": n, "channel": "c", "name": "roll", "timeout": 5}
+    await ws.send(json.dumps(message))
+    return await frame(ws, 15), time.monotonic() - began
+
+
+def test_realtime_survives_redis_down_at_start_and_restarted(
+    server: RunningServer, own_redis: OwnRedis, tmp_path: Path
+) -> None:
+    ports = [free_port(), free_port()]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    data = tmp_path / "data"
+    nodes = [serve(ports[0], data, server.database_url, own_redis.url)]
+    try:
+        state = health(urls[0])
+        assert state["status"] == "degraded"
+        assert "Redis" in state["problems"]["realtime"]
+        org, user, password = OPERATOR
+        grant = {"grant_type": "password", "username": user, "password": password}
+        token = httpx.post(
+            f"{urls[0]}/api/v1/auth/token", json=grant | {"organization": org}
+        ).json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def socket(node: int) -> Any:
+            url = urls[node].replace("http://", "ws://") + "/api/v1/realtime"
+            return connect(url, additional_headers=headers)
+
+        async def answer(ws: ClientConnection) -> None:
+            """A listener on channel `c` that answers every broadcast with "here"."""
+            while True:
+                got = json.loads(await ws.recv())
+                if got["op"] == "broadcast":
+                    reply = {"op": "respond", "broadcast": got["broadcast"], "payload": "here"}
+                    await ws.send(json.dumps(reply))
+
+        async def main() -> None:
+            async with socket(0) as caster:
+                refused, took = await broadcast(caster, 1)
+                assert refused["op"] == "error", refused
+                assert refused["code"] == "unavailable", refused
+                assert "Redis" in refused["message"]
+                assert took < 3, f"a broadcast without Redis took {took:.1f} s"
+
+                await asyncio.to_thread(own_redis.start)
+                await asyncio.to_thread(
+                    wait_for, lambda: health(urls[0])["status"] == "ok", 20, "reconnection"
+                )
+                nodes.append(
+                    await asyncio.to_thread(
+                        serve, ports[1], data, server.database_url, own_redis.url
+                    )
+                )
+                await asyncio.to_thread(
+                    wait_for, lambda: health(urls[1])["status"] == "ok", 20, "second node"
+                )
+                async with socket(1) as listener:
+                    await listener.send(json.dumps({"op": "subscribe", "id": 1, "channel": "c"}))
+                    assert (await frame(listener))["op"] == "ack"
+                    answering = asyncio.create_task(answer(listener))
+                    replied, _ = await broadcast(caster, 2)
+                    assert replied["responses"] == ["here"], replied
+
+                    await asyncio.to_thread(own_redis.stop)
+                    await asyncio.to_thread(
+                        wait_for,
+                        lambda: health(urls[0])["status"] == "degraded",
+                        20,
+                        "the lost Redis to show",
+                    )
+                    refused, took = await broadcast(caster, 3)
+                    assert refused["code"] == "unavailable", refused
+                    assert took < 3, f"a broadcast without Redis took {took:.1f} s"
+
+                    await asyncio.to_thread(own_redis.start)
+                    for url in urls:
+                        await asyncio.to_thread(
+                            wait_for, lambda u=url: health(u)["status"] == "ok", 20, "recovery"
+                        )
+                    await caster.send(json.dumps({"op": "who", "id": 4, "channel": "c"}))
+                    members = (await frame(caster))["members"]
+                    assert [m["type"] for m in members] == ["user"], (
+                        "the listener on the other node is in the channel again"
+                    )
+                    replied, _ = await broadcast(caster, 5)
+                    assert replied["responses"] == ["here"], replied
+                    answering.cancel()
+
+        asyncio.run(main())
+    finally:
+        for process in nodes:
+            process.kill()
+            process.wait(30)
