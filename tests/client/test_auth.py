@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def test_repeated_failures_are_rate_limited(server: RunningServer, tenant: Tenan
 
 def test_expired_access_token_is_refreshed(client: tether.Client) -> None:
     first = client.get_auth().token
-    client._session.forget_token()
+    client._session.expires_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     client.devices.find()
     assert client.auth.token
     assert client.auth.token != first

@@ -186,8 +186,7 @@ class AsyncClient:
     async def get_auth(self) -> AuthPayload:
         """The authentication payload, signing in or refreshing the token first if needed."""
         self._ensure_open()
-        if self._session.needs_login():
-            await self._run(self._session.login_flow())
+        await self._run(self._session.signed_in_flow())
         return self._session.payload()
 
     async def whoami(self) -> dict[str, Any]:

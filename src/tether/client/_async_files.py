@@ -7,7 +7,6 @@ from it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -15,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
-from tether import delta as rsync
 from tether._exceptions import (
     ChecksumError,
     DownloadError,
@@ -25,8 +23,17 @@ from tether._exceptions import (
     TaskError,
 )
 from tether._paths import clean_path
-from tether.client._files import CHUNK, Source, opened_source
+from tether.client._files import (
+    CHUNK,
+    Source,
+    file_sha256,
+    opened_source,
+    patched,
+    signature_of,
+    write_delta,
+)
 from tether.client._flows import pause as pause_flow
+from tether.client._workers import _async_offload
 
 if TYPE_CHECKING:
     from tether.client._async_client import AsyncClient
@@ -90,8 +97,7 @@ async def fetch_verified(
                 progress(have, size)
             if not chunk:
                 break
-    with partial.open("rb") as done:
-        digest = hashlib.file_digest(done, "sha256").hexdigest()
+    digest = await _async_offload(file_sha256, partial)
     if have != size or digest != sha256:
         partial.unlink()
         raise ChecksumError(
@@ -237,9 +243,7 @@ class AsyncFiles:
             result = await self.put(path, remote, progress=progress)
             return result | {"sent": path.stat().st_size}
         with tempfile.TemporaryFile() as delta_file:
-            with path.open("rb") as new:
-                rsync.delta(_bytes_io(signature), new, delta_file)
-            size = delta_file.tell()
+            size = await _async_offload(write_delta, signature, path, delta_file)
             delta_file.seek(0)
             result = await self._client.request(
                 "PUT",
@@ -260,20 +264,15 @@ class AsyncFiles:
         if not target.exists():
             return await self.get(remote, target, progress=progress)
         info = await self.info(remote)
-        with tempfile.TemporaryFile() as signature, target.open("rb") as basis:
-            rsync.signature(basis, signature)
-            signature.seek(0)
-            delta = await self._client.request(
-                "POST", f"files/delta{_remote(remote)}", content=signature.read(), raw=True
-            )
+        signature = await _async_offload(signature_of, target)
+        delta = await self._client.request(
+            "POST", f"files/delta{_remote(remote)}", content=signature, raw=True
+        )
         if progress:
             progress(len(delta), len(delta))
         result = target.with_name(f".{target.name}.sync")
         try:
-            with target.open("rb") as basis, result.open("wb") as out:
-                rsync.patch(basis, _bytes_io(delta), out)
-            with result.open("rb") as done:
-                sha256 = hashlib.file_digest(done, "sha256").hexdigest()
+            sha256 = await _async_offload(patched, target, delta, result)
             if sha256 != info["sha256"]:
                 raise ChecksumError(f"{remote}: the patched file does not match the server's")
             os.replace(result, target)
@@ -281,9 +280,3 @@ class AsyncFiles:
             with contextlib.suppress(FileNotFoundError):
                 result.unlink()
         return target
-
-
-def _bytes_io(data: bytes) -> BinaryIO:
-    import io
-
-    return io.BytesIO(data)

@@ -7,7 +7,6 @@ This file is the source of both twins: `scripts/unasync.py` writes `_sync_update
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -18,8 +17,9 @@ from urllib.parse import quote
 
 from tether._versions import canonical_version
 from tether.client._async_files import Progress, _async_chunks, fetch_verified
-from tether.client._files import CHUNK, Source, opened_source, source_name
+from tether.client._files import Source, measure, opened_source, source_name
 from tether.client._updates import STATES, Package, check_offer, destination_for
+from tether.client._workers import _async_offload
 from tether.signing import SigningKey
 
 if TYPE_CHECKING:
@@ -189,13 +189,9 @@ class AsyncUpdates:
                 headers["Content-Length"] = str(size)
             name = filename or source_name(source)
             if signing_key is not None:
-                start, digest, length = stream.tell(), hashlib.sha256(), 0
-                while chunk := stream.read(CHUNK):
-                    digest.update(chunk)
-                    length += len(chunk)
-                stream.seek(start)
+                length, digest = await _async_offload(measure, stream)
                 headers["X-Tether-Signature"] = signing_key.sign_package(
-                    reference, canonical_version(version), length, digest.hexdigest()
+                    reference, canonical_version(version), length, digest
                 )
             return await self._client.request(  # type: ignore[no-any-return]
                 "PUT",

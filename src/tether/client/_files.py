@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
+
+from tether import delta as rsync
 
 CHUNK = 1024 * 1024
 
@@ -43,3 +48,40 @@ def opened_source(source: Source) -> Iterator[tuple[BinaryIO, int | None]]:
     except (OSError, ValueError):
         size = None
     yield source, size
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in chunks."""
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+def write_delta(signature: bytes, path: Path, out: BinaryIO) -> int:
+    """Write the delta from `signature` to the file at `path` into `out`; its size."""
+    with path.open("rb") as new:
+        rsync.delta(io.BytesIO(signature), new, out)
+    return out.tell()
+
+
+def signature_of(path: Path) -> bytes:
+    with tempfile.TemporaryFile() as signature, path.open("rb") as basis:
+        rsync.signature(basis, signature)
+        signature.seek(0)
+        return signature.read()
+
+
+def patched(basis_path: Path, delta: bytes, result: Path) -> str:
+    """Apply `delta` to the file at `basis_path` into `result`; the result's SHA-256."""
+    with basis_path.open("rb") as basis, result.open("wb") as out:
+        rsync.patch(basis, io.BytesIO(delta), out)
+    return file_sha256(result)
+
+
+def measure(stream: BinaryIO) -> tuple[int, str]:
+    """The length and SHA-256 of the rest of `stream`, which is left where it was."""
+    start, digest, length = stream.tell(), hashlib.sha256(), 0
+    while chunk := stream.read(CHUNK):
+        digest.update(chunk)
+        length += len(chunk)
+    stream.seek(start)
+    return length, digest.hexdigest()

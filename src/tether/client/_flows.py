@@ -9,10 +9,11 @@ it can decide to retry.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -31,7 +32,28 @@ class Sleep:
     seconds: float
 
 
-Step = Send | Sleep
+class Signs(Protocol):
+    """What `Renew` needs of a session: its token, a sign-in, and a lock of each flavour."""
+
+    access_token: str | None
+    lock: threading.Lock
+    async_lock: asyncio.Lock
+
+    def login_flow(self) -> Flow[None]: ...
+
+
+@dataclass(frozen=True)
+class Renew:
+    """Sign in again unless another request has done so since this one saw `seen` as the
+    token. Runners hold the session's lock while they sign in, so concurrent requests that
+    found the token expired (or refused) make one refresh between them: a refresh token is
+    spent when used, and a second use would revoke the whole sign-in."""
+
+    session: Signs
+    seen: str | None
+
+
+Step = Send | Sleep | Renew
 Flow = Generator[Step, Any, T]
 
 
@@ -58,6 +80,14 @@ def run_sync(flow: Flow[T], client: httpx.Client) -> T:
         if isinstance(step, Sleep):
             time.sleep(step.seconds)
             continue
+        if isinstance(step, Renew):
+            try:
+                with step.session.lock:
+                    if step.session.access_token == step.seen:
+                        run_sync(step.session.login_flow(), client)
+            except TetherError as exc:
+                error = exc
+            continue
         try:
             value = client.send(step.request)
         except httpx.HTTPError as exc:
@@ -75,6 +105,14 @@ async def run_async(flow: Flow[T], client: httpx.AsyncClient) -> T:
         value, error = None, None
         if isinstance(step, Sleep):
             await asyncio.sleep(step.seconds)
+            continue
+        if isinstance(step, Renew):
+            try:
+                async with step.session.async_lock:
+                    if step.session.access_token == step.seen:
+                        await run_async(step.session.login_flow(), client)
+            except TetherError as exc:
+                error = exc
             continue
         try:
             value = await client.send(step.request)

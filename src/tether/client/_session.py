@@ -8,6 +8,7 @@ credentials or they are refused.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -30,7 +31,7 @@ from tether._exceptions import (
 )
 from tether.client._config import Retries, retry_delay
 from tether.client._credentials import Credentials
-from tether.client._flows import Flow, Send, Sleep
+from tether.client._flows import Flow, Renew, Send, Sleep
 
 Body = bytes | Iterable[bytes] | AsyncIterable[bytes]
 """A request body: bytes, or chunks streamed from a file."""
@@ -89,6 +90,8 @@ class Session:
         self.expires_at: dt.datetime | None = None
         self.identity: dict[str, Any] | None = None
         self.lock = threading.Lock()
+        self.async_lock = asyncio.Lock()
+        """Held while signing in, by the blocking and the asyncio runner (see `Renew`)."""
 
     # URLs ----------------------------------------------------------------------------------
 
@@ -158,10 +161,6 @@ class Session:
             return True
         return self.expires_at - _REFRESH_MARGIN <= dt.datetime.now(dt.UTC)
 
-    def forget_token(self) -> None:
-        self.access_token = None
-        self.expires_at = None
-
     def payload(self) -> AuthPayload:
         token = self.access_token or self.credentials.token
         return AuthPayload(
@@ -201,6 +200,12 @@ class Session:
         )
         response: httpx.Response = yield from self._send_with_retries(request)
         return response
+
+    def signed_in_flow(self) -> Flow[None]:
+        """Sign in (or refresh) first if the token is missing or about to expire, once for
+        all the requests that find it so at the same time."""
+        if self.needs_login():
+            yield Renew(self, self.access_token)
 
     def login_flow(self) -> Flow[None]:
         """Get (or refresh) a token, or learn the identity of a static credential."""
@@ -327,11 +332,11 @@ class Session:
 
         A streamed body (an iterator of chunks) can be sent once only: such a request is not
         retried, since a second attempt would send an empty body."""
-        if self.needs_login():
-            yield from self.login_flow()
+        yield from self.signed_in_flow()
         replayable = content is None or isinstance(content, bytes)
         renewed = False
         while True:
+            sent_with = self.access_token
             request = self.build(
                 method.upper(),
                 self.resolve(path),
@@ -347,8 +352,7 @@ class Session:
                 response = yield Send(request)
             if response.status_code == 401 and self.uses_grants and not renewed and replayable:
                 renewed = True
-                self.forget_token()
-                yield from self.login_flow()
+                yield Renew(self, sent_with)
                 continue
             if response.is_error:
                 raise _error(response)

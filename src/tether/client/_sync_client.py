@@ -187,8 +187,7 @@ class Client:
     def get_auth(self) -> AuthPayload:
         """The authentication payload, signing in or refreshing the token first if needed."""
         self._ensure_open()
-        if self._session.needs_login():
-            self._run(self._session.login_flow())
+        self._run(self._session.signed_in_flow())
         return self._session.payload()
 
     def whoami(self) -> dict[str, Any]:

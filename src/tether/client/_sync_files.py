@@ -8,7 +8,6 @@ from it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
 from collections.abc import Iterator, Callable
@@ -16,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
-from tether import delta as rsync
 from tether._exceptions import (
     ChecksumError,
     DownloadError,
@@ -26,8 +24,17 @@ from tether._exceptions import (
     TaskError,
 )
 from tether._paths import clean_path
-from tether.client._files import CHUNK, Source, opened_source
+from tether.client._files import (
+    CHUNK,
+    Source,
+    file_sha256,
+    opened_source,
+    patched,
+    signature_of,
+    write_delta,
+)
 from tether.client._flows import pause as pause_flow
+from tether.client._workers import _sync_offload
 
 if TYPE_CHECKING:
     from tether.client._sync_client import Client
@@ -91,8 +98,7 @@ def fetch_verified(
                 progress(have, size)
             if not chunk:
                 break
-    with partial.open("rb") as done:
-        digest = hashlib.file_digest(done, "sha256").hexdigest()
+    digest = _sync_offload(file_sha256, partial)
     if have != size or digest != sha256:
         partial.unlink()
         raise ChecksumError(
@@ -238,9 +244,7 @@ class Files:
             result = self.put(path, remote, progress=progress)
             return result | {"sent": path.stat().st_size}
         with tempfile.TemporaryFile() as delta_file:
-            with path.open("rb") as new:
-                rsync.delta(_bytes_io(signature), new, delta_file)
-            size = delta_file.tell()
+            size = _sync_offload(write_delta, signature, path, delta_file)
             delta_file.seek(0)
             result = self._client.request(
                 "PUT",
@@ -261,20 +265,15 @@ class Files:
         if not target.exists():
             return self.get(remote, target, progress=progress)
         info = self.info(remote)
-        with tempfile.TemporaryFile() as signature, target.open("rb") as basis:
-            rsync.signature(basis, signature)
-            signature.seek(0)
-            delta = self._client.request(
-                "POST", f"files/delta{_remote(remote)}", content=signature.read(), raw=True
-            )
+        signature = _sync_offload(signature_of, target)
+        delta = self._client.request(
+            "POST", f"files/delta{_remote(remote)}", content=signature, raw=True
+        )
         if progress:
             progress(len(delta), len(delta))
         result = target.with_name(f".{target.name}.sync")
         try:
-            with target.open("rb") as basis, result.open("wb") as out:
-                rsync.patch(basis, _bytes_io(delta), out)
-            with result.open("rb") as done:
-                sha256 = hashlib.file_digest(done, "sha256").hexdigest()
+            sha256 = _sync_offload(patched, target, delta, result)
             if sha256 != info["sha256"]:
                 raise ChecksumError(f"{remote}: the patched file does not match the server's")
             os.replace(result, target)
@@ -282,9 +281,3 @@ class Files:
             with contextlib.suppress(FileNotFoundError):
                 result.unlink()
         return target
-
-
-def _bytes_io(data: bytes) -> BinaryIO:
-    import io
-
-    return io.BytesIO(data)

@@ -8,7 +8,6 @@ This file is the source of both twins: `scripts/unasync.py` writes `_sync_update
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -19,8 +18,9 @@ from urllib.parse import quote
 
 from tether._versions import canonical_version
 from tether.client._sync_files import Progress, _sync_chunks, fetch_verified
-from tether.client._files import CHUNK, Source, opened_source, source_name
+from tether.client._files import Source, measure, opened_source, source_name
 from tether.client._updates import STATES, Package, check_offer, destination_for
+from tether.client._workers import _sync_offload
 from tether.signing import SigningKey
 
 if TYPE_CHECKING:
@@ -190,13 +190,9 @@ class Updates:
                 headers["Content-Length"] = str(size)
             name = filename or source_name(source)
             if signing_key is not None:
-                start, digest, length = stream.tell(), hashlib.sha256(), 0
-                while chunk := stream.read(CHUNK):
-                    digest.update(chunk)
-                    length += len(chunk)
-                stream.seek(start)
+                length, digest = _sync_offload(measure, stream)
                 headers["X-Tether-Signature"] = signing_key.sign_package(
-                    reference, canonical_version(version), length, digest.hexdigest()
+                    reference, canonical_version(version), length, digest
                 )
             return self._client.request(  # type: ignore[no-any-return]
                 "PUT",

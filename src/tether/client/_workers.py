@@ -14,9 +14,10 @@ import logging
 import queue
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 logger = logging.getLogger("tether")
+T = TypeVar("T")
 
 _AFTER_CRASH = 30.0
 
@@ -87,6 +88,16 @@ class _Worker:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
             self._thread = None
+
+
+async def _async_offload(work: Callable[..., T], *args: Any) -> T:
+    """Run CPU or disk work (hashing, librsync) on a worker thread, off the event loop."""
+    return await asyncio.to_thread(work, *args)
+
+
+def _sync_offload(work: Callable[..., T], *args: Any) -> T:
+    """Run the work in place: the blocking twin has no loop to keep free."""
+    return work(*args)
 
 
 def _async_lock() -> asyncio.Lock:

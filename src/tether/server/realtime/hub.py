@@ -34,7 +34,7 @@ import itertools
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +55,7 @@ from tether.server.realtime.backplane import (
     Member,
 )
 from tether.server.realtime.events import Event, EventBus
+from tether.server.realtime.stepped import DONE, Steps, finish, step
 
 MAX_FRAME = 64 * 1024
 QUEUE = 1000
@@ -95,7 +96,7 @@ Send = Callable[[WebSocketSendEvent], Awaitable[None]]
 class Client:
     """One connected socket: who it is, what it listens to, and its bounded outbox.
 
-    A frame is written at once when nothing is waiting to go out before it (see `_step`); only
+    A frame is written at once when nothing is waiting to go out before it (see `stepped`); only
     when the socket's transport is full do frames queue, up to `QUEUE`, behind a task that
     writes them as the socket drains."""
 
@@ -133,17 +134,17 @@ class Client:
             return True
         send = self.send(_message(text)).__await__()
         try:
-            waiting = _step(send)
+            waiting = step(send)
         except Exception:
             self.gone.set()
             return False
-        if waiting is not _DONE:
+        if waiting is not DONE:
             self._flushing = asyncio.get_running_loop().create_task(self._flush(send, waiting))
         return True
 
     async def _flush(self, send: Steps, waiting: Any) -> None:
         try:
-            await _finish(send, waiting)
+            await finish(send, waiting)
             while self.outbox:
                 await self.send(_message(self.outbox.popleft()))
         except Exception:
@@ -327,35 +328,6 @@ class Hub:
             if client.wants(event):
                 encoded = encoded or _text(frame)
                 client.offer(encoded)
-
-
-_DONE = object()
-Steps = Generator[Any, None, None]
-
-
-def _step(coroutine: Steps) -> Any:
-    """Run `coroutine` until it first waits and return what it waits on, or `_DONE` when it
-    finished without waiting. An ASGI send to a socket whose transport has room finishes
-    without waiting, so a fan-out writes each frame in place instead of waking a task per
-    socket, which was most of what a broadcast to a thousand sockets cost."""
-    try:
-        return coroutine.send(None)
-    except StopIteration:
-        return _DONE
-
-
-async def _finish(coroutine: Steps, waiting: Any) -> None:
-    """Drive a coroutine that `_step` left waiting on `waiting` to its end, as a task would."""
-    try:
-        while waiting is not _DONE:
-            if waiting is None:
-                await asyncio.sleep(0)
-            else:
-                waiting._asyncio_future_blocking = False  # taken over, as Task.__step does
-                await waiting
-            waiting = _step(coroutine)
-    finally:
-        coroutine.close()
 
 
 def _text(frame: dict[str, Any]) -> str:
