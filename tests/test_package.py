@@ -36,11 +36,29 @@ def test_public_names_are_pinned() -> None:
             "AsyncBroadcast",
             "AsyncChannel",
             "AsyncClient",
+            "AsyncCollection",
+            "AsyncContent",
+            "AsyncDataCollection",
+            "AsyncDataItem",
+            "AsyncDeployment",
+            "AsyncDevice",
+            "AsyncDownloadablePackage",
+            "AsyncEventStream",
+            "AsyncExperience",
+            "AsyncFeed",
             "AsyncFileTask",
             "AsyncFiles",
+            "AsyncListener",
+            "AsyncLocation",
+            "AsyncProject",
+            "AsyncRealtime",
+            "AsyncResource",
             "AsyncResultSet",
             "AsyncTelemetry",
+            "AsyncThing",
+            "AsyncUpdateCheck",
             "AsyncUpdates",
+            "AsyncZone",
             "AuthPayload",
             "AuthenticationError",
             "BadRequestError",
@@ -49,10 +67,12 @@ def test_public_names_are_pinned() -> None:
             "ChecksumError",
             "Client",
             "ClientClosedError",
+            "Collection",
             "ConfigurationError",
             "ConflictError",
             "Content",
             "Credentials",
+            "DataCollection",
             "DataItem",
             "DeltaError",
             "Deployment",
@@ -60,14 +80,17 @@ def test_public_names_are_pinned() -> None:
             "DowngradeError",
             "DownloadError",
             "DownloadablePackage",
+            "EventStream",
             "Experience",
             "Feed",
             "FileTask",
             "Files",
             "Listener",
+            "LocalFileError",
             "Location",
             "NetworkError",
             "NotFoundError",
+            "Outbox",
             "OutboxFullError",
             "Package",
             "PairingCode",
@@ -77,6 +100,7 @@ def test_public_names_are_pinned() -> None:
             "PushError",
             "RateLimitError",
             "Reading",
+            "Realtime",
             "RealtimeError",
             "RejectedEntry",
             "RequestTimeout",
@@ -86,17 +110,17 @@ def test_public_names_are_pinned() -> None:
             "ServerError",
             "SigningKey",
             "TaskError",
+            "TaskTimeoutError",
             "Telemetry",
             "TetherError",
             "Thing",
+            "UpdateCheck",
             "Updates",
             "ValidationError",
             "Zone",
             "__version__",
         ]
     )
-    for name in tether.__all__:
-        assert getattr(tether, name) is not None
 
 
 def test_every_sdk_error_is_a_tether_error() -> None:
@@ -112,6 +136,23 @@ def _public_methods(cls: type) -> set[str]:
         for n, _ in inspect.getmembers(cls)
         if not n.startswith("_") or n in {"__call__", "__iter__", "__aiter__"}
     }
+
+
+def test_every_public_class_is_exported_with_its_twin() -> None:
+    classes = {n for n in tether.__all__ if isinstance(getattr(tether, n), type)}
+    for name in classes:
+        if name.startswith("Async"):
+            assert name.removeprefix("Async") in classes, name
+        elif hasattr(tether.client, f"Async{name}"):
+            assert f"Async{name}" in classes, name
+
+
+def test_public_classes_name_the_public_module() -> None:
+    for name in tether.__all__:
+        value = getattr(tether, name)
+        if isinstance(value, type):
+            assert value.__module__ == "tether", name
+            assert repr(value) == f"<class 'tether.{value.__name__}'>"
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """Every error the SDK raises, rooted in one class.
 
     TetherError
-    ├── ConfigurationError          bad or inconsistent client options
+    ├── ConfigurationError          bad or inconsistent client options or arguments
+    ├── LocalFileError              a local file cannot be read or written (also an OSError)
     ├── NetworkError                the server could not be reached or the connection broke
     │   ├── RequestTimeout
     │   └── DownloadError           a transfer broke off; its partial file is kept to resume
@@ -12,6 +13,7 @@
     ├── ChecksumError               downloaded bytes do not match their SHA-256 or signature
     ├── DowngradeError              an update would install an older version than installed
     ├── TaskError                   a server task (move, copy, remove) failed
+    │   └── TaskTimeoutError        it had not ended in time (also a TimeoutError)
     ├── RealtimeError               the server refused a realtime request (an error frame)
     └── APIError                    the server answered with a problem document
         ├── BadRequestError         400, 413, 422 (`ValidationError` is the same class)
@@ -40,7 +42,15 @@ class TetherError(Exception):
 
 
 class ConfigurationError(TetherError):
-    """The client was given options it cannot use."""
+    """The client, or one of its calls, was given options or arguments it cannot use."""
+
+
+class LocalFileError(TetherError, OSError):
+    """A local file or folder could not be read or written: missing, a folder where a file
+    was expected, or not permitted. Also an `OSError`, so existing handlers still catch it."""
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class NetworkError(TetherError):
@@ -100,6 +110,10 @@ class ChecksumError(TetherError):
 
 class TaskError(TetherError):
     """A task on the server (move, copy, remove) ended in failure; the message says why."""
+
+
+class TaskTimeoutError(TaskError, TimeoutError):
+    """A task was still running when the wait for it ran out (also a `TimeoutError`)."""
 
 
 class RealtimeError(TetherError):

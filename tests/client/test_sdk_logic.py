@@ -10,6 +10,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -197,3 +198,34 @@ def test_a_network_failure_is_a_tether_error_and_idempotent_requests_retry() -> 
         with pytest.raises(tether.NetworkError):
             c.post("thing", {"a": 1})
         assert calls == ["POST"]
+
+
+def test_a_folder_given_as_a_file_is_a_local_file_error(tmp_path: Path) -> None:
+    server = Server(lambda request: httpx.Response(200, json={}))
+    with client(server, token="tth_static") as c:
+        with pytest.raises(tether.LocalFileError) as caught:
+            c.files.put(tmp_path, "/x")
+        assert isinstance(caught.value, OSError)
+        assert str(tmp_path) in caught.value.message
+        with pytest.raises(tether.LocalFileError, match="No such file or folder"):
+            c.files.put(tmp_path / "missing.bin", "/x")
+
+
+def test_params_that_are_not_a_mapping_are_a_configuration_error() -> None:
+    server = Server(lambda request: httpx.Response(200, json={}))
+    with client(server, token="tth_static") as c, pytest.raises(tether.ConfigurationError):
+        c.get("thing", params=["a", "b"])  # type: ignore[arg-type]
+
+
+def test_a_task_still_running_when_the_wait_ends_is_a_task_timeout() -> None:
+    def thing(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/auth/whoami":
+            return httpx.Response(200, json={"type": "user", "id": "u1", "name": "admin"})
+        return httpx.Response(200, json={"id": "t1", "status": "running", "op": "remove"})
+
+    with client(Server(thing), token="tth_static") as c:
+        task = c.files.rm("/big")
+        with pytest.raises(tether.TaskTimeoutError) as caught:
+            task.wait(timeout=0.05)
+    assert isinstance(caught.value, TimeoutError)
+    assert isinstance(caught.value, tether.TaskError)

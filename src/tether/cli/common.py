@@ -12,6 +12,7 @@ import typer
 
 import tether
 from tether.cli.output import fail
+from tether.client._files import local_file_error
 
 UrlOption = Annotated[
     str | None,
@@ -40,15 +41,7 @@ def connect(url: str | None) -> Iterator[tether.Client]:
 
 def _local_error(exc: OSError) -> str:
     """A local file problem in words ("No such file: x.bin"), not `[Errno 2] ...`."""
-    where = f": {exc.filename}" if exc.filename else ""
-    reasons = {
-        FileNotFoundError: "No such file or folder",
-        IsADirectoryError: "That is a folder, not a file",
-        PermissionError: "Not allowed to read or write",
-        NotADirectoryError: "Not a folder",
-    }
-    reason = next((r for kind, r in reasons.items() if isinstance(exc, kind)), exc.strerror)
-    return f"{reason or exc}{where}"
+    return local_file_error(exc).message
 
 
 def parse_json(text: str, what: str, example: str = "'{\"level\": 3}' or '\"text\"'") -> Any:

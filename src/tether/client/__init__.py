@@ -2,10 +2,17 @@
 
 from tether.client._async_client import AsyncClient
 from tether.client._async_files import AsyncFiles, AsyncFileTask
-from tether.client._async_realtime import AsyncBroadcast, AsyncChannel, AsyncListener
+from tether.client._async_realtime import (
+    AsyncBroadcast,
+    AsyncChannel,
+    AsyncEventStream,
+    AsyncListener,
+    AsyncRealtime,
+)
 from tether.client._async_resources import (
     AsyncCollection,
     AsyncContent,
+    AsyncDataCollection,
     AsyncDataItem,
     AsyncDevice,
     AsyncExperience,
@@ -29,10 +36,11 @@ from tether.client._credentials import Credentials
 from tether.client._session import AuthPayload, PairingCode
 from tether.client._sync_client import Client
 from tether.client._sync_files import Files, FileTask
-from tether.client._sync_realtime import Broadcast, Channel, Listener
+from tether.client._sync_realtime import Broadcast, Channel, EventStream, Listener, Realtime
 from tether.client._sync_resources import (
     Collection,
     Content,
+    DataCollection,
     DataItem,
     Device,
     Experience,
@@ -55,10 +63,12 @@ __all__ = [
     "AsyncClient",
     "AsyncCollection",
     "AsyncContent",
+    "AsyncDataCollection",
     "AsyncDataItem",
     "AsyncDeployment",
     "AsyncDevice",
     "AsyncDownloadablePackage",
+    "AsyncEventStream",
     "AsyncExperience",
     "AsyncFeed",
     "AsyncFileTask",
@@ -66,6 +76,7 @@ __all__ = [
     "AsyncListener",
     "AsyncLocation",
     "AsyncProject",
+    "AsyncRealtime",
     "AsyncResource",
     "AsyncResultSet",
     "AsyncTelemetry",
@@ -80,10 +91,12 @@ __all__ = [
     "Collection",
     "Content",
     "Credentials",
+    "DataCollection",
     "DataItem",
     "Deployment",
     "Device",
     "DownloadablePackage",
+    "EventStream",
     "Experience",
     "Feed",
     "FileTask",
@@ -95,6 +108,7 @@ __all__ = [
     "PairingCode",
     "Project",
     "Reading",
+    "Realtime",
     "RejectedEntry",
     "Resource",
     "ResultSet",

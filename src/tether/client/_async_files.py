@@ -21,12 +21,14 @@ from tether._exceptions import (
     NotFoundError,
     ServerError,
     TaskError,
+    TaskTimeoutError,
 )
 from tether._paths import clean_path
 from tether.client._files import (
     CHUNK,
     Source,
     file_sha256,
+    local_file_error,
     opened_source,
     patched,
     signature_of,
@@ -77,7 +79,11 @@ async def fetch_verified(
     if have > size:
         have = 0
         partial.unlink()
-    with partial.open("ab") as out:
+    try:
+        out = partial.open("ab")
+    except OSError as exc:
+        raise local_file_error(exc, partial) from exc
+    with out:
         while have < size:
             end = min(size, have + CHUNK * 8) - 1
             try:
@@ -132,12 +138,12 @@ class AsyncFileTask:
         return self
 
     async def wait(self, timeout: float | None = 60.0) -> AsyncFileTask:
-        """Poll until the task ends; raise `TaskError` if it failed, TimeoutError if it runs
+        """Poll until the task ends; raise `TaskError` if it failed, `TaskTimeoutError` if it runs
         past `timeout` seconds."""
         waited, delay = 0.0, 0.05
         while not self.done:
             if timeout is not None and waited >= timeout:
-                raise TimeoutError(f"task {self.id} still {self.status} after {timeout} s")
+                raise TaskTimeoutError(f"task {self.id} still {self.status} after {timeout} s")
             await self._files._client._run(pause_flow(delay))
             waited += delay
             delay = min(1.0, delay * 2)

@@ -1,9 +1,11 @@
 """Resource objects and collections of the EXP model, asyncio flavour.
 
-This file is the source of both twins: `scripts/unasync.py` writes `_sync_resources.py` from
-it. A collection creates, gets, finds (an iterable over every page that also exposes `total`
-and the first page's `results`) and deletes; an object has `id`, `name`, `document`, `save()`,
+A collection creates, gets, finds (an iterable over every page that also exposes `total` and
+the first page's `results`) and deletes; an object has `id`, `name`, `document`, `save()`,
 `refresh()`, `delete()` and the relations of its kind.
+
+This file is the source of both twins: `scripts/unasync.py` writes `_sync_resources.py` from
+it.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from tether import delta as rsync
+from tether._exceptions import LocalFileError
 
 CHUNK = 1024 * 1024
 
@@ -29,6 +30,25 @@ def source_name(source: Source) -> str | None:
     return Path(name).name if isinstance(name, str) else None
 
 
+_REASONS: dict[type[OSError], str] = {
+    FileNotFoundError: "No such file or folder",
+    IsADirectoryError: "That is a folder, not a file",
+    PermissionError: "Not allowed to read or write",
+    NotADirectoryError: "Not a folder",
+}
+
+
+def local_file_error(exc: OSError, path: Path | None = None) -> LocalFileError:
+    """The SDK's error for a local file that cannot be used, in words ("No such file or
+    folder: x.bin"), not `[Errno 2] ...`."""
+    filename = str(path) if path is not None else exc.filename
+    where = f": {filename}" if filename else ""
+    reason = next((r for kind, r in _REASONS.items() if isinstance(exc, kind)), exc.strerror)
+    error = LocalFileError(f"{reason or exc}{where}")
+    error.errno, error.filename = exc.errno, filename
+    return error
+
+
 @contextmanager
 def opened_source(source: Source) -> Iterator[tuple[BinaryIO, int | None]]:
     """The stream to read and its remaining size when known (None for pipes)."""
@@ -36,7 +56,11 @@ def opened_source(source: Source) -> Iterator[tuple[BinaryIO, int | None]]:
         source = source[1]
     if isinstance(source, str | os.PathLike):
         path = Path(source)
-        with path.open("rb") as stream:
+        try:
+            stream = path.open("rb")
+        except OSError as exc:
+            raise local_file_error(exc, path) from exc
+        with stream:
             yield stream, path.stat().st_size
         return
     size = None

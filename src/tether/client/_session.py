@@ -24,6 +24,7 @@ import httpx
 from tether._exceptions import (
     APIError,
     AuthenticationError,
+    ConfigurationError,
     NetworkError,
     PairingError,
     api_error,
@@ -369,6 +370,10 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 def _clean(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if params is None:
         return None
+    if not isinstance(params, Mapping):
+        raise ConfigurationError(
+            f"params must be a mapping of names to values, not {type(params).__name__}"
+        )
     cleaned: dict[str, Any] = {}
     for key, value in params.items():
         if value is None:

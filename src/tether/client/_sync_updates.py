@@ -2,8 +2,7 @@
 """`Updates`: software updates for a device (check, download, report) and for the people
 who ship them (publish, deploy).
 
-This file is the source of both twins: `scripts/unasync.py` writes `_sync_updates.py`
-(`Updates`) from it.
+The blocking twin of `_async_updates.py`, written from it by `scripts/unasync.py`.
 """
 
 from __future__ import annotations

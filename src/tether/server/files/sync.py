@@ -20,11 +20,16 @@ from litestar.response import Stream
 from tether import delta as rsync
 from tether._exceptions import DeltaError
 from tether.server.db.pages import check_query
-from tether.server.files.tree import FileInfo, checked, find_entry, read_chunks, store_file
+from tether.server.files.tree import (
+    FileInfo,
+    file_row,
+    read_chunks,
+    store_file,
+)
 from tether.server.identity.policy import allow
-from tether.server.identity.scope import scoped_paths, storage_scope
+from tether.server.identity.scope import scoped_paths
 from tether.server.problems import conflict, invalid
-from tether.server.state import ServerState, Tether
+from tether.server.state import Tether
 
 _HASHES = ("blake2", "md4")
 _ROLLSUMS = ("rabinkarp", "rollsum")
@@ -64,16 +69,6 @@ async def file_signature(request: Request[Any, Any, Any], tether: Tether) -> Res
         media_type="application/octet-stream",
         headers={"X-Tether-Sha256": row.sha256, "ETag": f'"{row.sha256}"'},
     )
-
-
-async def file_row(request: Request[Any, Any, Any], tether: ServerState) -> Any:
-    path = checked(request.path_params["path"])
-    async with tether.reader.connect() as reads:
-        org_id, scope = await storage_scope(reads, request)
-        row = await find_entry(reads, org_id, scope, path)
-    if row.is_dir:
-        raise conflict(f"{path} is a folder.", "is_a_folder")
-    return row
 
 
 @put(

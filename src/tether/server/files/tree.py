@@ -247,6 +247,17 @@ async def read_chunks(path: anyio.Path, start: int, end: int) -> AsyncIterator[b
             yield chunk
 
 
+async def file_row(request: Request[Any, Any, Any], tether: ServerState) -> Any:
+    """The file the path names, in the caller's tree (404 if absent, 409 for a folder)."""
+    path = checked(request.path_params["path"])
+    async with tether.reader.connect() as reads:
+        org_id, scope = await storage_scope(reads, request)
+        row = await find_entry(reads, org_id, scope, path)
+    if row.is_dir:
+        raise conflict(f"{path} is a folder.", "is_a_folder")
+    return row
+
+
 @get(
     scoped_paths("/files/data/{path:path}"),
     tags=["files"],
@@ -254,12 +265,7 @@ async def read_chunks(path: anyio.Path, start: int, end: int) -> AsyncIterator[b
     opt=allow("file", "read", raw_response=True),
 )
 async def download(request: Request[Any, Any, Any], tether: Tether) -> Response[Any]:
-    path = checked(request.path_params["path"])
-    async with tether.reader.connect() as reads:
-        org_id, scope = await storage_scope(reads, request)
-        row = await find_entry(reads, org_id, scope, path)
-    if row.is_dir:
-        raise conflict(f"{path} is a folder.", "is_a_folder")
+    row = await file_row(request, tether)
     return blob_response(request, tether, row.sha256, row.size, row.mime, row.name)
 
 
