@@ -41,6 +41,25 @@ class Prepared:
                 arguments[position] = binder(arguments[position])
         return arguments
 
+    def rows(self, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
+        """Many rows of arguments already in the statement's order (`names`), converted as
+        `arguments` would, for `executemany`."""
+        converters = [
+            (position, self.binders[name])
+            for position, name in enumerate(self.names)
+            if name in self.binders
+        ]
+        if not converters:
+            return rows
+        converted = []
+        for row in rows:
+            values = list(row)
+            for position, convert in converters:
+                if values[position] is not None:
+                    values[position] = convert(values[position])
+            converted.append(values)
+        return converted
+
     def shape(self, raw: Iterable[Sequence[Any]]) -> list[Any]:
         """The driver's rows as named tuples holding what SQLAlchemy would have returned."""
         if not self.processors:
@@ -64,11 +83,13 @@ class BuiltPerRequest(ValueError):
     request, say), so each call would compile it anew and the cache would grow without end."""
 
 
-_prepared: dict[tuple[sa.Select[Any], str], Prepared] = {}
-_texts: dict[tuple[str, str], sa.Select[Any]] = {}
+Statement = sa.Select[Any] | sa.Insert | sa.Update | sa.Delete
+"""What can be prepared: a read, or a write whose rows the driver does not hand back."""
+_prepared: dict[tuple[Statement, str], Prepared] = {}
+_texts: dict[tuple[str, str], Statement] = {}
 
 
-def prepare(statement: sa.Select[Any], dialect: Dialect) -> Prepared:
+def prepare(statement: Statement, dialect: Dialect) -> Prepared:
     """`statement` compiled for `dialect`, once: statements are known by identity, so build
     them once (a module constant, or cached by shape with `sa.bindparam`s for every value).
     A second statement with the same SQL is refused with `BuiltPerRequest`."""
@@ -82,7 +103,7 @@ def prepare(statement: sa.Select[Any], dialect: Dialect) -> Prepared:
     return found
 
 
-def _compile(statement: sa.Select[Any], dialect: Dialect) -> Prepared:
+def _compile(statement: Statement, dialect: Dialect) -> Prepared:
     compiled = statement.compile(dialect=dialect)
     binds = compiled.binds
     if any(bind.expanding for bind in binds.values()):
@@ -94,6 +115,8 @@ def _compile(statement: sa.Select[Any], dialect: Dialect) -> Prepared:
         binder = binds[name].type.dialect_impl(dialect).bind_processor(dialect)
         if binder is not None:
             binders[name] = binder
+    if not isinstance(statement, sa.Select):
+        return Prepared(compiled.string, names, fixed, binders, (), tuple)
     processors = []
     for position, column in enumerate(statement.selected_columns):
         process = column.type.dialect_impl(dialect).result_processor(

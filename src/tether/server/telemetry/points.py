@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tether._values import field_problem, value_problem
 from tether.server.db.engine import bulk_insert, run_on_sqlite_thread, utcnow
 from tether.server.db.pages import check_query, next_url
+from tether.server.db.prepared import prepare
 from tether.server.db.reads import Reads
 from tether.server.db.tables import resources, telemetry_batches, telemetry_latest, telemetry_points
 from tether.server.identity.policy import allow
@@ -184,7 +185,7 @@ async def push(
             f"A push may carry at most {limit} points; this has {count}.",
             code="too_many_points",
         )
-    async with tether.reader.connect() as reads:
+    async with tether.reader.point() as reads:
         org_id, device_id = await _device(reads, request)
     rows, newest = _points(device_id, data.entries, time.time())
     stored = await store_batch(tether.engine, device_id, data.batch, rows, newest)
@@ -251,22 +252,6 @@ def _statements(dialect: str) -> _Statements:
     return _Statements(dialect)
 
 
-@functools.cache
-def _sqlite_sql() -> dict[str, tuple[str, tuple[str, ...], dict[str, Any]]]:
-    """The SQLite statements as driver SQL, the order of their parameters and the values of
-    the constants among them."""
-    from sqlalchemy.dialects import sqlite
-
-    dialect = sqlite.dialect(paramstyle="qmark")
-    compiled = {}
-    statements = _statements("sqlite")
-    for name in ("device", "claim", "mark", "points", "latest"):
-        done = getattr(statements, name).compile(dialect=dialect)
-        compiled[name] = (str(done), tuple(done.positiontup or ()), dict(done.params))
-    assert compiled["points"][1] == _POINT_COLUMNS
-    return compiled
-
-
 async def store_batch(
     engine: AsyncEngine,
     device_id: str,
@@ -282,26 +267,35 @@ async def store_batch(
     writing itself."""
     claim = {"device_id": device_id, "batch_id": batch, "points": len(rows)}
     mark = {"of_device": device_id, "of_batch": batch}
+    statements = _statements(engine.dialect.name)
     if engine.dialect.name == "sqlite":
-        sql = _sqlite_sql()
-        stamp = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")
+        dialect = engine.dialect
+        find_device, claim_batch, mark_batch, add_points, newest_values = (
+            prepare(s, dialect)
+            for s in (
+                statements.device,
+                statements.claim,
+                statements.mark,
+                statements.points,
+                statements.latest,
+            )
+        )
+        if add_points.names != _POINT_COLUMNS:
+            raise RuntimeError(f"telemetry points bind {add_points.names}, not {_POINT_COLUMNS}")
+        received = {"received_at": utcnow()}
 
         def write(db: sqlite3.Connection) -> bool:
-            def run(name: str, values: dict[str, Any]) -> sqlite3.Cursor:
-                text, order, constants = sql[name]
-                values = constants | values
-                return db.execute(text, [values[k] for k in order])
-
-            if run("device", claim).fetchone() is None:
+            if db.execute(find_device.sql, find_device.arguments(claim)).fetchone() is None:
                 raise not_found("device")
-            if run("claim", claim | {"received_at": stamp}).rowcount == 0:
+            if db.execute(claim_batch.sql, claim_batch.arguments(claim | received)).rowcount == 0:
                 return False
             if rows:
-                db.executemany(sql["points"][0], rows)
-                run("mark", mark)
-                text, order, _ = sql["latest"]
+                db.executemany(add_points.sql, add_points.rows(rows))
+                db.execute(mark_batch.sql, mark_batch.arguments(mark))
                 by_name = [dict(zip(_POINT_COLUMNS, row, strict=True)) for row in newest.values()]
-                db.executemany(text, [[values[k] for k in order] for values in by_name])
+                db.executemany(
+                    newest_values.sql, [newest_values.arguments(values) for values in by_name]
+                )
             return True
 
         def transaction(db: sqlite3.Connection) -> bool:
@@ -316,7 +310,6 @@ async def store_batch(
 
         async with engine.connect() as conn:
             return await run_on_sqlite_thread(conn, transaction)
-    statements = _statements(engine.dialect.name)
     async with engine.begin() as conn:
         if (await conn.execute(statements.device, claim)).first() is None:
             raise not_found("device")
