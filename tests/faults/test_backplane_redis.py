@@ -20,6 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from tests.conftest import OPERATOR, RunningServer, free_port, wait_for
 from tests.faults.conftest import serve
+from tests.server.test_realtime import receive
 
 pytestmark = pytest.mark.subprocess
 
@@ -75,20 +76,12 @@ def health(url: str) -> dict[str, Any]:
     return httpx.get(f"{url}/api/v1/health").json()  # type: ignore[no-any-return]
 
 
-async def frame(ws: ClientConnection, timeout: float = 10) -> dict[str, Any]:
-    """The next frame that is not a presence notice."""
-    while True:
-        got: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-        if got["op"] != "presence":
-            return got
-
-
 async def broadcast(ws: ClientConnection, n: int) -> tuple[dict[str, Any], float]:
     """A broadcast on channel `c` asking for answers; the reply frame and how long it took."""
     began = time.monotonic()
     message = {"op": "broadcast", "id": n, "channel": "c", "name": "roll", "timeout": 5}
     await ws.send(json.dumps(message))
-    return await frame(ws, 15), time.monotonic() - began
+    return await receive(ws), time.monotonic() - began
 
 
 def test_realtime_survives_redis_down_at_start_and_restarted(
@@ -143,7 +136,7 @@ def test_realtime_survives_redis_down_at_start_and_restarted(
                 )
                 async with socket(1) as listener:
                     await listener.send(json.dumps({"op": "subscribe", "id": 1, "channel": "c"}))
-                    assert (await frame(listener))["op"] == "ack"
+                    assert (await receive(listener))["op"] == "ack"
                     answering = asyncio.create_task(answer(listener))
                     replied, _ = await broadcast(caster, 2)
                     assert replied["responses"] == ["here"], replied
@@ -165,7 +158,7 @@ def test_realtime_survives_redis_down_at_start_and_restarted(
                             wait_for, lambda u=url: health(u)["status"] == "ok", 20, "recovery"
                         )
                     await caster.send(json.dumps({"op": "who", "id": 4, "channel": "c"}))
-                    members = (await frame(caster))["members"]
+                    members = (await receive(caster))["members"]
                     assert [m["type"] for m in members] == ["user"], (
                         "the listener on the other node is in the channel again"
                     )

@@ -19,7 +19,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
@@ -131,11 +131,7 @@ class _SqlitePool:
         driver.set_progress_handler(lambda: time.monotonic() > deadline, _CHECK_EVERY)
         try:
             return work(connection)
-        except sa.exc.OperationalError as exc:
-            if "interrupted" in str(exc.orig):
-                raise too_slow(self.timeout) from None
-            raise
-        except sqlite3.OperationalError as exc:
+        except (sa.exc.OperationalError, sqlite3.OperationalError) as exc:
             if "interrupted" in str(exc):
                 raise too_slow(self.timeout) from None
             raise
@@ -193,14 +189,18 @@ class _PooledReads:
     async def __aexit__(self, *exc: Any) -> None:
         await self._context.__aexit__(*exc)
 
+    async def _bounded(self, work: Awaitable[T]) -> T:
+        """`work`, cancelled (and so the query on the server) past the read timeout."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await work
+        except TimeoutError:
+            raise too_slow(self._timeout) from None
+
     async def execute(
         self, statement: Executable, parameters: Mapping[str, Any] | None = None, /
     ) -> Result[Any]:
-        try:
-            async with asyncio.timeout(self._timeout):
-                return await self._connection.execute(statement, parameters)
-        except TimeoutError:
-            raise too_slow(self._timeout) from None
+        return await self._bounded(self._connection.execute(statement, parameters))
 
     async def fetch(
         self, statement: sa.Select[Any], parameters: Mapping[str, Any] | None = None
@@ -208,11 +208,7 @@ class _PooledReads:
         prepared = prepare(statement, self._connection.dialect)
         driver = (await self._connection.get_raw_connection()).driver_connection
         assert driver is not None
-        try:
-            async with asyncio.timeout(self._timeout):
-                rows = await driver.fetch(prepared.sql, *prepared.arguments(parameters))
-        except TimeoutError:
-            raise too_slow(self._timeout) from None
+        rows = await self._bounded(driver.fetch(prepared.sql, *prepared.arguments(parameters)))
         return prepared.shape(rows)
 
 

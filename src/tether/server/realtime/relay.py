@@ -68,23 +68,23 @@ class RedisBackplane(Backplane):
         if self.problem is not None:
             raise BackplaneDown(self.problem)
 
-    async def nodes(self) -> set[str]:
-        await self._up()
+    async def _ask(self, command: Awaitable[Any]) -> Any:
+        """A Redis command whose answer a caller waits for: `BackplaneDown` if it fails."""
         try:
-            alive = await self.redis.zrangebyscore(
-                self.NODES, time.time() - 3 * self.HEARTBEAT, "+inf"
-            )
+            return await command
         except Exception as exc:
             raise BackplaneDown(self._lost(exc)) from None
+
+    async def nodes(self) -> set[str]:
+        await self._up()
+        since = time.time() - 3 * self.HEARTBEAT
+        alive = await self._ask(self.redis.zrangebyscore(self.NODES, since, "+inf"))
         return {n.decode() for n in alive} - {self.hub.node}
 
     async def broadcast(self, key: ChannelKey, frame: dict[str, Any]) -> None:
         await self._up()
         message = {"origin": self.hub.node, "key": list(key), "frame": frame}
-        try:
-            await self.redis.publish(self.BROADCASTS, msgspec.json.encode(message))
-        except Exception as exc:
-            raise BackplaneDown(self._lost(exc)) from None
+        await self._ask(self.redis.publish(self.BROADCASTS, msgspec.json.encode(message)))
 
     def respond(self, origin: str, org_id: str, broadcast_id: str, payload: Any) -> None:
         message = {"op": "response", "org": org_id, "broadcast": broadcast_id, "payload": payload}
@@ -114,10 +114,7 @@ class RedisBackplane(Backplane):
         removed from the shared list, which it can no longer clean up itself."""
         alive = await self.nodes() | {self.hub.node}
         store = self._presence_key(key)
-        try:
-            stored = await self.redis.hgetall(store)
-        except Exception as exc:
-            raise BackplaneDown(self._lost(exc)) from None
+        stored = await self._ask(self.redis.hgetall(store))
         seen = {(m["type"], m["id"]): m for m in local}
         dead = []
         for field_name, value in stored.items():
