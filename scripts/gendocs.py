@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -63,14 +64,17 @@ on first start (0600). The trade-off:
 
 
 def _commands(app: object, prefix: list[str]) -> list[list[str]]:
+    import typer
     import typer.main
 
     group = typer.main.get_command(app)  # type: ignore[arg-type]
     found = [prefix]
 
-    def walk(command: object, path: list[str]) -> None:
+    def walk(command: Any, path: list[str]) -> None:
+        """Commands in the order `--help` lists them."""
         subcommands = getattr(command, "commands", None) or {}
-        for name in sorted(subcommands):
+        names = command.list_commands(typer.Context(command)) if subcommands else []
+        for name in names:
             found.append([*path, name])
             walk(subcommands[name], [*path, name])
 

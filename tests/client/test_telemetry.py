@@ -318,12 +318,14 @@ def test_background_pushing(device_client: tether.Client, tmp_path: Path) -> Non
     t.close()
 
 
-def test_users_need_a_device_to_push(client: tether.Client, tmp_path: Path) -> None:
+def test_users_need_a_device_to_commit_or_push(client: tether.Client, tmp_path: Path) -> None:
     t = telemetry(client, tmp_path)
     t.add_value("v", 1)
-    t.commit()
+    with pytest.raises(tether.ConfigurationError):
+        t.commit()
     with pytest.raises(tether.ConfigurationError):
         t.push()
+    assert t.staged == {"v": 1}
     t.close()
 
 

@@ -10,30 +10,47 @@ from typing import Annotated, Any
 import typer
 
 import tether
-from tether.cli import files, realtime, telemetry, updates
-from tether.cli.common import JsonOption, UrlOption, connect, parse_json, split_pair
-from tether.cli.output import emit_json, fail, record, table
-from tether.client._credentials import read_saved_logins, write_saved_logins
-
-app = typer.Typer(
-    help="Tether: a self-hosted device cloud.", no_args_is_help=True, pretty_exceptions_enable=False
+from tether.cli import admin, files, projects, realtime, telemetry, updates, users
+from tether.cli.common import (
+    Commands,
+    Group,
+    JsonOption,
+    UrlOption,
+    connect,
+    parse_json,
+    project_of,
+    split_pair,
 )
-tokens_app = typer.Typer(help="API tokens: create, list, revoke.", no_args_is_help=True)
-devices_app = typer.Typer(help="Devices: list, create, show, delete.", no_args_is_help=True)
-pairing_app = typer.Typer(help="Approve devices that are pairing.", no_args_is_help=True)
-app.add_typer(tokens_app, name="tokens")
-app.add_typer(devices_app, name="devices")
-app.add_typer(pairing_app, name="pairing")
-app.add_typer(telemetry.app, name="telemetry")
-app.add_typer(files.app, name="files")
-app.add_typer(updates.packages_app, name="packages")
-app.add_typer(updates.deployments_app, name="deployments")
-app.add_typer(updates.updates_app, name="updates")
-app.command("listen")(realtime.listen)
-app.command("broadcast")(realtime.broadcast)
+from tether.cli.output import emit_json, fail, record, table
+from tether.client._credentials import (
+    read_saved_logins,
+    same_server,
+    saved_login,
+    write_saved_logins,
+)
+
+CLOUD, SESSION, FLEET, UPDATES, REALTIME, ACCESS, RAW = PANELS = (
+    "Run the cloud",
+    "Sign in",
+    "Fleet",
+    "Software updates",
+    "Realtime",
+    "People and access",
+    "Any API call",
+)
 
 
-@app.command()
+class Root(Group):
+    panels = PANELS
+
+
+app = Commands(cls=Root, help="Tether: a self-hosted device cloud.", pretty_exceptions_enable=False)
+tokens_app = Commands(help="API tokens: create, list, revoke.")
+devices_app = Commands(help="Devices: list, create, show, delete.")
+pairing_app = Commands(help="Approve devices that are pairing.")
+
+
+@app.command(rich_help_panel=CLOUD)
 def serve(
     data: Annotated[Path | None, typer.Option(help="Data folder (SQLite database, blobs).")] = None,
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
@@ -66,32 +83,40 @@ def serve(
     uvicorn.run(create_app(settings), **uvicorn_options(settings))
 
 
-@app.command()
+@app.command(rich_help_panel=SESSION)
 def login(
     url: Annotated[str, typer.Argument(help="Server URL, e.g. http://127.0.0.1:8000")],
-    organization: Annotated[str, typer.Option(prompt=True, help="Organization name.")],
-    username: Annotated[str, typer.Option(prompt=True, help="User name.")],
+    organization: Annotated[
+        str | None, typer.Option(prompt=True, help="Organization name (prompted when not given).")
+    ] = None,
+    username: Annotated[
+        str | None, typer.Option(prompt=True, help="User name (prompted when not given).")
+    ] = None,
     password: Annotated[
-        str,
+        str | None,
         typer.Option(
             prompt=True,
             hide_input=True,
             envvar="TETHER_PASSWORD",
             help="Password (prompted when not given).",
         ),
-    ],
+    ] = None,
 ) -> None:
     """Sign in and save an API token for later commands."""
-    url = url.rstrip("/")
+    url = url.strip().rstrip("/")
     try:
         with tether.Client(
-            url, username=username, password=password, organization=organization
+            url, username=username, password=password, organization=organization, environ={}
         ) as client:
             created = client.post("tokens", {"name": f"tether-cli@{socket.gethostname()}"})
     except tether.TetherError as exc:
         raise fail(exc.message) from None
     logins = read_saved_logins()
-    logins.setdefault("servers", {})[url] = {
+    servers = logins.setdefault("servers", {})
+    earlier = saved_login(logins, url)
+    if earlier is not None:
+        servers.pop(earlier[0])
+    servers[url] = {
         "token": created["token"],
         "token_id": created["id"],
         "organization": organization,
@@ -102,26 +127,28 @@ def login(
     typer.echo(f"Logged in to {url} as {username} ({organization}); token saved in {path}")
 
 
-@app.command()
+@app.command(rich_help_panel=SESSION)
 def logout(url: UrlOption = None) -> None:
     """Revoke the saved token and forget it."""
     logins = read_saved_logins()
     url = (url or logins.get("default") or "").rstrip("/")
-    entry = logins.get("servers", {}).pop(url, None)
-    if entry is None:
+    found = saved_login(logins, url) if url else None
+    if found is None:
         raise fail(f"Not logged in to {url or 'any server'}.")
+    key, entry = found
+    logins["servers"].pop(key)
     try:
-        with tether.Client(url, token=entry["token"]) as client:
+        with tether.Client(key, token=entry["token"], environ={}) as client:
             client.delete(f"tokens/{entry['token_id']}")
     except tether.TetherError:
         pass
-    if logins.get("default") == url:
+    if logins.get("default") and same_server(logins["default"]) == same_server(key):
         logins.pop("default")
     write_saved_logins(logins)
-    typer.echo(f"Logged out of {url}.")
+    typer.echo(f"Logged out of {key}.")
 
 
-@app.command()
+@app.command(rich_help_panel=SESSION)
 def whoami(url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Show who the current credentials belong to."""
     with connect(url) as client:
@@ -132,18 +159,20 @@ def whoami(url: UrlOption = None, as_json: JsonOption = False) -> None:
 def tokens_create(
     name: Annotated[str, typer.Argument(help="A name to recognise the token by.")],
     read_only: Annotated[bool, typer.Option("--read-only", help="Refuse every write.")] = False,
-    project: Annotated[str | None, typer.Option(help="Limit the token to one project.")] = None,
+    project: Annotated[
+        str | None, typer.Option(help="Limit the token to one project (its name or id).")
+    ] = None,
     expires_in: Annotated[int | None, typer.Option(help="Lifetime in seconds.")] = None,
     url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create an API token; it is shown once."""
     body: dict[str, Any] = {"name": name, "read_only": read_only}
-    if project:
-        body["project_id"] = project
     if expires_in:
         body["expires_in"] = expires_in
     with connect(url) as client:
+        if project:
+            body["project_id"] = project_of(client, project)
         record(client.post("tokens", body), as_json)
 
 
@@ -207,14 +236,15 @@ def devices_delete(device_id: str, url: UrlOption = None) -> None:
     typer.echo(f"Deleted {device_id}.")
 
 
-@app.command()
+@app.command(rich_help_panel=FLEET)
 def pair(
     url: UrlOption = None,
     name: Annotated[str | None, typer.Option(help="Name the device asks for.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Pair this device with the server at --url (or TETHER_URL): show a code, wait for a user
-    to approve it, print the credentials."""
+    """Pair this device: show a code, wait for a user to approve it, print the credentials.
+
+    The server is --url (or TETHER_URL)."""
     url = url or os.environ.get("TETHER_URL")
     if not url:
         raise fail(
@@ -260,7 +290,7 @@ def pairing_approve(
         record(client.post("pairing/approve", body), as_json)
 
 
-@app.command()
+@app.command(rich_help_panel=RAW)
 def request(
     method: Annotated[str, typer.Argument(help="GET, POST, PUT, PATCH or DELETE.")],
     path: Annotated[str, typer.Argument(help="Full URL, /absolute path, or relative to /api/v1.")],
@@ -281,3 +311,18 @@ def request(
         result = client.request(method, path, params=params, json=payload)
     if result is not None:
         emit_json(result)
+
+
+app.add_typer(admin.app, name="admin", rich_help_panel=CLOUD)
+app.add_typer(devices_app, name="devices", rich_help_panel=FLEET)
+app.add_typer(pairing_app, name="pairing", rich_help_panel=FLEET)
+app.add_typer(projects.app, name="projects", rich_help_panel=FLEET)
+app.add_typer(telemetry.app, name="telemetry", rich_help_panel=FLEET)
+app.add_typer(files.app, name="files", rich_help_panel=FLEET)
+app.add_typer(updates.packages_app, name="packages", rich_help_panel=UPDATES)
+app.add_typer(updates.deployments_app, name="deployments", rich_help_panel=UPDATES)
+app.add_typer(updates.updates_app, name="updates", rich_help_panel=UPDATES)
+app.command("listen", rich_help_panel=REALTIME)(realtime.listen)
+app.command("broadcast", rich_help_panel=REALTIME)(realtime.broadcast)
+app.add_typer(users.app, name="users", rich_help_panel=ACCESS)
+app.add_typer(tokens_app, name="tokens", rich_help_panel=ACCESS)

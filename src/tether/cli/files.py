@@ -10,12 +10,10 @@ from typing import Annotated
 import typer
 
 import tether
-from tether.cli.common import JsonOption, QuietOption, UrlOption, connect
+from tether.cli.common import Commands, JsonOption, QuietOption, UrlOption, connect
 from tether.cli.output import fail, progress_bar, record, table
 
-app = typer.Typer(
-    help="Files: upload, download, list, move, copy, remove, sync.", no_args_is_help=True
-)
+app = Commands(help="Files: upload, download, list, move, copy, remove, sync.")
 
 
 @app.command("put")

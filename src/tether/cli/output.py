@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 
 def emit_json(value: Any) -> None:

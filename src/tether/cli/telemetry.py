@@ -9,12 +9,10 @@ from typing import Annotated, Any
 import typer
 
 import tether
-from tether.cli.common import JsonOption, UrlOption, connect, split_pair
+from tether.cli.common import Commands, JsonOption, UrlOption, connect, split_pair
 from tether.cli.output import fail, table
 
-app = typer.Typer(
-    help="Telemetry: push values, read the latest, query over time.", no_args_is_help=True
-)
+app = Commands(help="Telemetry: push values, read the latest, query over time.")
 
 DeviceOption = Annotated[
     str | None,
@@ -45,6 +43,8 @@ def push(
 ) -> None:
     """Commit one entry to the outbox and push everything queued."""
     with connect(url) as client:
+        if device is None and client.credentials.kind != "device":
+            raise fail("Which device? Give --device ID (these credentials are not a device's).")
         t = tether.Telemetry(client, device_id=device, outbox=outbox)
         try:
             for item in values:

@@ -8,17 +8,22 @@ from typing import Annotated, Any
 import typer
 
 import tether
-from tether.cli.common import JsonOption, QuietOption, UrlOption, connect, parse_json, split_pair
+from tether.cli.common import (
+    Commands,
+    JsonOption,
+    QuietOption,
+    UrlOption,
+    connect,
+    parse_json,
+    split_pair,
+)
 from tether.cli.output import fail, progress_bar, record, table
 
-packages_app = typer.Typer(
-    help="Packages: publish versions, list them, manage the signing key.", no_args_is_help=True
+packages_app = Commands(help="Packages: publish versions, list them, manage the signing key.")
+deployments_app = Commands(
+    help="Deployments: roll a version out by rules and percentage; pause, resume, abort."
 )
-deployments_app = typer.Typer(
-    help="Deployments: roll a version out by rules and percentage; pause, resume, abort.",
-    no_args_is_help=True,
-)
-updates_app = typer.Typer(help="The device side: check for updates.", no_args_is_help=True)
+updates_app = Commands(help="The device side: check for updates and download them.")
 
 KeyOption = Annotated[
     Path | None,

@@ -108,9 +108,12 @@ class AsyncTelemetry:
 
     def commit(self, ts: TimeLike | None = None) -> int:
         """Lock the staged values into one entry stamped `ts` (default: now) in the outbox on
-        disk. Returns how many values it holds (0, and nothing written, if none were staged)."""
+        disk. Returns how many values it holds (0, and nothing written, if none were staged).
+        An entry belongs to a device: without one, nothing is written and it raises
+        `ConfigurationError` (an entry of no device could never be pushed)."""
         if not self._staged:
             return 0
+        self._require_device()
         stamp = time.time() if ts is None else unix_seconds(ts)
         self.outbox.add(stamp, self._staged)
         count = len(self._staged)

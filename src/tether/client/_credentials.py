@@ -76,6 +76,33 @@ def write_saved_logins(logins: dict[str, Any], environ: Mapping[str, str] | None
     return path
 
 
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def same_server(url: str) -> str:
+    """What identifies a server among saved logins: `http://localhost:8000`,
+    `http://127.0.0.1:8000/` and `HTTP://LOCALHOST:8000` are one server."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    host = "localhost" if host in _LOOPBACK else host
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        port = None
+    return f"{scheme}://{host}:{port}{parts.path.rstrip('/')}"
+
+
+def saved_login(logins: Mapping[str, Any], url: str) -> tuple[str, dict[str, Any]] | None:
+    """The saved login (its key and entry) for the server at `url`, however it was spelled."""
+    wanted = same_server(url)
+    for key, entry in (logins.get("servers") or {}).items():
+        if isinstance(entry, dict) and same_server(key) == wanted:
+            return key, entry
+    return None
+
+
 def _from_fields(fields: Mapping[str, str | None]) -> Credentials | None:
     def has(*names: str) -> bool:
         return all(fields.get(name) for name in names)
@@ -136,9 +163,9 @@ def resolve(
     if found is None:
         found = _from_netrc(url, netrc_file or environ.get("NETRC"))
     if found is None:
-        entry = saved.get("servers", {}).get(url)
-        if isinstance(entry, dict) and entry.get("token"):
-            found = Credentials(kind="token", token=str(entry["token"]))
+        login = saved_login(saved, url)
+        if login is not None and login[1].get("token"):
+            found = Credentials(kind="token", token=str(login[1]["token"]))
     return url, found or Credentials()
 
 

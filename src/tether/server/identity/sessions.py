@@ -29,6 +29,7 @@ from tether.server.identity.credentials import (
     split_prefixed,
 )
 from tether.server.identity.policy import allow
+from tether.server.identity.revocations import Revocations
 from tether.server.inputs import SIGN_IN_BODY
 from tether.server.state import ServerState, Tether
 
@@ -128,19 +129,21 @@ async def issue_session(
     )
 
 
-async def revoke_family(conn: AsyncConnection, state: ServerState, family_id: str) -> None:
+async def revoke_family(conn: AsyncConnection, revoked: Revocations, family_id: str) -> None:
     """End a sign-in: every refresh token of its family, and the access tokens it issued."""
-    await _revoke(conn, state, refresh_tokens.c.family_id, family_id)
+    await _revoke(conn, revoked, refresh_tokens.c.family_id, family_id)
 
 
-async def revoke_principal(conn: AsyncConnection, state: ServerState, principal_id: str) -> None:
+async def revoke_principal(
+    conn: AsyncConnection, revoked: Revocations, principal_id: str
+) -> None:
     """Stop every credential issued to a user, device or app so far: its access tokens (at
     once, everywhere) and its refresh tokens."""
-    await _revoke(conn, state, refresh_tokens.c.principal_id, principal_id)
+    await _revoke(conn, revoked, refresh_tokens.c.principal_id, principal_id)
 
 
 async def _revoke(
-    conn: AsyncConnection, state: ServerState, column: sa.Column[str], subject: str
+    conn: AsyncConnection, revoked: Revocations, column: sa.Column[str], subject: str
 ) -> None:
     """Spend the refresh tokens whose `column` is `subject`, and revoke what `subject` was
     issued until now."""
@@ -149,7 +152,7 @@ async def _revoke(
         .where(column == subject, refresh_tokens.c.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-    await state.revocations.revoke(conn, [subject])
+    await revoked.revoke(conn, [subject])
 
 
 async def user_principal(conn: Reads, user_id: str) -> Principal | None:
@@ -190,7 +193,7 @@ async def logout(data: JSONBody[LogoutRequest], tether: Tether) -> None:
             )
         ).first()
         if row is not None and digest_matches(data.refresh_token, row.token_hash):
-            await revoke_family(conn, tether, row.family_id)
+            await revoke_family(conn, tether.revocations, row.family_id)
 
 
 router = Router("/", route_handlers=[whoami, logout])

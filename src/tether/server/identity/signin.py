@@ -96,7 +96,7 @@ async def _refresh_grant(
         .values(revoked_at=utcnow())
     )
     if spent.rowcount != 1:
-        await revoke_family(conn, state, row.family_id)
+        await revoke_family(conn, state.revocations, row.family_id)
         return None
     principal: Principal | None
     if row.principal_type == "user":

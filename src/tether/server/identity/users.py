@@ -30,10 +30,11 @@ from tether.server.identity.credentials import (
     verify_password,
 )
 from tether.server.identity.policy import allow
+from tether.server.identity.revocations import Revocations
 from tether.server.identity.scope import principal_of
 from tether.server.identity.sessions import revoke_principal
 from tether.server.problems import conflict, forbidden, invalid, not_found
-from tether.server.state import ServerState, Tether
+from tether.server.state import Tether
 
 Username = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=r"^[^\s:]+$")]
 OrgName = Annotated[
@@ -223,7 +224,7 @@ async def update_user(
             done = await conn.execute(users.update().where(*where).values(values))
             if done.rowcount != 1:
                 raise not_found("user")
-            await _end_credentials(conn, tether, user_id, tokens="password" in values)
+            await end_credentials(conn, tether.revocations, user_id, tokens="password" in values)
         row = (await conn.execute(sa.select(users).where(*where))).first()
     if row is None:
         raise not_found("user")
@@ -251,7 +252,7 @@ async def change_password(
         await conn.execute(
             users.update().where(users.c.id == principal.id).values(password_hash=new_hash)
         )
-        await _end_credentials(conn, tether, principal.id, tokens=True)
+        await end_credentials(conn, tether.revocations, principal.id, tokens=True)
 
 
 @delete(
@@ -272,22 +273,22 @@ async def delete_user(
         )
         if gone.rowcount != 1:
             raise not_found("user")
-        await _end_credentials(conn, tether, user_id, tokens=True)
+        await end_credentials(conn, tether.revocations, user_id, tokens=True)
 
 
-async def _end_credentials(
-    conn: AsyncConnection, tether: ServerState, user_id: str, tokens: bool
+async def end_credentials(
+    conn: AsyncConnection, revoked: Revocations, user_id: str, tokens: bool
 ) -> None:
     """Stop a user's sessions and, with `tokens`, its API tokens (and their sockets)."""
-    await revoke_principal(conn, tether, user_id)
+    await revoke_principal(conn, revoked, user_id)
     if tokens:
-        revoked = await conn.execute(
+        ended = await conn.execute(
             api_tokens.update()
             .where(api_tokens.c.user_id == user_id, api_tokens.c.revoked_at.is_(None))
             .values(revoked_at=utcnow())
             .returning(api_tokens.c.id)
         )
-        await tether.revocations.revoke(conn, list(revoked.scalars()))
+        await revoked.revoke(conn, list(ended.scalars()))
 
 
 def _token_out(row: Any, token: str | None = None) -> TokenOut:

@@ -348,7 +348,7 @@ async def _forget(conn: AsyncConnection, tether: ServerState, kind: Kind, row_id
     credentials, telemetry and update reports), data items, file tree and file tasks; blobs
     nothing refers to any more are then collected."""
     if kind.credential:
-        await revoke_principal(conn, tether, row_id)
+        await revoke_principal(conn, tether.revocations, row_id)
     if kind.name == "device":
         await _forget_devices(conn, [row_id])
     if kind.name == "project":
@@ -358,7 +358,7 @@ async def _forget(conn: AsyncConnection, tether: ServerState, kind: Kind, row_id
             )
         ).all()
         for credential_id in [r.id for r in held if KINDS[r.kind].credential]:
-            await revoke_principal(conn, tether, credential_id)
+            await revoke_principal(conn, tether.revocations, credential_id)
         await _forget_devices(conn, [r.id for r in held if r.kind == "device"])
         await conn.execute(resources.delete().where(resources.c.project_id == row_id))
         for table in (data_items, files, file_tasks):
@@ -513,7 +513,7 @@ def _rotate_secret_handler(kind: Kind) -> HTTPRouteHandler:
                 .where(resources.c.id == row.id)
                 .values(secret_hash=digest(secret), updated_at=utcnow())
             )
-            await revoke_principal(conn, tether, row.id)
+            await revoke_principal(conn, tether.revocations, row.id)
             row = await load(conn, kind, org_id, project_id, row.id)
         return to_out(row, secret=secret)
 
