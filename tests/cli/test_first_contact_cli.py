@@ -4,6 +4,7 @@ and help that reads like a Unix command's."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from pathlib import Path
@@ -184,3 +185,32 @@ def test_help_reads_like_a_unix_command() -> None:
     shown = [panel for panel in PANELS if panel in root]
     assert shown == sorted(shown, key=root.index) == list(PANELS)
     assert root.index("serve") < root.index("login") < root.index("devices")
+
+
+def test_updates_download_saves_what_the_device_should_install(
+    tenant: Tenant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with tenant.client() as admin:
+        admin.updates.publish("fw", "2.0.0", ("fw.bin", io.BytesIO(b"firmware 2")))
+        admin.updates.publish("ui", "1.0.0", ("ui.zip", io.BytesIO(b"ui 1")))
+        admin.updates.deploy("fw", "2.0.0")
+        admin.updates.deploy("ui", "1.0.0")
+        key = admin.post("packages/signing-key", {"generate": True})["public_key"]
+        device = admin.post("devices", {"name": "d"})
+    monkeypatch.setenv("TETHER_DEVICE_ID", device["id"])
+    monkeypatch.setenv("TETHER_DEVICE_SECRET", device["secret"])
+    saved = json.loads(
+        cli("updates", "download", "fw", "--dest", str(tmp_path), "--url", tenant.url, "--json")
+    )
+    assert [(s["reference"], s["version"]) for s in saved] == [("fw", "2.0.0")]
+    assert Path(saved[0]["path"]).read_bytes() == b"firmware 2"
+    assert "Nothing to download for nope" in failed(
+        "updates", "download", "nope", "--url", tenant.url
+    )
+    assert "signature" in failed(
+        "updates", "download", "--trust", key, "--dest", str(tmp_path), "--url", tenant.url
+    )
+    everything = json.loads(
+        cli("updates", "download", "--dest", str(tmp_path), "--url", tenant.url, "--json")
+    )
+    assert sorted(s["reference"] for s in everything) == ["fw", "ui"]

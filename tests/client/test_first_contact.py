@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import random
+from pathlib import Path
+
 import httpx
 import pytest
 
 import tether
 from tests.conftest import Tenant
+from tether.client._async_files import WINDOW
 
 
 def test_the_root_folder_has_details(client: tether.Client) -> None:
@@ -76,3 +81,79 @@ def test_latest_names_the_device_by_keyword(client: tether.Client) -> None:
         client.telemetry.latest(device.id)
     with pytest.raises(tether.ConfigurationError, match="device="):
         client.telemetry.latest(["t"])
+
+
+def test_a_file_goes_into_a_folder_under_its_own_name(client: tether.Client) -> None:
+    info = client.files.put(("report.csv", io.BytesIO(b"a,b\n")), "/reports/")
+    assert (info["path"], info["mime"]) == ("/reports/report.csv", "text/csv")
+    with pytest.raises(tether.ConfigurationError):
+        client.files.put(io.BytesIO(b"no name"), "/reports/")
+
+
+def test_large_files_stream_a_window_at_a_time(client: tether.Client) -> None:
+    data = random.Random(7).randbytes(WINDOW * 2 + 1000)
+    client.files.put(("big.bin", io.BytesIO(data)), "/big.bin")
+    chunks = list(client.files.iter_bytes("/big.bin"))
+    assert [len(c) for c in chunks] == [WINDOW, WINDOW, 1000]
+    assert b"".join(chunks) == data
+    item = client.content.create("clip")
+    for size in (0, WINDOW, 5):
+        item.upload(("clip.mp4", io.BytesIO(data[:size])))
+        assert b"".join(item.iter_bytes()) == data[:size]
+
+
+def test_a_changed_file_fails_its_stream_at_the_end(client: tether.Client) -> None:
+    client.files.put(io.BytesIO(b"x" * (WINDOW + 10)), "/moving.bin")
+    stream = client.files.iter_bytes("/moving.bin")
+    next(stream)
+    client.files.put(io.BytesIO(b"y" * (WINDOW + 10)), "/moving.bin")
+    with pytest.raises(tether.ChecksumError):
+        list(stream)
+
+
+def test_content_keeps_the_media_type_its_file_name_tells(client: tether.Client) -> None:
+    item = client.content.create("logo")
+    assert item.upload(("logo.png", io.BytesIO(b"\x89PNG...")))["mime"] == "image/png"
+    answer = httpx.get(
+        item.get_url(), headers={"Authorization": f"Bearer {client.get_auth().token}"}
+    )
+    assert answer.headers["content-type"] == "image/png"
+
+
+def test_a_location_has_a_real_layout_image(client: tether.Client) -> None:
+    hq = client.locations.create("HQ")
+    with pytest.raises(tether.NotFoundError):
+        hq.read_layout()
+    stored = hq.upload_layout(("plan.svg", io.BytesIO(b"<svg/>")))
+    assert (stored["size"], stored["mime"]) == (6, "image/svg+xml")
+    assert hq.read_layout() == b"<svg/>"
+    answer = httpx.get(
+        hq.get_layout_url(), headers={"Authorization": f"Bearer {client.get_auth().token}"}
+    )
+    assert (answer.status_code, answer.content) == (200, b"<svg/>")
+    assert answer.headers["content-type"] == "image/svg+xml"
+    hq.upload_layout(("plan.png", io.BytesIO(b"png")))
+    assert hq.read_layout() == b"png"
+    client.locations.delete(hq.id)
+    other = client.locations.create("elsewhere")
+    with pytest.raises(tether.NotFoundError):
+        other.read_layout()
+
+
+def test_a_package_url_is_a_full_url(client: tether.Client, tenant: Tenant) -> None:
+    client.updates.publish("fw", "1.0.0", ("fw.bin", io.BytesIO(b"firmware")))
+    client.updates.deploy("fw", "1.0.0")
+    device = client.post("devices", {"name": "d"})
+    with tether.Client(tenant.url, device_id=device["id"], device_secret=device["secret"]) as dc:
+        offer = dc.updates.check([]).available[0]
+        assert offer.url.startswith(f"{tenant.url}/api/v1/")
+        assert dc.get(offer.url, raw=True) == b"firmware"
+
+
+def test_a_netrc_file_can_be_named(client: tether.Client, tenant: Tenant, tmp_path: Path) -> None:
+    device = client.post("devices", {"name": "netrc"})
+    named = tmp_path / "fleet.netrc"
+    named.write_text(f"machine 127.0.0.1 login {device['id']} password {device['secret']}\n")
+    named.chmod(0o600)
+    with tether.Client(tenant.url, netrc=named) as dc:
+        assert dc.whoami()["id"] == device["id"]

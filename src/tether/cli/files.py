@@ -30,8 +30,8 @@ def get(remote: str, local: Path, url: UrlOption = None, quiet: QuietOption = Fa
     name) or - for standard output."""
     if str(local) == "-":
         with connect(url) as client:
-            data = client.files.read(remote)
-        sys.stdout.buffer.write(data)
+            for chunk in client.files.iter_bytes(remote):
+                sys.stdout.buffer.write(chunk)
         sys.stdout.buffer.flush()
         return
     if local.is_dir():

@@ -230,25 +230,36 @@ def set_percentage(
     _change(deployment_id, url, as_json, percentage=percent)
 
 
-@updates_app.command("check")
-def check(
-    installed: Annotated[
-        list[str] | None, typer.Option(help="An installed package as REFERENCE=VERSION (repeat).")
-    ] = None,
-    prop: Annotated[
-        list[str] | None, typer.Option("--property", help="A device property as NAME=VALUE.")
-    ] = None,
-    device: Annotated[str | None, typer.Option(help="Check for this device (as a user).")] = None,
-    url: UrlOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """What this device (or --device) should install."""
+InstalledOption = Annotated[
+    list[str] | None, typer.Option(help="An installed package as REFERENCE=VERSION (repeat).")
+]
+PropertyOption = Annotated[
+    list[str] | None, typer.Option("--property", help="A device property as NAME=VALUE.")
+]
+DeviceOption = Annotated[str | None, typer.Option(help="Check for this device (as a user).")]
+
+
+def _check(
+    client: tether.Client, installed: list[str] | None, prop: list[str] | None, device: str | None
+) -> tether.UpdateCheck:
     have = [
         tether.Package(*_pair(item, "--installed REFERENCE=VERSION")) for item in installed or []
     ]
     props = dict(_pair(item, "--property NAME=VALUE") for item in prop or [])
+    return client.updates.check(have, props, device_id=device)
+
+
+@updates_app.command("check")
+def check(
+    installed: InstalledOption = None,
+    prop: PropertyOption = None,
+    device: DeviceOption = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """What this device (or --device) should install."""
     with connect(url) as client:
-        answer = client.updates.check(have, props, device_id=device)
+        answer = _check(client, installed, prop, device)
     rows = [
         {"list": "available", "reference": p.reference, "version": p.version, "size": p.size}
         for p in answer.available
@@ -263,6 +274,52 @@ def check(
     ]
     rows += [{"list": "unavailable", "reference": r} for r in answer.unavailable]
     table(rows, ["list", "reference", "version", "size"], as_json)
+
+
+@updates_app.command("download")
+def download(
+    reference: Annotated[
+        list[str] | None, typer.Argument(help="Only these packages (default: all offered).")
+    ] = None,
+    dest: Annotated[
+        Path, typer.Option(help="Folder (or, for one package, file) to save into.")
+    ] = Path("."),
+    installed: InstalledOption = None,
+    prop: PropertyOption = None,
+    device: DeviceOption = None,
+    trust: Annotated[
+        str | None,
+        typer.Option(
+            envvar="TETHER_UPDATE_KEY",
+            help="The organization's public signing key: refuse packages it did not sign.",
+        ),
+    ] = None,
+    url: UrlOption = None,
+    quiet: QuietOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Check, then download what this device (or --device) should install, verified.
+
+    A broken download resumes when run again; the file appears only once its size, SHA-256
+    (and signature, with --trust) check out."""
+    with connect(url) as client:
+        if trust:
+            client.updates.public_key = trust
+        answer = _check(client, installed, prop, device)
+        offered = [p for p in [*answer.available, *answer.changed]]
+        if reference:
+            offered = [p for p in offered if p.reference in reference]
+            missing = sorted(set(reference) - {p.reference for p in offered})
+            if missing:
+                raise fail(f"Nothing to download for {', '.join(missing)}.")
+        saved = []
+        for package in offered:
+            with progress_bar(f"{package.reference} {package.version}", quiet) as bar:
+                path = package.download(dest, progress=bar)
+            saved.append(
+                {"reference": package.reference, "version": package.version, "path": str(path)}
+            )
+    table(saved, ["reference", "version", "path"], as_json)
 
 
 def _pair(item: str, form: str) -> tuple[str, str]:

@@ -41,8 +41,9 @@ from tether.client._session import AuthPayload, Body, PairingCode, Session
 class AsyncClient:
     """A connection to one Tether server with one identity.
 
-    Credentials come from the arguments, else the environment, `~/.netrc` and the saved CLI
-    login (see the SDK guide). Several clients can live in one process independently.
+    Credentials come from the arguments, else the environment, a netrc file (`netrc`, else
+    `NETRC`, else `~/.netrc`) and the saved CLI login (see the SDK guide). Several clients can
+    live in one process independently.
     """
 
     def __init__(
@@ -68,6 +69,7 @@ class AsyncClient:
         update_key: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         environ: Mapping[str, str] | None = None,
+        netrc: str | os.PathLike[str] | None = None,
     ) -> None:
         arguments = {
             "token": token,
@@ -79,7 +81,7 @@ class AsyncClient:
             "app_id": app_id,
             "api_key": api_key,
         }
-        base_url, credentials = resolve(url, arguments, environ)
+        base_url, credentials = resolve(url, arguments, environ, netrc)
         self._session = Session(
             base_url,
             credentials,

@@ -7,6 +7,7 @@ from it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -15,7 +16,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from urllib.parse import quote
 
 from tether._exceptions import (
+    APIError,
     ChecksumError,
+    ConfigurationError,
     DownloadError,
     NetworkError,
     NotFoundError,
@@ -32,6 +35,7 @@ from tether.client._files import (
     opened_source,
     patched,
     signature_of,
+    source_name,
     write_delta,
 )
 from tether.client._flows import pause as pause_flow
@@ -62,6 +66,50 @@ async def _async_chunks(
         yield chunk
 
 
+WINDOW = CHUNK * 8
+"""Bytes asked for in one Range request of a download: what a streamed download holds."""
+
+
+async def ranged(
+    client: AsyncClient, url: str, start: int = 0, size: int | None = None, window: int = WINDOW
+) -> AsyncIterator[bytes]:
+    """The bytes of `url` from `start`, one Range request of `window` bytes at a time, so a
+    download of any size holds one window in memory. With `size` unknown it stops at the first
+    short window (or at the end the server reports, 416)."""
+    have = start
+    while size is None or have < size:
+        want = window if size is None else min(window, size - have)
+        try:
+            chunk = await client.request(
+                "GET",
+                url,
+                headers={"Range": f"bytes={have}-{have + want - 1}"},
+                raw=True,
+                timeout=None,
+            )
+        except APIError as exc:
+            if size is None and exc.code == "range_not_satisfiable":
+                return
+            raise
+        if not chunk:
+            return
+        have += len(chunk)
+        yield chunk
+        if len(chunk) < want:
+            return
+
+
+async def verified(chunks: AsyncIterator[bytes], sha256: str, what: str) -> AsyncIterator[bytes]:
+    """`chunks` passed through; `ChecksumError` after the last one if they do not hash to
+    `sha256` (the file changed while it was read, or the bytes were damaged)."""
+    digest = hashlib.sha256()
+    async for chunk in chunks:
+        digest.update(chunk)
+        yield chunk
+    if digest.hexdigest() != sha256:
+        raise ChecksumError(f"{what}: the bytes read do not match the SHA-256 {sha256}")
+
+
 async def fetch_verified(
     client: AsyncClient,
     url: str,
@@ -84,25 +132,19 @@ async def fetch_verified(
     except OSError as exc:
         raise local_file_error(exc, partial) from exc
     with out:
-        while have < size:
-            end = min(size, have + CHUNK * 8) - 1
-            try:
-                chunk = await client.request(
-                    "GET", url, headers={"Range": f"bytes={have}-{end}"}, raw=True, timeout=None
-                )
-            except (NetworkError, ServerError) as exc:
-                raise DownloadError(
-                    f"{target.name}: the transfer failed after {have} of {size} bytes ({exc}); "
-                    "call again to resume",
-                    partial,
-                ) from exc
-            out.write(chunk)
-            out.flush()
-            have += len(chunk)
-            if progress:
-                progress(have, size)
-            if not chunk:
-                break
+        try:
+            async for chunk in ranged(client, url, have, size):
+                out.write(chunk)
+                out.flush()
+                have += len(chunk)
+                if progress:
+                    progress(have, size)
+        except (NetworkError, ServerError) as exc:
+            raise DownloadError(
+                f"{target.name}: the transfer failed after {have} of {size} bytes ({exc}); "
+                "call again to resume",
+                partial,
+            ) from exc
     digest = await _async_offload(file_sha256, partial)
     if have != size or digest != sha256:
         partial.unlink()
@@ -168,7 +210,16 @@ class AsyncFiles:
         self, source: Source, remote: str, *, progress: Progress | None = None
     ) -> dict[str, Any]:
         """Upload `source` (a path, a binary file object, or a (filename, file object) pair) to
-        `remote`, streamed; an existing file gets a new version. Returns the file's info."""
+        `remote`, streamed; an existing file gets a new version. A `remote` ending in `/` is a
+        folder: the file keeps its name there. Returns the file's info."""
+        if remote.endswith("/"):
+            name = source_name(source)
+            if not name:
+                raise ConfigurationError(
+                    f"{remote!r} is a folder and this upload has no file name: give the remote "
+                    "file's path, or a (filename, file object) pair"
+                )
+            remote += name
         with opened_source(source) as (stream, size):
             return await self._client.request(  # type: ignore[no-any-return]
                 "PUT",
@@ -195,8 +246,19 @@ class AsyncFiles:
             progress,
         )
 
+    async def iter_bytes(self, remote: str) -> AsyncIterator[bytes]:
+        """A file's bytes as they come, a window at a time (`async for chunk in ...`), for
+        files too large to hold in memory; raises `ChecksumError` after the last chunk if the
+        bytes do not match the file's SHA-256 (it changed while being read)."""
+        info = await self.info(remote)
+        if info["is_dir"]:
+            raise IsADirectoryError(remote)
+        chunks = ranged(self._client, f"files/data{_remote(remote)}", 0, int(info["size"]))
+        async for chunk in verified(chunks, info["sha256"], remote):
+            yield chunk
+
     async def read(self, remote: str) -> bytes:
-        """A (small) file's bytes."""
+        """A (small) file's bytes, whole in memory (`iter_bytes` streams)."""
         return await self._client.request("GET", f"files/data{_remote(remote)}", raw=True)  # type: ignore[no-any-return]
 
     async def info(self, remote: str) -> dict[str, Any]:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from urllib.parse import quote
 
 from tether._exceptions import ConfigurationError, unexpected_answer
-from tether.client._async_files import _async_chunks
-from tether.client._files import Source, opened_source
+from tether.client._async_files import _async_chunks, ranged
+from tether.client._files import Source, opened_source, upload_headers
 
 if TYPE_CHECKING:
     from tether.client._async_client import AsyncClient
@@ -234,7 +234,19 @@ class AsyncLocation(_AsyncDataset):
         return await self._all("zones", AsyncZone, {"location_id": self.id})
 
     def get_layout_url(self) -> str:
+        """The full URL of the location's layout image (404 until one is uploaded)."""
         return self._client._session.resolve(str(self.data.get("layout_url", "")))
+
+    async def upload_layout(self, source: Source) -> dict[str, Any]:
+        """Store the location's layout image (a path, a binary file object or a (filename,
+        file object) pair; the file name gives the media type served)."""
+        return await _upload(self._client, f"locations/{self.id}/layout", source)
+
+    async def read_layout(self) -> bytes:
+        """The layout image's bytes; `NotFoundError` if none was uploaded."""
+        return await self._client.request(  # type: ignore[no-any-return]
+            "GET", f"locations/{self.id}/layout", raw=True, timeout=None
+        )
 
 
 class AsyncZone(AsyncResource):
@@ -296,21 +308,35 @@ class AsyncContent(AsyncResource):
         return await self._find("content", AsyncContent, params | {"parent_id": self.id})
 
     async def upload(self, source: Source, variant: str | None = None) -> dict[str, Any]:
-        """Store the item's bytes (or a variant's), streamed from a path or file object."""
-        with opened_source(source) as (stream, size):
-            return await self._client.request(  # type: ignore[no-any-return]
-                "PUT",
-                f"content/{self.id}/data",
-                params={"variant": variant},
-                content=_async_chunks(stream, None, size),
-                headers={"Content-Length": str(size)} if size is not None else None,
-                timeout=None,
-            )
+        """Store the item's bytes (or a variant's), streamed from a path, a binary file object
+        or a (filename, file object) pair; the file name gives the media type served."""
+        return await _upload(self._client, f"content/{self.id}/data", source, variant)
 
     async def read(self, variant: str | None = None) -> bytes:
-        """The item's bytes (or a variant's)."""
+        """The item's bytes (or a variant's), whole in memory (`iter_bytes` streams)."""
         return await self._client.request(  # type: ignore[no-any-return]
             "GET", f"content/{self.id}/data", params={"variant": variant}, raw=True, timeout=None
+        )
+
+    async def iter_bytes(self, variant: str | None = None) -> AsyncIterator[bytes]:
+        """The item's bytes (or a variant's) as they come, a window at a time."""
+        query = f"?variant={quote(variant, safe='')}" if variant else ""
+        async for chunk in ranged(self._client, f"content/{self.id}/data{query}"):
+            yield chunk
+
+
+async def _upload(
+    client: AsyncClient, path: str, source: Source, variant: str | None = None
+) -> dict[str, Any]:
+    """Stream `source` to the bytes a resource carries at `path`."""
+    with opened_source(source) as (stream, size):
+        return await client.request(  # type: ignore[no-any-return]
+            "PUT",
+            path,
+            params={"variant": variant} if variant else None,
+            content=_async_chunks(stream, None, size),
+            headers=upload_headers(source, size),
+            timeout=None,
         )
 
 

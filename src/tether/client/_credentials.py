@@ -145,7 +145,7 @@ def resolve(
     url: str | None,
     arguments: Mapping[str, str | None],
     environ: Mapping[str, str] | None = None,
-    netrc_file: str | Path | None = None,
+    netrc_file: str | os.PathLike[str] | None = None,
 ) -> tuple[str, Credentials]:
     """The server URL and credentials for a new client, following the documented order."""
     environ = os.environ if environ is None else environ
@@ -169,7 +169,7 @@ def resolve(
     return url, found or Credentials()
 
 
-def _from_netrc(url: str, path: str | Path | None) -> Credentials | None:
+def _from_netrc(url: str, path: str | os.PathLike[str] | None) -> Credentials | None:
     host = urlsplit(url).hostname or ""
     try:
         entries = netrc.netrc(str(path) if path else None)

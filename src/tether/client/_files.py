@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import mimetypes
 import os
 import tempfile
 from collections.abc import Iterator
@@ -28,6 +29,17 @@ def source_name(source: Source) -> str | None:
         return Path(source).name
     name = getattr(source, "name", None)
     return Path(name).name if isinstance(name, str) else None
+
+
+def upload_headers(source: Source, size: int | None, typed: bool = True) -> dict[str, str]:
+    """An upload's headers: its length when known and, with `typed`, the media type its file
+    name tells (`("plan.png", f)` is sent as image/png)."""
+    headers = {"Content-Length": str(size)} if size is not None else {}
+    name = source_name(source) if typed else None
+    mime = mimetypes.guess_type(name)[0] if name else None
+    if mime:
+        headers["Content-Type"] = mime
+    return headers
 
 
 _REASONS: dict[type[OSError], str] = {

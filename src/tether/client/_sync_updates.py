@@ -39,7 +39,8 @@ class DownloadablePackage:
     filename = property(lambda self: str(self.data["filename"]))
     size = property(lambda self: int(self.data["size"]))
     sha256 = property(lambda self: str(self.data["sha256"]))
-    url = property(lambda self: str(self.data["url"]))
+    url = property(lambda self: self._updates._client._session.resolve(str(self.data["url"])))
+    """The full URL of the package's bytes (needs the client's credentials)."""
     signature = property(lambda self: self.data.get("signature"))
     metadata = property(lambda self: dict(self.data.get("metadata") or {}))
 

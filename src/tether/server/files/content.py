@@ -1,12 +1,15 @@
-"""The bytes of content items and of their variants, kept in the blob store like files."""
+"""Bytes attached to resources, kept in the blob store like files: a content item's (and each
+of its variants'), and a location's layout image. One code path serves both."""
 
 # Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from litestar import Request, Response, Router, get, put
+from litestar.handlers import HTTPRouteHandler
 
 from tether.server.db.engine import upsert, utcnow
 from tether.server.db.pages import check_query
@@ -19,71 +22,101 @@ from tether.server.resources.kinds import KINDS, load
 from tether.server.state import ServerState, Tether
 
 _VARIANT = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+LAYOUT = "layout"
+"""The `content_data` variant that holds a location's layout image."""
 
 
-async def _content(request: Request[Any, Any, Any], tether: ServerState) -> tuple[str, str]:
-    """The content item of the path in the caller's scope, and the variant asked for."""
+@dataclass(frozen=True)
+class Attachment:
+    """Bytes a kind of resource carries at `suffix`: with `variants`, chosen by `?variant=`,
+    else always the one `variant`."""
+
+    kind: str
+    suffix: str
+    what: str
+    variants: bool = False
+    variant: str = ""
+
+
+ATTACHMENTS = (
+    Attachment("content", "data", "a content item's bytes (or a variant's, with ?variant=)", True),
+    Attachment("location", "layout", "a location's layout image", variant=LAYOUT),
+)
+
+
+async def _target(
+    request: Request[Any, Any, Any], tether: ServerState, attachment: Attachment
+) -> tuple[str, str]:
+    """The resource of the path in the caller's scope, and the variant its bytes are kept as."""
     check_query(request)
-    variant = request.query_params.get("variant", "")
-    if variant and not _VARIANT.match(variant):
-        raise invalid("A variant is 1 to 100 letters, digits or _.-", "invalid_variant")
+    variant = attachment.variant
+    if attachment.variants:
+        variant = request.query_params.get("variant", "")
+        if variant and not _VARIANT.match(variant):
+            raise invalid("A variant is 1 to 100 letters, digits or _.-", "invalid_variant")
+    kind = KINDS[attachment.kind]
     async with tether.reader.connect() as reads:
-        org_id, project_id = await resolve_scope(reads, request, KINDS["content"].in_projects)
-        row = await load(reads, KINDS["content"], org_id, project_id, request.path_params["id"])
+        org_id, project_id = await resolve_scope(reads, request, kind.in_projects)
+        row = await load(reads, kind, org_id, project_id, request.path_params["id"])
     return row.id, variant
 
 
-@put(
-    scoped_paths("/content/{id:str}/data"),
-    tags=["content"],
-    summary="Upload a content item's bytes (or a variant's, with ?variant=)",
-    request_max_body_size=None,
-    opt=allow("content", "write", query=("variant",), raw_body="application/octet-stream"),
-)
-async def upload_content(request: Request[Any, Any, Any], tether: Tether) -> dict[str, Any]:
-    content_id, variant = await _content(request, tether)
-    sha256, size = await tether.blobs.receive(request.stream(), tether.settings.max_file_size)
-    mime = mime_of("", request)
-    now = utcnow()
-    async with tether.engine.begin() as conn:
-        await record_blob(conn, sha256, size, now)
-        insert = upsert(conn, content_data).values(
-            content_id=content_id,
-            variant=variant,
-            sha256=sha256,
-            size=size,
-            mime=mime,
-            updated_at=now,
-        )
-        await conn.execute(
-            insert.on_conflict_do_update(
-                index_elements=["content_id", "variant"],
-                set_={"sha256": sha256, "size": size, "mime": mime, "updated_at": now},
+def _handlers(attachment: Attachment) -> list[HTTPRouteHandler]:
+    kind = KINDS[attachment.kind]
+    paths = scoped_paths(f"/{kind.plural}/{{id:str}}/{attachment.suffix}")
+    query = ("variant",) if attachment.variants else ()
+
+    async def upload(request: Request[Any, Any, Any], tether: Tether) -> dict[str, Any]:
+        owner_id, variant = await _target(request, tether, attachment)
+        sha256, size = await tether.blobs.receive(request.stream(), tether.settings.max_file_size)
+        mime = mime_of("", request)
+        now = utcnow()
+        async with tether.engine.begin() as conn:
+            await record_blob(conn, sha256, size, now)
+            stored = {"sha256": sha256, "size": size, "mime": mime, "updated_at": now}
+            insert = upsert(conn, content_data).values(
+                content_id=owner_id, variant=variant, **stored
             )
-        )
-    return {"variant": variant or None, "sha256": sha256, "size": size, "mime": mime}
+            await conn.execute(
+                insert.on_conflict_do_update(index_elements=["content_id", "variant"], set_=stored)
+            )
+        shown = variant if attachment.variants and variant else None
+        return {"variant": shown, "sha256": sha256, "size": size, "mime": mime}
 
-
-@get(
-    scoped_paths("/content/{id:str}/data"),
-    tags=["content"],
-    summary="A content item's bytes (or a variant's, with ?variant=); Range supported",
-    opt=allow("content", "read", query=("variant",), raw_response=True),
-)
-async def download_content(request: Request[Any, Any, Any], tether: Tether) -> Response[Any]:
-    content_id, variant = await _content(request, tether)
-    async with tether.reader.connect() as reads:
-        row = (
-            await reads.execute(
-                sa.select(content_data).where(
-                    content_data.c.content_id == content_id, content_data.c.variant == variant
+    async def download(request: Request[Any, Any, Any], tether: Tether) -> Response[Any]:
+        owner_id, variant = await _target(request, tether, attachment)
+        async with tether.reader.connect() as reads:
+            row = (
+                await reads.execute(
+                    sa.select(content_data).where(
+                        content_data.c.content_id == owner_id, content_data.c.variant == variant
+                    )
                 )
-            )
-        ).first()
-    if row is None:
-        raise not_found("content data" + (f" for variant {variant}" if variant else ""))
-    name = f"{content_id}{'.' + variant if variant else ''}"
-    return blob_response(request, tether, row.sha256, row.size, row.mime, name)
+            ).first()
+        if row is None:
+            chosen = f" for variant {variant}" if attachment.variants and variant else ""
+            raise not_found(f"{attachment.kind} {attachment.suffix}{chosen}")
+        name = f"{owner_id}{'.' + variant if variant else ''}"
+        return blob_response(request, tether, row.sha256, row.size, row.mime, name)
+
+    tags = [kind.plural]
+    return [
+        put(
+            paths,
+            tags=tags,
+            summary=f"Upload {attachment.what}",
+            name=f"{kind.name}-{attachment.suffix}-upload",
+            request_max_body_size=None,
+            opt=allow(kind.name, "write", query=query, raw_body="application/octet-stream"),
+        )(upload),
+        get(
+            paths,
+            tags=tags,
+            summary=f"Download {attachment.what}; Range supported",
+            name=f"{kind.name}-{attachment.suffix}-download",
+            opt=allow(kind.name, "read", query=query, raw_response=True),
+        )(download),
+    ]
 
 
-router = Router("/", route_handlers=[upload_content, download_content])
+router = Router("/", route_handlers=[h for a in ATTACHMENTS for h in _handlers(a)])
