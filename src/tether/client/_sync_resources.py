@@ -11,7 +11,8 @@ The blocking twin of `_async_resources.py`, written from it by `scripts/unasync.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Callable
+import json
+from collections.abc import Iterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from urllib.parse import quote
 
@@ -30,6 +31,27 @@ def data_path(group: str, key: str) -> str:
     if not group or not key or "/" in group or "/" in key:
         raise ConfigurationError("A data item's group and key are non-empty and have no '/'.")
     return f"data/{quote(group, safe='')}/{quote(key, safe='')}"
+
+
+LISTED_AS_THEY_ARE = frozenset(
+    {"name", "location_id", "experience_id", "zone_id", "member_id", "parent_id", "limit", "after"}
+)
+"""What a find passes through: relations and paging. Every other keyword is a document field."""
+
+
+def find_query(filters: Mapping[str, Any]) -> dict[str, Any]:
+    """A find's query string: `subtype="player"` (or `document={"subtype": "player"}`) asks for
+    `document[subtype]=player`; `**{"address.city": "Oslo"}` names a nested field."""
+    query: dict[str, Any] = {}
+    for name, value in filters.items():
+        if name == "document" and isinstance(value, Mapping):
+            query |= find_query({f"document[{k}]": v for k, v in value.items()})
+        elif value is None or name in LISTED_AS_THEY_ARE:
+            query[name] = value
+        else:
+            key = name if name.startswith("document[") else f"document[{name}]"
+            query[key] = json.dumps(value) if isinstance(value, bool) else str(value)
+    return query
 
 
 class ResultSet(Generic[R]):
@@ -148,7 +170,7 @@ class Resource:
     def _find(
         self, path: str, cls: type[Resource], params: dict[str, Any]
     ) -> ResultSet[Any]:
-        page = self._client.get(path, params)
+        page = self._client.get(path, find_query(params))
         return ResultSet(self._client, page, self._make(path, cls))
 
     def _all(self, path: str, cls: type[Resource], params: dict[str, Any]) -> list[Any]:
@@ -367,8 +389,9 @@ class Collection(Generic[R]):
         return self._wrap(self._client.get(f"{self._path}/{id}"))
 
     def find(self, **filters: Any) -> ResultSet[R]:
-        """Objects matching the filters (name, location_id, zone_id, …, limit)."""
-        page = self._client.get(self._path, filters)
+        """Objects matching the filters: relations (name, location_id, zone_id, …), paging
+        (limit), and any document field (`subtype="player"`, `**{"address.city": "Oslo"}`)."""
+        page = self._client.get(self._path, find_query(filters))
         return ResultSet(self._client, page, self._wrap)
 
     def delete(self, id: str) -> None:

@@ -65,6 +65,15 @@ QUERY: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "filename": ({"type": "string", "minLength": 1, "maxLength": 255}, "The file's name."),
     "grant": ({"type": "string", "maxLength": 200}, "The grant the update check's URL carries."),
+    "document": (
+        {
+            "type": "object",
+            "additionalProperties": {"type": "string", "maxLength": 1000},
+            "maxProperties": 5,
+        },
+        "Document fields to match, as document[FIELD]=VALUE (document[a.b] for a nested "
+        "field): the field holds that string or, for a number, true, false or null, that value.",
+    ),
 }
 """Every query parameter of the API, by name: its JSON schema and what it does."""
 
@@ -136,15 +145,16 @@ def _complete(operation: dict[str, Any], opt: dict[str, Any], handler: Any, path
     parameters = [p for p in operation.get("parameters", []) if p.get("in") != "query"]
     for name in query_names(opt):
         schema, description = QUERY[name]
-        parameters.append(
-            {
-                "name": name,
-                "in": "query",
-                "required": name in REQUIRED,
-                "description": description,
-                "schema": schema,
-            }
-        )
+        parameter = {
+            "name": name,
+            "in": "query",
+            "required": name in REQUIRED,
+            "description": description,
+            "schema": schema,
+        }
+        if schema.get("type") == "object":
+            parameter |= {"style": "deepObject", "explode": True}
+        parameters.append(parameter)
     if parameters:
         operation["parameters"] = parameters
     raw = opt.get("raw_body")

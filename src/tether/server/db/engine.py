@@ -8,6 +8,7 @@ import secrets
 import sqlite3
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -53,6 +54,10 @@ def on_connect(engine: sa.Engine, *pragmas: str) -> None:
         cursor.close()
 
 
+SQLITE_NEEDED = (3, 38)
+"""For JSON's `->` (document filters) and RETURNING."""
+
+
 def create_engine(url: str, pool_size: int = 20) -> AsyncEngine:
     """The engine for transactions; SQLite gets WAL mode, foreign keys and a busy timeout.
 
@@ -62,6 +67,12 @@ def create_engine(url: str, pool_size: int = 20) -> AsyncEngine:
     a connection opened for a burst and closed after it costs a server process fork, far more
     than waiting for a pooled one."""
     if url.startswith("sqlite"):
+        if sqlite3.sqlite_version_info < SQLITE_NEEDED:
+            raise RuntimeError(
+                f"Tether on SQLite needs SQLite {'.'.join(map(str, SQLITE_NEEDED))} or newer; "
+                f"this Python has {sqlite3.sqlite_version}. Use a Python built with a newer "
+                "SQLite, or PostgreSQL (TETHER_DATABASE_URL)."
+            )
         engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0)
         on_connect(engine.sync_engine, "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
         return engine
@@ -90,7 +101,11 @@ def schema_differences(connection: Connection) -> list[Any]:
     from alembic.migration import MigrationContext
 
     context = MigrationContext.configure(connection)
-    return list(compare_metadata(context, metadata))
+    with warnings.catch_warnings():
+        # SQLite's reflection cannot see expression indexes, so Alembic skips comparing them.
+        warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based")
+        warnings.filterwarnings("ignore", "autogenerate skipping metadata-specified expression")
+        return list(compare_metadata(context, metadata))
 
 
 async def signing_key(conn: AsyncConnection, configured: str | None, sealer: Sealer) -> str:

@@ -46,9 +46,17 @@ def check_query(request: Request[Any, Any, Any]) -> None:
     """Refuse query parameters the route did not declare (`opt=allow(..., query=...)`, which
     the OpenAPI document shows), so a typo is not a silent no-op."""
     known = PAGING_PARAMS | set(request.route_handler.opt.get("query", ()))
-    unknown = sorted(set(request.query_params) - known)
+    unknown = sorted(
+        name for name in request.query_params if name not in known and _object_of(name) not in known
+    )
     if unknown:
         raise invalid(f"Unknown query parameter(s): {', '.join(unknown)}.", "unknown_parameter")
+
+
+def _object_of(name: str) -> str | None:
+    """The object a deepObject-style parameter belongs to: `document` for `document[a]`."""
+    head, bracket, _ = name.partition("[")
+    return head if bracket and name.endswith("]") else None
 
 
 def page_limit(request: Request[Any, Any, Any], settings: Settings) -> int:

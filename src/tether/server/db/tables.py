@@ -13,6 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
+from tether.server.db.jsonpath import indexed_field
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -121,6 +123,14 @@ resources = sa.Table(
     sa.Index("ix_resources_experience", "experience_id"),
     sa.Index("ix_resources_parent", "parent_id"),
 )
+sa.Index(
+    "ix_resources_subtype",
+    resources.c.org_id,
+    resources.c.kind,
+    indexed_field(resources.c.document, "subtype"),
+    resources.c.id,
+)
+"""Finding resources by subtype, a page at a time in id order (`resources.documents`)."""
 
 zone_members = sa.Table(
     "zone_members",

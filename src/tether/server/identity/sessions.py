@@ -134,9 +134,7 @@ async def revoke_family(conn: AsyncConnection, revoked: Revocations, family_id: 
     await _revoke(conn, revoked, refresh_tokens.c.family_id, family_id)
 
 
-async def revoke_principal(
-    conn: AsyncConnection, revoked: Revocations, principal_id: str
-) -> None:
+async def revoke_principal(conn: AsyncConnection, revoked: Revocations, principal_id: str) -> None:
     """Stop every credential issued to a user, device or app so far: its access tokens (at
     once, everywhere) and its refresh tokens."""
     await _revoke(conn, revoked, refresh_tokens.c.principal_id, principal_id)

@@ -45,6 +45,8 @@ from tether.server.identity.scope import resolve_scope
 from tether.server.identity.sessions import revoke_principal
 from tether.server.problems import invalid, not_found
 from tether.server.realtime.events import Event
+from tether.server.resources.documents import bound as documents_bound
+from tether.server.resources.documents import document_filters, narrowed_by
 from tether.server.state import ServerState, Tether
 
 Name = Annotated[str, msgspec.Meta(max_length=200)]
@@ -285,10 +287,15 @@ async def insert_resource(
 
 
 @functools.cache
-def scoped_resources(in_project: bool, filters: tuple[str, ...] = ()) -> sa.Select[Any]:
+def scoped_resources(
+    in_project: bool,
+    filters: tuple[str, ...] = (),
+    documents: tuple[tuple[str, int], ...] = (),
+) -> sa.Select[Any]:
     """Resources of one kind in the caller's scope, bound by `scope_params`, narrowed by
-    `filters` (each bound as its own name). Built once per shape: building and hashing a
-    statement costs more than running it on the hot path."""
+    `filters` (each bound as its own name) and by document filters of the shapes `documents`
+    (bound by `documents.bound`). Built once per shape: building and hashing a statement costs
+    more than running it on the hot path."""
     query = select_resources().where(
         resources.c.org_id == sa.bindparam("org_id"), resources.c.kind == sa.bindparam("kind")
     )
@@ -305,7 +312,7 @@ def scoped_resources(in_project: bool, filters: tuple[str, ...] = ()) -> sa.Sele
             query = query.where(resources.c.id.in_(members))
         else:
             query = query.where(resources.c[field] == sa.bindparam(field))
-    return query
+    return narrowed_by(query, resources.c.document, documents)
 
 
 def scope_params(kind: Kind, org_id: str, project_id: str | None) -> dict[str, Any]:
@@ -326,7 +333,9 @@ async def load(conn: Reads, kind: Kind, org_id: str, project_id: str | None, row
 def rule_of(kind: Kind, verb: str) -> dict[str, Any]:
     """The policy rule a kind's endpoint obeys (`verb`: list, get, create, update, delete or
     rotate), with the path parameter that names a device for its SELF reach."""
-    query = {"query": ("limit", "after", *sorted(kind.filters))} if verb == "list" else {}
+    query = (
+        {"query": ("limit", "after", "document", *sorted(kind.filters))} if verb == "list" else {}
+    )
     if verb in ("list", "get"):
         action = "read"
     elif kind.name == "device":
@@ -398,10 +407,13 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
         limit = page_limit(request, tether.settings)
         params = request.query_params
         filters = tuple(f for f in _FILTERS if f in params)
+        documents = document_filters(params)
+        shapes = tuple(d.shape for d in documents)
         async with tether.reader.connect() as conn:
             org_id, project_id = await resolve_scope(conn, request, kind.in_projects)
-            query = scoped_resources(project_id is not None, filters)
+            query = scoped_resources(project_id is not None, filters, shapes)
             bound = scope_params(kind, org_id, project_id) | {f: params[f] for f in filters}
+            bound |= documents_bound(documents)
             return await list_page(conn, request, query, resources.c.id, limit, to_out, bound)
 
     async def create(
