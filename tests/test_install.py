@@ -143,3 +143,7 @@ def test_server_extra_alone_starts_the_cloud(served: str) -> None:
 
     wait_for(healthy, timeout=60, what="tether serve from the [server] install")
     assert tether.__version__
+    docs = httpx.get(f"{served}/api/v1/docs").text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/assets/swagger-ui/{asset}" in docs
+        assert httpx.get(f"{served}/assets/swagger-ui/{asset}").status_code == 200, asset

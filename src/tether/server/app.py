@@ -19,9 +19,9 @@ from litestar import Litestar, Request, Router, get
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from tether._version import __version__
+from tether.server import front
 from tether.server.apidoc import CompletedJsonRender
 from tether.server.db.engine import create_engine, private_database
 from tether.server.db.reads import Reader
@@ -223,7 +223,7 @@ def create_app(
         guards=[authorize],
     )
     app = Litestar(
-        route_handlers=[api],
+        route_handlers=[api, front.home, front.assets_router()],
         lifespan=[lifespan],
         exception_handlers={Exception: problem_response},
         middleware=[
@@ -237,7 +237,7 @@ def create_app(
             title="Tether",
             version=__version__,
             path=API_PREFIX,
-            render_plugins=[CompletedJsonRender(), SwaggerRenderPlugin(path="/docs")],
+            render_plugins=[CompletedJsonRender(), front.api_docs("/docs")],
         ),
         logging_config=None,
         request_class=TetherRequest,
