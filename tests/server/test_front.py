@@ -36,6 +36,11 @@ def test_the_api_docs_load_everything_from_this_server(server: RunningServer) ->
         answer = httpx.get(f"{server.url}{url}")
         assert answer.status_code == 200, url
         kinds[url.rsplit(".", 1)[1]] = answer.headers["content-type"]
+        if url.endswith((".js", ".css")):
+            assert answer.headers["content-encoding"] == "gzip"
+            plain = httpx.get(f"{server.url}{url}", headers={"Accept-Encoding": "identity"})
+            assert "content-encoding" not in plain.headers
+            assert plain.content == answer.content
     assert kinds["js"].startswith("text/javascript") or "javascript" in kinds["js"]
     assert kinds["css"].startswith("text/css")
     assert kinds["png"] == "image/png"
@@ -45,7 +50,14 @@ def test_the_api_docs_load_everything_from_this_server(server: RunningServer) ->
 
 
 def test_assets_stay_inside_their_folder(server: RunningServer) -> None:
-    for path in ("/assets/../app.py", "/assets/%2e%2e/app.py", "/assets/swagger-ui/nope.js"):
+    for path in (
+        "/assets/../app.py",
+        "/assets/%2e%2e/app.py",
+        "/assets/swagger-ui/nope.js",
+        "/assets/swagger-ui/LICENSE",
+        "/assets/swagger-ui/..%2f..%2fapp.py",
+        "/assets/%2fetc%2fpasswd",
+    ):
         assert httpx.get(f"{server.url}{path}").status_code == 404, path
 
 

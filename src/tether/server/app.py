@@ -223,7 +223,7 @@ def create_app(
         guards=[authorize],
     )
     app = Litestar(
-        route_handlers=[api, front.home, front.assets_router()],
+        route_handlers=[api, front.home, front.asset],
         lifespan=[lifespan],
         exception_handlers={Exception: problem_response},
         middleware=[

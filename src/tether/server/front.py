@@ -4,16 +4,21 @@ and the browsable API docs, whose scripts and styles come from files inside the 
 
 from __future__ import annotations
 
+import gzip
+import mimetypes
+import re
 from html import escape
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from litestar import Request, Response, Router, get
+import anyio
+from litestar import Request, Response, get
 from litestar.datastructures import CacheControlHeader
 from litestar.openapi.plugins import SwaggerRenderPlugin
-from litestar.static_files import create_static_files_router
+from litestar.params import FromPath
 
 from tether._version import __version__
+from tether.server.problems import not_found
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 ASSETS_PATH = "/assets"
@@ -32,14 +37,45 @@ def api_docs(path: str) -> SwaggerRenderPlugin:
     )
 
 
-def assets_router() -> Router:
-    return create_static_files_router(
-        ASSETS_PATH,
-        directories=[ASSETS],
-        name="assets",
-        opt={"exclude_from_auth": True},
-        cache_control=CacheControlHeader(max_age=3600, public=True),
-    )
+_ASSET_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*(/[A-Za-z0-9_-][A-Za-z0-9_.-]*)*$")
+_SHOWN = frozenset({".js", ".css", ".png", ".svg", ".ico"})
+_loaded: dict[str, tuple[bytes, bool]] = {}
+
+
+async def _asset(name: str) -> tuple[bytes, bool] | None:
+    """An asset's bytes as stored and whether they are gzipped; read once, then kept (they are
+    a few hundred kilobytes in all)."""
+    found = _loaded.get(name)
+    if found is None:
+        for stored, zipped in ((ASSETS / f"{name}.gz", True), (ASSETS / name, False)):
+            if await anyio.Path(stored).is_file():
+                found = (await anyio.Path(stored).read_bytes(), zipped)
+                _loaded[name] = found
+                break
+    return found
+
+
+@get(
+    f"{ASSETS_PATH}/{{name:path}}",
+    opt={"exclude_from_auth": True},
+    include_in_schema=False,
+    cache_control=CacheControlHeader(max_age=3600, public=True),
+)
+async def asset(name: FromPath[str], request: Request[Any, Any, Any]) -> Response[bytes]:
+    """A script, style or image of the package's assets, gzipped to browsers that take it."""
+    name = name.lstrip("/")
+    suffix = PurePosixPath(name).suffix
+    found = await _asset(name) if _ASSET_NAME.match(name) and suffix in _SHOWN else None
+    if found is None:
+        raise not_found("asset")
+    data, zipped = found
+    headers = {"Vary": "Accept-Encoding", "X-Content-Type-Options": "nosniff"}
+    if zipped and "gzip" in request.headers.get("accept-encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+    elif zipped:
+        data = gzip.decompress(data)
+    media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return Response(data, media_type=media_type, headers=headers)
 
 
 _PAGE = """<!DOCTYPE html>
