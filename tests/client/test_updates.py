@@ -287,7 +287,7 @@ def test_a_cut_transfer_resumes_with_a_range_request(
         no_retries = tether.Retries(total=0)
         with device_client(server, device, url=proxy.url, retries=no_retries) as dc:
             offer = dc.updates.check().available[0]
-            assert offer.url.startswith("/api/v1/updates/download/")
+            assert offer.url.startswith(f"{proxy.url}/api/v1/updates/download/")
             proxy.cut_after(12 * 1024 * 1024)
             with pytest.raises(tether.DownloadError) as caught:
                 offer.download(downloads)
@@ -430,6 +430,6 @@ def test_a_project_device_checks_and_downloads_through_its_project(
     admin.updates.deploy("fw", "1.0.0")
     with device_client(server, device) as dc:
         offer = dc.updates.check().available[0]
-        assert offer.url.startswith(f"/api/v1/projects/{project.id}/updates/download/")
+        assert offer.url.startswith(f"{server.url}/api/v1/projects/{project.id}/updates/download/")
         assert offer.download(downloads).read_bytes() == b"project firmware"
         assert offer.report("installed")["deployment_state"] == "active"
