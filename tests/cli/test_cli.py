@@ -28,11 +28,12 @@ def cli(*args: str) -> str:
     return result.output
 
 
-def login(tenant: Tenant) -> None:
-    """`tether login` as the tenant's admin, saving the token for later commands."""
+def login(tenant: Tenant, url: str | None = None) -> None:
+    """`tether login` as the tenant's admin (at `url`, by default the tenant's), saving the
+    token for later commands."""
     cli(
         "login",
-        tenant.url,
+        url or tenant.url,
         "--organization",
         tenant.organization,
         "--username",

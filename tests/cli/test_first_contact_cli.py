@@ -30,16 +30,7 @@ def failed(*args: str, **options: object) -> str:
 
 def test_a_login_serves_the_server_however_it_is_spelled(tenant: Tenant) -> None:
     port = tenant.url.rsplit(":", 1)[1]
-    cli(
-        "login",
-        f"http://LOCALHOST:{port}/",
-        "--organization",
-        tenant.organization,
-        "--username",
-        "admin",
-        "--password",
-        tenant.password,
-    )
+    login(tenant, f"http://LOCALHOST:{port}/")
     for spelling in (f"http://127.0.0.1:{port}", f"http://localhost:{port}/"):
         assert json.loads(cli("whoami", "--url", spelling, "--json"))["name"] == "admin"
     login(tenant)

@@ -13,10 +13,12 @@ import tether
 from tether.cli import admin, files, projects, realtime, telemetry, updates, users
 from tether.cli.common import (
     Commands,
+    DocumentOption,
     Group,
     JsonOption,
     UrlOption,
     connect,
+    json_document,
     parse_json,
     project_of,
     split_pair,
@@ -210,15 +212,12 @@ def devices_list(
 
 @devices_app.command("create")
 def devices_create(
-    name: str,
-    document: Annotated[str | None, typer.Option(help="JSON document.")] = None,
-    url: UrlOption = None,
-    as_json: JsonOption = False,
+    name: str, document: DocumentOption = None, url: UrlOption = None, as_json: JsonOption = False
 ) -> None:
     """Create a device; its secret is shown once."""
-    doc = parse_json(document, "--document") if document else {}
+    body = {"name": name, "document": json_document(document)}
     with connect(url) as client:
-        record(client.post("devices", {"name": name, "document": doc}), as_json)
+        record(client.post("devices", body), as_json)
 
 
 @devices_app.command("show")

@@ -86,6 +86,9 @@ UrlOption = Annotated[
     typer.Option("--url", envvar="TETHER_URL", help="Server URL (default: the saved login)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+DocumentOption = Annotated[
+    str | None, typer.Option("--document", help='JSON document, e.g. \'{"subtype": "player"}\'.')
+]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
@@ -141,6 +144,14 @@ def parse_json(text: str, what: str, example: str = "'{\"level\": 3}' or '\"text
         return json.loads(text)
     except ValueError as exc:
         raise fail(f"{what} is not JSON ({exc}), e.g. {example}.") from None
+
+
+def json_document(text: str | None) -> dict[str, Any]:
+    """A `--document` option's JSON object (empty when not given)."""
+    value = parse_json(text, "--document", '\'{"subtype": "player"}\'') if text else {}
+    if not isinstance(value, dict):
+        raise fail('--document must be a JSON object, e.g. \'{"subtype": "player"}\'.')
+    return value
 
 
 def split_pair(item: str, form: str = "NAME=VALUE") -> tuple[str, str]:

@@ -6,7 +6,15 @@ from typing import Annotated
 
 import typer
 
-from tether.cli.common import Commands, JsonOption, UrlOption, connect, parse_json, project_of
+from tether.cli.common import (
+    Commands,
+    DocumentOption,
+    JsonOption,
+    UrlOption,
+    connect,
+    json_document,
+    project_of,
+)
 from tether.cli.output import record, table
 
 app = Commands(help="Projects: list, create, show, delete.")
@@ -24,15 +32,11 @@ def projects_list(url: UrlOption = None, as_json: JsonOption = False) -> None:
 
 @app.command("create")
 def projects_create(
-    name: str,
-    document: Annotated[str | None, typer.Option(help="JSON document.")] = None,
-    url: UrlOption = None,
-    as_json: JsonOption = False,
+    name: str, document: DocumentOption = None, url: UrlOption = None, as_json: JsonOption = False
 ) -> None:
     """Create a project."""
-    doc = parse_json(document, "--document") if document else {}
     with connect(url) as client:
-        record(client.projects.create(name, doc).data, as_json)
+        record(client.projects.create(name, json_document(document)).data, as_json)
 
 
 @app.command("show")
