@@ -1,8 +1,11 @@
 """Shared fixtures: a real Tether server per back end, and factories for isolated tenants.
 
 Every server-backed test runs twice: on SQLite and on PostgreSQL. The PostgreSQL run uses a
-fresh database created for the session. Without a PostgreSQL server those runs skip with the
-reason, except in CI (`CI=true`), where a missing service fails the run.
+fresh database created for the session. Tests of stored bytes (files, content, packages;
+marked `blobs`) run a third time on the cluster's back end: PostgreSQL with blobs in an
+S3-compatible store, moto's standalone server, started for the session. Without PostgreSQL (or
+moto) those runs skip with the reason, except in CI (`CI=true`), where a missing service fails
+the run.
 """
 
 from __future__ import annotations
@@ -10,12 +13,16 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -83,10 +90,7 @@ def _postgres_database() -> str:
     try:
         asyncio.run(create())
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
-        reason = f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        unavailable(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
 
@@ -105,29 +109,104 @@ def _drop_postgres_database(url: str) -> None:
     asyncio.run(drop())
 
 
+def unavailable(reason: str) -> NoReturn:
+    """Skip for want of a service, or fail in CI, where every service must be there."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@dataclass
+class S3Server:
+    """An S3-compatible server on loopback and a bucket of this session's."""
+
+    endpoint: str
+    bucket: str
+
+    def settings(self, prefix: str) -> dict[str, str]:
+        """The server settings that keep blobs under `prefix` of the bucket."""
+        return {
+            "blobs_url": f"s3://{self.bucket}/{prefix}",
+            "s3_endpoint": self.endpoint,
+            "s3_access_key_id": "tether",
+            "s3_secret_access_key": "tether-secret",
+        }
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """moto's standalone S3 server, as a process of its own on a free loopback port."""
+    import httpx
+
+    command = shutil.which("moto_server", path=os.path.dirname(sys.executable))
+    if command is None:
+        unavailable("moto's server is not installed (pip install 'moto[server]')")
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log = (tmp_path_factory.mktemp("s3") / "moto.log").open("w")
+    process = subprocess.Popen(
+        [command, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
+    )
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            return True
+        try:
+            return httpx.put(f"{endpoint}/tether-tests").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    try:
+        wait_for(ready, timeout=60, what="the S3 server")
+        if process.poll() is not None:
+            unavailable(f"moto's server exited with {process.returncode}")
+        yield S3Server(endpoint, "tether-tests")
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses a server runs on each back end; `blobs` tests on S3 too."""
+    if "server" in metafunc.fixturenames:
+        backends = ["sqlite", "postgresql"]
+        if metafunc.definition.get_closest_marker("blobs"):
+            backends.append("s3")
+        metafunc.parametrize("server", backends, indirect=True, scope="session")
+
+
 @dataclass
 class RunningServer:
     url: str
     backend: str
     database_url: str | None
     data: Path
+    blobs: dict[str, str]
+    """The settings of its blob store (none: the data folder)."""
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="session")
 def server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
-    """A real Tether server (uvicorn, in a thread) on a free loopback port."""
+    """A real Tether server (uvicorn, in a thread) on a free loopback port, on the back end
+    `request.param` names: sqlite, postgresql, or s3 (PostgreSQL, blobs in an S3 store)."""
     import uvicorn
 
     from tether.server.app import create_app, uvicorn_options
     from tether.server.settings import Settings
 
-    database_url = _postgres_database() if request.param == "postgresql" else None
-    data = tmp_path_factory.mktemp(f"server-{request.param}")
+    backend: str = request.param
+    database_url = _postgres_database() if backend in ("postgresql", "s3") else None
+    blobs: dict[str, str] = {}
+    if backend == "s3":
+        blobs = request.getfixturevalue("s3_server").settings(f"server-{secrets.token_hex(4)}")
+    data = tmp_path_factory.mktemp(f"server-{backend}")
     org, user, password = OPERATOR
     settings = Settings.load(
         {
+            **blobs,
             "data": data,
             "database_url": database_url,
             "admin_organization": org,
@@ -149,12 +228,28 @@ def server(
     if not uv.started:
         pytest.fail("the test server did not start")
     try:
-        yield RunningServer(f"http://127.0.0.1:{port}", request.param, database_url, data)
+        yield RunningServer(f"http://127.0.0.1:{port}", backend, database_url, data, blobs)
     finally:
         uv.should_exit = True
         thread.join(30)
         if database_url:
             _drop_postgres_database(database_url)
+
+
+def rewrite_blob(server: RunningServer, sha256: str, change: Callable[[bytes], bytes]) -> None:
+    """Change the stored bytes of a blob behind the server's back, wherever it keeps them."""
+    if not server.blobs:
+        stored = server.data / "blobs" / sha256[:2] / sha256[2:4] / sha256
+        stored.write_bytes(change(stored.read_bytes()))
+        return
+    import obstore
+
+    from tether.server.files.objects import ObjectBlobs, s3_store
+    from tether.server.settings import Settings
+
+    store = s3_store(Settings.load(server.blobs, environ={}))
+    key = ObjectBlobs.key(sha256)
+    obstore.put(store, key, change(bytes(obstore.get(store, key).bytes())))
 
 
 @pytest.fixture

@@ -17,6 +17,8 @@ import tether
 from tests.conftest import RunningServer, Tenant
 from tether import _paths as tether_paths
 
+pytestmark = pytest.mark.blobs
+
 
 def blob(size: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(size)

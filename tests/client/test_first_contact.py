@@ -83,6 +83,7 @@ def test_latest_names_the_device_by_keyword(client: tether.Client) -> None:
         client.telemetry.latest(["t"])
 
 
+@pytest.mark.blobs
 def test_a_file_goes_into_a_folder_under_its_own_name(client: tether.Client) -> None:
     info = client.files.put(("report.csv", io.BytesIO(b"a,b\n")), "/reports/")
     assert (info["path"], info["mime"]) == ("/reports/report.csv", "text/csv")
@@ -90,6 +91,7 @@ def test_a_file_goes_into_a_folder_under_its_own_name(client: tether.Client) -> 
         client.files.put(io.BytesIO(b"no name"), "/reports/")
 
 
+@pytest.mark.blobs
 def test_large_files_stream_a_window_at_a_time(client: tether.Client) -> None:
     data = random.Random(7).randbytes(WINDOW * 2 + 1000)
     client.files.put(("big.bin", io.BytesIO(data)), "/big.bin")
@@ -102,6 +104,7 @@ def test_large_files_stream_a_window_at_a_time(client: tether.Client) -> None:
         assert b"".join(item.iter_bytes()) == data[:size]
 
 
+@pytest.mark.blobs
 def test_a_changed_file_fails_its_stream_at_the_end(client: tether.Client) -> None:
     client.files.put(io.BytesIO(b"x" * (WINDOW + 10)), "/moving.bin")
     stream = client.files.iter_bytes("/moving.bin")
@@ -111,6 +114,7 @@ def test_a_changed_file_fails_its_stream_at_the_end(client: tether.Client) -> No
         list(stream)
 
 
+@pytest.mark.blobs
 def test_content_keeps_the_media_type_its_file_name_tells(client: tether.Client) -> None:
     item = client.content.create("logo")
     assert item.upload(("logo.png", io.BytesIO(b"\x89PNG...")))["mime"] == "image/png"
@@ -120,6 +124,7 @@ def test_content_keeps_the_media_type_its_file_name_tells(client: tether.Client)
     assert answer.headers["content-type"] == "image/png"
 
 
+@pytest.mark.blobs
 def test_a_location_has_a_real_layout_image(client: tether.Client) -> None:
     hq = client.locations.create("HQ")
     with pytest.raises(tether.NotFoundError):
@@ -140,6 +145,7 @@ def test_a_location_has_a_real_layout_image(client: tether.Client) -> None:
         other.read_layout()
 
 
+@pytest.mark.blobs
 def test_a_package_url_is_a_full_url(client: tether.Client, tenant: Tenant) -> None:
     client.updates.publish("fw", "1.0.0", ("fw.bin", io.BytesIO(b"firmware")))
     client.updates.deploy("fw", "1.0.0")

@@ -16,9 +16,11 @@ import httpx
 import pytest
 
 import tether
-from tests.conftest import RunningServer, Tenant
+from tests.conftest import RunningServer, Tenant, rewrite_blob
 from tests.proxy import cutting_proxy
 from tether import Package, SigningKey
+
+pytestmark = pytest.mark.blobs
 
 
 def blob(size: int, seed: int) -> bytes:
@@ -256,11 +258,11 @@ def test_tampered_blobs_are_refused_and_leave_nothing(
     for i in range(100):
         published = publish(admin, f"pkg{i}", "1.0.0", blob(2000, 1000 + i))
         admin.updates.deploy(f"pkg{i}", "1.0.0")
-        stored = server.data / "blobs" / published["sha256"][:2] / published["sha256"][2:4]
-        stored = stored / published["sha256"]
-        tampered = bytearray(stored.read_bytes())
-        tampered[i * 7] ^= 0x01
-        stored.write_bytes(bytes(tampered))
+
+        def tamper(data: bytes, at: int = i * 7) -> bytes:
+            return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
+
+        rewrite_blob(server, published["sha256"], tamper)
     out = downloads
     with device_client(server, new_device(admin)) as dc:
         offers = dc.updates.check().available

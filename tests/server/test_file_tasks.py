@@ -65,10 +65,10 @@ def test_blobs_nobody_refers_to_are_collected(tmp_path: Path) -> None:
                 ).json()
                 assert (await task_end(http, task["id"]))["status"] == "succeeded"
             assert await collect_blobs(state, idle=3600) == 0
-            assert state.blobs.exists(lone)
+            assert await state.blobs.exists(lone)
             assert await collect_blobs(state, idle=0) == 1
-            assert not state.blobs.exists(lone)
-            assert state.blobs.exists(one)
+            assert not await state.blobs.exists(lone)
+            assert await state.blobs.exists(one)
             assert (await http.get("/api/v1/files/data/two")).content == b"same"
 
     asyncio.run(main())

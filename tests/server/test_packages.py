@@ -33,7 +33,7 @@ async def test_an_oversized_package_is_refused_and_leaves_nothing(tmp_path: Path
         fits = await http.put("/api/v1/packages/fw/versions/1.0.0", content=b"x" * 1000)
         assert fits.status_code == 201
         assert await collect_blobs(tether, idle=0) == 0
-        assert tether.blobs.exists(fits.json()["sha256"])
+        assert await tether.blobs.exists(fits.json()["sha256"])
         await http.delete("/api/v1/packages/fw/versions/1.0.0")
         assert await collect_blobs(tether, idle=0) == 1
-        assert not tether.blobs.exists(fits.json()["sha256"])
+        assert not await tether.blobs.exists(fits.json()["sha256"])

@@ -27,7 +27,7 @@ from tether.server.db.engine import create_engine, private_database
 from tether.server.db.reads import Reader
 from tether.server.files import content, tasks, tree
 from tether.server.files import sync as file_sync
-from tether.server.files.blobs import BlobStore
+from tether.server.files.blobs import open_blobs
 from tether.server.identity import pairing, sessions, signin, users
 from tether.server.identity.authn import AuthenticationMiddleware
 from tether.server.identity.bootstrap import FirstAdmin, prepare
@@ -155,14 +155,13 @@ def create_app(
 ) -> Litestar:
     """Build the Tether cloud application. `extra_handlers` mounts more routes under /api/v1."""
     settings = settings or Settings.load()
-    blob_root = Path(settings.data).resolve() / "blobs"
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         private_folder(settings.data)
         private_database(settings.resolved_database_url)
         sealer = Sealer(master_key(settings.master_key, settings.data))
-        blobs = BlobStore(blob_root)
+        blobs = open_blobs(settings)
         reclaimed = await asyncio.to_thread(blobs.reclaim)
         if reclaimed:
             logger.info("removed %d temporary files of stopped servers", reclaimed)

@@ -84,6 +84,29 @@ SETTINGS: tuple[Setting, ...] = (
         10.0,
         "Longest a read may run, in seconds; past it the request gets 422 query_timeout.",
     ),
+    Setting(
+        "blobs_url",
+        str,
+        None,
+        "Where file, content and package bytes live: default the data folder's blobs/; "
+        "s3://BUCKET/PREFIX for an S3-compatible object store, which every server of a "
+        "cluster must share.",
+    ),
+    Setting(
+        "s3_endpoint",
+        str,
+        None,
+        "URL of an S3-compatible store other than AWS (MinIO, Ceph RGW, Garage...); plain "
+        "http:// is allowed for a store on the same host or network.",
+    ),
+    Setting("s3_region", str, "us-east-1", "Region of the S3 bucket."),
+    Setting(
+        "s3_access_key_id",
+        str,
+        None,
+        "S3 access key id; default: the AWS_* environment, as AWS tools read it.",
+    ),
+    Setting("s3_secret_access_key", str, None, "S3 secret access key.", secret=True),
     Setting("redis_url", str, None, "Redis URL for pub/sub across several server processes.", True),
     Setting(
         "secret_key",

@@ -1,4 +1,6 @@
-"""Content-addressed blob storage on local disk: every distinct content once, by SHA-256.
+"""Content-addressed blob storage: every distinct content once, by SHA-256, on local disk
+(`BlobStore`, the embedded default) or in an S3-compatible object store (`objects.ObjectBlobs`,
+for a cluster); both behind the same methods, so nothing else knows where bytes live.
 
 Files and packages point at blobs by hash. A blob is written to a temporary file while its hash
 is computed and moved into place only when complete, so an upload cut off midway leaves nothing
@@ -14,6 +16,7 @@ folders of live processes, and the uploads in flight there, are left alone.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import hashlib
 import os
@@ -21,10 +24,14 @@ import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from tether.server.problems import Problem
+from tether.server.settings import Settings
 
 _LOCK = ".lock"
 _LEGACY_AGE = 3600.0
@@ -32,7 +39,26 @@ _LEGACY_AGE = 3600.0
 folder per process) is removed."""
 
 
+READ_CHUNK = 1024 * 1024
+
+
+async def read_file(path: Path, start: int, end: int) -> AsyncIterator[bytes]:
+    """The bytes of a local file from `start` to `end` (exclusive), a chunk at a time."""
+    async with await anyio.open_file(path, "rb") as f:
+        await f.seek(start)
+        left = end - start
+        while left > 0:
+            chunk = await f.read(min(READ_CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
+
+
 class BlobStore:
+    """Blobs on local disk under `root`; temporary files under `root/incoming` (for every
+    back end: an upload is hashed on its way in, before its name is known)."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self._incoming_root = root / "incoming"
@@ -69,8 +95,12 @@ class BlobStore:
                 shutil.rmtree(entry, ignore_errors=True)
         return removed
 
-    def stored(self, idle: float) -> list[str]:
-        """The hashes of the blobs on disk not written or reused in the last `idle` seconds."""
+    async def stored(self, idle: float) -> list[str]:
+        """The hashes of the blobs kept that were not written or reused in the last `idle`
+        seconds."""
+        return await asyncio.to_thread(self._stored, idle)
+
+    def _stored(self, idle: float) -> list[str]:
         horizon = time.time() - idle
         found = []
         for first in self.root.iterdir():
@@ -87,15 +117,25 @@ class BlobStore:
     def path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256[2:4] / sha256
 
-    def exists(self, sha256: str) -> bool:
-        return self.path(sha256).is_file()
+    async def exists(self, sha256: str) -> bool:
+        return await anyio.Path(self.path(sha256)).is_file()
+
+    def read(self, sha256: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """The bytes of a blob from `start` to `end` (exclusive), a chunk at a time."""
+        return read_file(self.path(sha256), start, end)
+
+    @asynccontextmanager
+    async def local_copy(self, sha256: str) -> AsyncIterator[Path]:
+        """A local file holding the blob, for code that needs one (librsync), for as long as
+        the context lasts."""
+        yield self.path(sha256)
 
     async def receive(self, chunks: AsyncIterator[bytes], limit: int) -> tuple[str, int]:
         """Store the bytes of `chunks` (413 past `limit`); returns their SHA-256 and size."""
         digest = hashlib.sha256()
         temporary, size = await self.spool(chunks, limit, digest)
         try:
-            return self.adopt(temporary, digest.hexdigest()), size
+            return await self.adopt(temporary, digest.hexdigest()), size
         finally:
             temporary.unlink(missing_ok=True)
 
@@ -122,9 +162,9 @@ class BlobStore:
             raise
         return temporary, size
 
-    def adopt(self, temporary: Path, sha256: str) -> str:
+    async def adopt(self, temporary: Path, sha256: str) -> str:
         """Move a finished temporary file into place as the blob `sha256` (or drop it when the
-        store already has those bytes)."""
+        store already has those bytes, marking them as reused)."""
         target = self.path(sha256)
         if target.exists():
             os.utime(target)
@@ -133,7 +173,7 @@ class BlobStore:
             os.replace(temporary, target)
         return sha256
 
-    def remove_if_idle(self, sha256: str, idle: float) -> bool:
+    async def remove_if_idle(self, sha256: str, idle: float) -> bool:
         """Delete a blob nobody refers to any more, unless it was stored or reused in the last
         `idle` seconds (an upload may be about to point at it)."""
         target = self.path(sha256)
@@ -148,3 +188,14 @@ class BlobStore:
     def temporary(self) -> Path:
         """A fresh path in the incoming folder, for bytes made on the server (patches)."""
         return self._incoming / uuid.uuid4().hex
+
+
+def open_blobs(settings: Settings) -> BlobStore:
+    """The blob store the settings name: the data folder's `blobs/`, or the object store of
+    `TETHER_BLOBS_URL` (with temporary files still in the data folder)."""
+    root = Path(settings.data).resolve() / "blobs"
+    if not settings.blobs_url:
+        return BlobStore(root)
+    from tether.server.files.objects import ObjectBlobs, s3_store
+
+    return ObjectBlobs(root, s3_store(settings))

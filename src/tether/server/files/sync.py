@@ -11,19 +11,19 @@ import asyncio
 import hashlib
 import io
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-import anyio
 from litestar import Request, Response, Router, get, post, put
 from litestar.response import Stream
 
 from tether import delta as rsync
 from tether._exceptions import DeltaError
 from tether.server.db.pages import check_query
+from tether.server.files.blobs import read_file
 from tether.server.files.tree import (
     FileInfo,
     file_row,
-    read_chunks,
     store_file,
 )
 from tether.server.identity.policy import allow
@@ -54,16 +54,15 @@ async def file_signature(request: Request[Any, Any, Any], tether: Tether) -> Res
     if not 0 <= block_len <= 1 << 24:
         raise invalid("block_len must be between 0 (automatic) and 16 MiB.")
     row = await file_row(request, tether)
-    blob = tether.blobs.path(row.sha256)
 
-    def sign() -> bytes:
-
+    def sign(blob: Path) -> bytes:
         out = io.BytesIO()
         with blob.open("rb") as basis:
             rsync.signature(basis, out, hash=hash_, rollsum=rollsum, block_len=block_len)  # type: ignore[arg-type]
         return out.getvalue()
 
-    body = await asyncio.to_thread(sign)
+    async with tether.blobs.local_copy(row.sha256) as blob:
+        body = await asyncio.to_thread(sign, blob)
     return Response(
         body,
         media_type="application/octet-stream",
@@ -91,20 +90,17 @@ async def file_patch(request: Request[Any, Any, Any], tether: Tether) -> FileInf
     delta_file, _ = await tether.blobs.spool(request.stream(), tether.settings.max_file_size)
     result = tether.blobs.temporary()
 
-    def apply() -> tuple[str, int]:
-        with (
-            tether.blobs.path(row.sha256).open("rb") as old,
-            delta_file.open("rb") as d,
-            result.open("wb") as out,
-        ):
+    def apply(blob: Path) -> tuple[str, int]:
+        with blob.open("rb") as old, delta_file.open("rb") as d, result.open("wb") as out:
             rsync.patch(old, d, out)
         size = result.stat().st_size
         with result.open("rb") as f:
-            sha256 = hashlib.file_digest(f, "sha256").hexdigest()
-        return tether.blobs.adopt(result, sha256), size
+            return hashlib.file_digest(f, "sha256").hexdigest(), size
 
     try:
-        sha256, size = await asyncio.to_thread(apply)
+        async with tether.blobs.local_copy(row.sha256) as blob:
+            sha256, size = await asyncio.to_thread(apply, blob)
+        await tether.blobs.adopt(result, sha256)
     except DeltaError as exc:
         raise invalid(f"The delta cannot be applied: {exc.message}", "bad_delta") from None
     finally:
@@ -126,16 +122,13 @@ async def file_delta(request: Request[Any, Any, Any], tether: Tether) -> Respons
     signature_file, _ = await tether.blobs.spool(request.stream(), tether.settings.max_file_size)
     result = tether.blobs.temporary()
 
-    def make() -> None:
-        with (
-            signature_file.open("rb") as sig,
-            tether.blobs.path(row.sha256).open("rb") as new,
-            result.open("wb") as out,
-        ):
+    def make(blob: Path) -> None:
+        with signature_file.open("rb") as sig, blob.open("rb") as new, result.open("wb") as out:
             rsync.delta(sig, new, out)
 
     try:
-        await asyncio.to_thread(make)
+        async with tether.blobs.local_copy(row.sha256) as blob:
+            await asyncio.to_thread(make, blob)
     except DeltaError as exc:
         result.unlink(missing_ok=True)
         raise invalid(f"The signature cannot be used: {exc.message}", "bad_signature") from None
@@ -145,7 +138,7 @@ async def file_delta(request: Request[Any, Any, Any], tether: Tether) -> Respons
 
     async def stream() -> AsyncIterator[bytes]:
         try:
-            async for chunk in read_chunks(anyio.Path(result), 0, size):
+            async for chunk in read_file(result, 0, size):
                 yield chunk
         finally:
             result.unlink(missing_ok=True)

@@ -11,11 +11,9 @@ import asyncio
 import datetime as dt
 import mimetypes
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-import anyio
 import msgspec
 import sqlalchemy as sa
 from litestar import Request, Response, Router, get, post, put
@@ -235,18 +233,6 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, end
 
 
-async def read_chunks(path: anyio.Path, start: int, end: int) -> AsyncIterator[bytes]:
-    async with await anyio.open_file(path, "rb") as f:
-        await f.seek(start)
-        left = end - start
-        while left > 0:
-            chunk = await f.read(min(CHUNK, left))
-            if not chunk:
-                return
-            left -= len(chunk)
-            yield chunk
-
-
 async def file_row(request: Request[Any, Any, Any], tether: ServerState) -> Any:
     """The file the path names, in the caller's tree (404 if absent, 409 for a folder)."""
     path = checked(request.path_params["path"])
@@ -290,7 +276,7 @@ def blob_response(
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
     headers["Content-Length"] = str(end - start)
     return Stream(
-        read_chunks(anyio.Path(tether.blobs.path(sha256)), start, end),
+        tether.blobs.read(sha256, start, end),
         status_code=206 if window else 200,
         media_type=mime or "application/octet-stream",
         headers=headers,
@@ -399,7 +385,7 @@ async def collect_blobs(tether: ServerState, idle: float = 3600.0) -> int:
                 sa.select(blobs.c.sha256).where(blobs.c.sha256.not_in(sa.select(referenced)))
             )
         ).all()
-    gone = [row.sha256 for row in orphans if tether.blobs.remove_if_idle(row.sha256, idle)]
+    gone = [row.sha256 for row in orphans if await tether.blobs.remove_if_idle(row.sha256, idle)]
     if gone:
         async with tether.engine.begin() as conn:
             await conn.execute(
@@ -408,7 +394,7 @@ async def collect_blobs(tether: ServerState, idle: float = 3600.0) -> int:
                 )
             )
     grace = tether.settings.blob_grace
-    on_disk = await asyncio.to_thread(tether.blobs.stored, grace)
+    on_disk = await tether.blobs.stored(grace)
     unrecorded: list[str] = []
     async with tether.reader.connect() as reads:
         for start in range(0, len(on_disk), 500):
@@ -416,7 +402,7 @@ async def collect_blobs(tether: ServerState, idle: float = 3600.0) -> int:
             known = await reads.execute(sa.select(blobs.c.sha256).where(blobs.c.sha256.in_(batch)))
             recorded = set(known.scalars())
             unrecorded += [sha for sha in batch if sha not in recorded]
-    gone += [sha for sha in unrecorded if tether.blobs.remove_if_idle(sha, grace)]
+    gone += [sha for sha in unrecorded if await tether.blobs.remove_if_idle(sha, grace)]
     await asyncio.to_thread(tether.blobs.reclaim)
     return len(gone)
 
