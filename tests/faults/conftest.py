@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import MASTER_KEY, OPERATOR, RunningServer, free_port, wait_for
+from tests.conftest import MASTER_KEY, OPERATOR, RunningServer, free_port, unavailable, wait_for
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def serve(
@@ -37,6 +39,7 @@ def serve(
     if redis_url:
         env["TETHER_REDIS_URL"] = redis_url
     command = [str(Path(sys.executable).parent / "tether"), "serve", "--data", str(data)]
+    data.parent.mkdir(parents=True, exist_ok=True)
     log = data.parent / f"serve-{port}.log"
     """The process's own log, beside its data folder, to read when a test fails."""
     with log.open("ab") as stderr:
@@ -71,3 +74,15 @@ def killable(server: RunningServer, tmp_path: Path) -> Iterator[dict[str, Any]]:
     finally:
         state["process"].kill()
         state["process"].wait(30)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The Redis at 127.0.0.1:6379, when it answers."""
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
+    except redis.RedisError as exc:
+        unavailable(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    return REDIS_URL

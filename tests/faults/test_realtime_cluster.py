@@ -20,8 +20,6 @@ from tests.faults.conftest import serve
 
 pytestmark = pytest.mark.subprocess
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
 
 async def next_frame(ws: Any, timeout: float = 30) -> dict[str, Any]:
     """The next frame that is not a presence notice (others join and leave all the time)."""
@@ -29,20 +27,6 @@ async def next_frame(ws: Any, timeout: float = 30) -> dict[str, Any]:
         frame: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), timeout))
         if frame["op"] != "presence":
             return frame
-
-
-@pytest.fixture
-def redis_url() -> str:
-    import redis
-
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=2).ping()
-    except redis.RedisError as exc:
-        reason = f"Redis is not reachable at {REDIS_URL}: {exc}"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return REDIS_URL
 
 
 def test_a_broadcast_crosses_processes_and_every_response_returns(

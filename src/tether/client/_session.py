@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import logging
 import threading
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -77,8 +77,11 @@ class Session:
         allow_pairing: bool = False,
         on_pairing_code: Callable[[PairingCode], None] | None = None,
         pairing_name: str | None = None,
+        failover_urls: Sequence[str] = (),
     ) -> None:
         self.url = url
+        self.servers = [url, *(u.rstrip("/") for u in failover_urls if u.rstrip("/") != url)]
+        """The cluster's servers this client may use, the one in use first among equals."""
         self.origin = _origin(url)
         self.credentials = credentials
         self.timeout = timeout
@@ -281,12 +284,42 @@ class Session:
             error = _error(response)
             raise PairingError(f"Pairing failed: {error.message}") from error
 
+    def _fail_over(self, exc: NetworkError, tried: int) -> bool:
+        """Move to the next server of the cluster when this one refused the connection (so
+        nothing reached it, and any request may go elsewhere), unless every server has been
+        tried; whether it moved. The client then stays on the server that answers."""
+        if tried >= len(self.servers) - 1 or not isinstance(exc.__cause__, httpx.ConnectError):
+            return False
+        old = self.url
+        self.url = self.servers[(self.servers.index(old) + 1) % len(self.servers)]
+        self.origin = _origin(self.url)
+        logger.warning("%s refused the connection; trying %s", old, self.url)
+        return True
+
+    def _moved(self, request: httpx.Request, old: str) -> httpx.Request:
+        """`request` (with a body in memory) sent to the server now in use instead of `old`."""
+        headers = [(k, v) for k, v in request.headers.raw if k.lower() != b"host"]
+        url = str(request.url)
+        moved = self.url + url[len(old) :] if url.startswith(old) else url
+        return httpx.Request(
+            request.method,
+            moved,
+            headers=headers,
+            content=request.content,
+            extensions=request.extensions,
+        )
+
     def _send_with_retries(self, request: httpx.Request) -> Flow[httpx.Response]:
         attempt = 0
+        moved = 0
         while True:
             try:
                 response: httpx.Response = yield Send(request)
             except NetworkError as exc:
+                old = self.url
+                if self._fail_over(exc, moved):
+                    request, moved = self._moved(request, old), moved + 1
+                    continue
                 delay = retry_delay(self.retries, attempt, request.method, network_error=True)
                 if delay is None:
                     raise
@@ -315,6 +348,7 @@ class Session:
                     response.status_code,
                 )
             attempt += 1
+            moved = 0
             yield Sleep(delay)
 
     def request_flow(
@@ -336,6 +370,7 @@ class Session:
         yield from self.signed_in_flow()
         replayable = content is None or isinstance(content, bytes)
         renewed = False
+        moved = 0
         while True:
             sent_with = self.access_token
             request = self.build(
@@ -350,7 +385,13 @@ class Session:
             if replayable:
                 response = yield from self._send_with_retries(request)
             else:
-                response = yield Send(request)
+                try:
+                    response = yield Send(request)
+                except NetworkError as exc:
+                    if not self._fail_over(exc, moved):
+                        raise
+                    moved += 1
+                    continue
             if response.status_code == 401 and self.uses_grants and not renewed and replayable:
                 renewed = True
                 yield Renew(self, sent_with)

@@ -90,6 +90,7 @@ class Client:
             allow_pairing=allow_pairing,
             on_pairing_code=on_pairing_code,
             pairing_name=pairing_name,
+            failover_urls=failover_urls,
         )
         self.enable_network = enable_network
         self.failover_urls = [u.rstrip("/") for u in failover_urls]
