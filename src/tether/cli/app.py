@@ -57,6 +57,12 @@ def serve(
     data: Annotated[Path | None, typer.Option(help="Data folder (SQLite database, blobs).")] = None,
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="TCP port to listen on.")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Server processes (default: one per core on PostgreSQL with Redis, else one)."
+        ),
+    ] = None,
     set_: Annotated[
         list[str] | None,
         typer.Option("--set", help="Any other setting as NAME=VALUE (see docs/configuration.md)."),
@@ -70,7 +76,7 @@ def serve(
         from tether.server.settings import Settings, SettingsError
     except ImportError:
         raise fail("The server needs its extra: pip install 'tether[server]'") from None
-    overrides: dict[str, Any] = {"data": data, "host": host, "port": port}
+    overrides: dict[str, Any] = {"data": data, "host": host, "port": port, "workers": workers}
     for item in set_ or []:
         name, value = split_pair(item, "--set NAME=VALUE")
         overrides[name.replace("-", "_")] = value
@@ -78,11 +84,19 @@ def serve(
         settings = Settings.load(overrides)
     except SettingsError as exc:
         raise fail(str(exc)) from None
+    processes = settings.process_count
     typer.echo(
         f"Tether {tether.__version__} on http://{settings.host}:{settings.port} "
+        f"with {processes} worker{'s' if processes > 1 else ''} "
         f"(health: /api/v1/health, API docs: /api/v1/docs)"
     )
-    uvicorn.run(create_app(settings), **uvicorn_options(settings))
+    if processes == 1:
+        uvicorn.run(create_app(settings), **uvicorn_options(settings))
+        return
+    os.environ.update(settings.environment())
+    uvicorn.run(
+        "tether.server.app:create_app", factory=True, workers=processes, **uvicorn_options(settings)
+    )
 
 
 @app.command(rich_help_panel=SESSION)

@@ -58,6 +58,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", str, "127.0.0.1", "Interface to listen on."),
     Setting("port", int, 8000, "TCP port to listen on."),
     Setting(
+        "workers",
+        int,
+        0,
+        "Server processes on this machine, sharing the port. 0: one per core on PostgreSQL "
+        "with Redis, else one. Several need PostgreSQL (SQLite takes one writer at a time) and "
+        "Redis (realtime crosses processes through it).",
+    ),
+    Setting(
         "database_url",
         str,
         None,
@@ -232,6 +240,18 @@ class Settings:
         ):
             if self.values[name] <= 0:
                 raise SettingsError(f"{_BY_NAME[name].env}: must be positive")
+        if self.values["workers"] < 0:
+            raise SettingsError("TETHER_WORKERS: must be 0 (automatic) or more")
+        if self.values["workers"] > 1 and not self.values["database_url"]:
+            raise SettingsError(
+                "TETHER_WORKERS: several workers need PostgreSQL (TETHER_DATABASE_URL); SQLite "
+                "serves from one process"
+            )
+        if self.values["workers"] > 1 and not self.values["redis_url"]:
+            raise SettingsError(
+                "TETHER_WORKERS: several workers need Redis (TETHER_REDIS_URL), which carries "
+                "realtime between them"
+            )
         if self.values["telemetry_retention_days"] < 0:
             raise SettingsError("TETHER_TELEMETRY_RETENTION_DAYS: must be 0 or more")
         if self.values["port"] > 65535:
@@ -240,6 +260,26 @@ class Settings:
             raise SettingsError("TETHER_PAGE_SIZE: must not exceed TETHER_MAX_PAGE_SIZE")
         if self.values["log_level"].lower() not in {"debug", "info", "warning", "error"}:
             raise SettingsError("TETHER_LOG_LEVEL: must be debug, info, warning or error")
+
+    def environment(self) -> dict[str, str]:
+        """These settings as `TETHER_*` variables, for server processes started from them."""
+        shown = {}
+        for setting in SETTINGS:
+            value = self.values[setting.name]
+            if value is None:
+                continue
+            shown[setting.env] = str(value).lower() if isinstance(value, bool) else str(value)
+        return shown
+
+    @property
+    def process_count(self) -> int:
+        """How many server processes to run: `workers`, or when 0, one per core where the
+        back end allows several (PostgreSQL and Redis), else one."""
+        if self.values["workers"]:
+            return int(self.values["workers"])
+        if self.values["database_url"] and self.values["redis_url"]:
+            return os.cpu_count() or 1
+        return 1
 
     @property
     def resolved_database_url(self) -> str:

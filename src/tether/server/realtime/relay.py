@@ -51,6 +51,8 @@ class RedisBackplane(Backplane):
             url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT
         )
         self.problem = "not connected to Redis yet"
+        self._connected_before = False
+        """Whether Redis was reached before (so a new connection restores realtime)."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._first = asyncio.Event()
         """Set once the first connection attempt has ended, either way."""
@@ -188,8 +190,9 @@ class RedisBackplane(Backplane):
                 self.BROADCASTS, self.EVENTS, self.PRESENCE, self._inbox(self.hub.node)
             )
             await self._announce()
-            if self.problem is not None:
+            if self.problem is not None and self._connected_before:
                 logger.warning("realtime across nodes restored")
+            self._connected_before = True
             self.problem = None
             self._first.set()
             beating = asyncio.get_running_loop().create_task(self._heartbeat())
