@@ -122,7 +122,7 @@ async def _background(state: ServerState) -> AsyncIterator[None]:
     """Housekeeping tasks that live as long as the server."""
     if state.settings.telemetry_retention_days:
         state.spawn(_hourly(_prune_telemetry(state), "telemetry retention deleted %d points"))
-    state.spawn(tasks.resume_tasks(state))
+    state.spawn(tasks.sweep_tasks(state))
     state.spawn(_hourly(lambda: tree.collect_blobs(state), "removed %d unreferenced blobs"))
     state.spawn(forward_events(state.bus, state.hub))
     state.spawn(state.revocations.follow())

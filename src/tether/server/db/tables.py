@@ -334,10 +334,14 @@ file_tasks = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     _created(),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("lease_owner", sa.String(40), nullable=True),
+    sa.Column("lease_until", UTCDateTime(), nullable=True),
     sa.Index("ix_file_tasks_status", "status"),
 )
-"""Move, copy and remove, run after the request returns; a task found `running` at start-up
-is run again (each is one transaction, so a half-done one left nothing behind)."""
+"""Move, copy and remove, run after the request returns, by the server process that holds the
+task's lease (`lease_owner` until `lease_until`); a task whose lease ran out (its server
+stopped under it) is taken over (each is one transaction, so a half-done one left nothing
+behind)."""
 
 content_data = sa.Table(
     "content_data",

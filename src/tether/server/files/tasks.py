@@ -1,11 +1,15 @@
 """Move, copy and remove of files and folder trees, as tasks the caller polls.
 
-A task is recorded before it runs and carried out in one transaction, so a task found
-`running` at start-up (the server stopped under it) left nothing behind and is run again.
+A task is recorded before it runs and carried out in one transaction. The server process that
+runs it holds its lease (`LEASE` seconds, renewed while it works), taken with one conditional
+UPDATE, so of the processes of a cluster exactly one runs a task. A task whose lease ran out
+(its server stopped under it) left nothing behind, and any process takes it over: at start,
+and every `SWEEP` seconds after.
 """
 
 # Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
 
+import asyncio
 import datetime as dt
 import logging
 from typing import Any, Literal
@@ -133,34 +137,86 @@ async def task_state(
     return _task(row)
 
 
+LEASE = 30.0
+"""Seconds a task's lease lasts; its holder renews it every third of that while it works."""
+SWEEP = 15.0
+"""Seconds between two looks for tasks whose lease ran out."""
+
+
+class _LeaseLost(Exception):
+    """Another process took the task over (this one stalled past its lease)."""
+
+
+async def _record(conn: AsyncConnection, tether: ServerState, task_id: str, **values: Any) -> bool:
+    """Write `values` to the task while this process holds its lease; whether it did."""
+    done = await conn.execute(
+        file_tasks.update()
+        .where(file_tasks.c.id == task_id, file_tasks.c.lease_owner == tether.hub.node)
+        .values(updated_at=utcnow(), **values)
+    )
+    return done.rowcount == 1
+
+
 async def _set_task(tether: ServerState, task_id: str, **values: Any) -> None:
     async with tether.engine.begin() as conn:
-        await conn.execute(
+        await _record(conn, tether, task_id, **values)
+
+
+async def _claim(tether: ServerState, task_id: str) -> bool:
+    """Take the task's lease if it is unfinished and nobody holds a live one."""
+    now = utcnow()
+    async with tether.engine.begin() as conn:
+        taken = await conn.execute(
             file_tasks.update()
-            .where(file_tasks.c.id == task_id)
-            .values(updated_at=utcnow(), **values)
+            .where(
+                file_tasks.c.id == task_id,
+                file_tasks.c.status.in_(("pending", "running")),
+                sa.or_(file_tasks.c.lease_until.is_(None), file_tasks.c.lease_until < now),
+            )
+            .values(
+                status="running",
+                lease_owner=tether.hub.node,
+                lease_until=now + dt.timedelta(seconds=LEASE),
+                updated_at=now,
+            )
         )
+    return taken.rowcount == 1
+
+
+async def _renew(tether: ServerState, task_id: str) -> None:
+    """Keep the lease of a task this process works on, until cancelled."""
+    while True:
+        await asyncio.sleep(LEASE / 3)
+        lease_until = utcnow() + dt.timedelta(seconds=LEASE)
+        await _set_task(tether, task_id, lease_until=lease_until)
 
 
 async def run_task(tether: ServerState, task_id: str) -> None:
-    """Carry out one task in one transaction and record how it ended."""
+    """Carry out one task in one transaction, if this process wins its lease, and record how
+    it ended."""
+    if not await _claim(tether, task_id):
+        return
     async with tether.reader.connect() as reads:
         task = (
             await reads.execute(sa.select(file_tasks).where(file_tasks.c.id == task_id))
         ).first()
-    if task is None or task.status in ("succeeded", "failed"):
-        return
-    await _set_task(tether, task_id, status="running")
+    renewing = asyncio.create_task(_renew(tether, task_id))
     try:
         async with tether.engine.begin() as conn:
             await _carry_out(conn, task)
+            done = {"status": "succeeded", "progress": 1.0, "lease_until": None}
+            if not await _record(conn, tether, task_id, **done):
+                raise _LeaseLost(task_id)
+    except _LeaseLost:
+        logger.warning("file task %s was taken over by another server", task_id)
     except Problem as exc:
-        await _set_task(tether, task_id, status="failed", error=str(exc.detail))
+        await _set_task(tether, task_id, status="failed", error=str(exc.detail), lease_until=None)
     except Exception as exc:
         logger.exception("file task %s failed", task_id)
-        await _set_task(tether, task_id, status="failed", error=f"internal error: {exc}")
-    else:
-        await _set_task(tether, task_id, status="succeeded", progress=1.0)
+        error = f"internal error: {exc}"
+        await _set_task(tether, task_id, status="failed", error=error, lease_until=None)
+    finally:
+        renewing.cancel()
 
 
 async def _carry_out(conn: AsyncConnection, task: Any) -> None:
@@ -205,15 +261,28 @@ async def _carry_out(conn: AsyncConnection, task: Any) -> None:
 
 
 async def resume_tasks(tether: ServerState) -> None:
-    """Run again what a stopped server left pending or running."""
+    """Run what a stopped server left unfinished, once its lease has run out."""
     async with tether.reader.connect() as reads:
         left = (
             await reads.execute(
-                sa.select(file_tasks.c.id).where(file_tasks.c.status.in_(("pending", "running")))
+                sa.select(file_tasks.c.id).where(
+                    file_tasks.c.status.in_(("pending", "running")),
+                    sa.or_(file_tasks.c.lease_until.is_(None), file_tasks.c.lease_until < utcnow()),
+                )
             )
         ).all()
     for row in left:
         await run_task(tether, row.id)
+
+
+async def sweep_tasks(tether: ServerState) -> None:
+    """Take over, now and every `SWEEP` seconds, tasks whose server stopped under them."""
+    while True:
+        try:
+            await resume_tasks(tether)
+        except Exception:
+            logger.exception("looking for abandoned file tasks failed; trying again")
+        await asyncio.sleep(SWEEP)
 
 
 router = Router("/", route_handlers=[start_task, task_state])
