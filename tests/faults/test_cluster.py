@@ -159,3 +159,22 @@ def test_a_node_killed_mid_traffic_loses_nothing_acknowledged(
                 assert admin.files.info(path)["sha256"] == sha256, path
             except tether.NotFoundError:
                 assert not acknowledged, f"{path} was acknowledged, then lost"
+
+
+def test_a_deployment_changed_on_one_node_is_current_on_the_other_at_once(
+    cluster: Cluster,
+) -> None:
+    with cluster.admin(0) as a:
+        a.updates.publish("app", "1.0.0", ("app.bin", io.BytesIO(b"one")))
+        deployment = a.updates.deploy("app", "1.0.0")
+        device = a.post("devices", {"name": "checker"})
+        with tether.Client(
+            cluster.nodes[1], device_id=device["id"], device_secret=device["secret"]
+        ) as on_b:
+            assert [p.version for p in on_b.updates.check().available] == ["1.0.0"]
+            deployment.abort()
+
+            def current() -> bool:
+                return on_b.updates.check().available == []
+
+            wait_for(current, timeout=2, what="node b to hear of the abort")

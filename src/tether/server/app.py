@@ -124,6 +124,7 @@ async def _background(state: ServerState) -> AsyncIterator[None]:
         state.spawn(_hourly(_prune_telemetry(state), "telemetry retention deleted %d points"))
     state.spawn(tasks.sweep_tasks(state))
     state.spawn(_hourly(lambda: tree.collect_blobs(state), "removed %d unreferenced blobs"))
+    state.hub.hearing.append(deployments.heard(state))
     state.spawn(forward_events(state.bus, state.hub))
     state.spawn(state.revocations.follow())
     state.revocations.listeners.append(state.hub.revoked)

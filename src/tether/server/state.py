@@ -62,8 +62,9 @@ class ServerState:
     hub: Hub = field(default_factory=Hub)
     """This process's realtime sockets and channels, and the backplane to the others."""
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    live_deployments: TimedCache = field(default_factory=lambda: TimedCache(1.0))
-    """Each organization's active and paused deployments, for update checks."""
+    live_deployments: TimedCache = field(default_factory=lambda: TimedCache(5.0))
+    """Each organization's active and paused deployments, for update checks; dropped here when
+    this process changes one, and when another process says (through the backplane) it did."""
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run `work` after the request returns; kept until done, cancelled at shutdown."""

@@ -198,6 +198,15 @@ class Hub:
         self.clients: set[Client] = set()
         self.backplane: Backplane = LocalBackplane()
         self._numbers = itertools.count(1)
+        self.hearing: list[Callable[[Event], None]] = []
+        """Called with each event another server process published (to drop what this one
+        keeps of the object, say)."""
+
+    def heard(self, event: Event) -> None:
+        """An event from another server process: to this process's sockets and listeners."""
+        self.publish(event)
+        for listener in self.hearing:
+            listener(event)
 
     def subscriptions(self) -> list[tuple[ChannelKey, Member]]:
         """Every (channel, subscriber) pair of this process."""

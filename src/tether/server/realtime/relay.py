@@ -244,7 +244,7 @@ class RedisBackplane(Backplane):
                 self.hub.tell_watchers(_key(message["key"]), message["frame"])
         elif channel == self.EVENTS:
             if message["origin"] != self.hub.node:
-                self.hub.publish(msgspec.convert(message["event"], Event))
+                self.hub.heard(msgspec.convert(message["event"], Event))
         elif channel == self.BROADCASTS:
             if message["origin"] == self.hub.node:
                 return

@@ -10,6 +10,7 @@ progress, and a failure-rate threshold aborts it on its own.
 # Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -87,6 +88,17 @@ def _row(row: Any) -> Any:
 def _encode_rules(rules: list[Rule]) -> str:
     check_rules(rules)
     return msgspec.json.encode(rules).decode()
+
+
+def heard(tether: ServerState) -> Callable[[Event], None]:
+    """What another process's deployment change means here: its organization's cached live
+    deployments go, so the next check reads them anew."""
+
+    def forget(event: Event) -> None:
+        if event.type == "deployment":
+            tether.live_deployments.drop(event.org_id)
+
+    return forget
 
 
 def changed(tether: ServerState, event: Event) -> None:
