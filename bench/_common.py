@@ -20,10 +20,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_tether(data: Path, port: int, database_url: str | None = None) -> subprocess.Popen[bytes]:
-    """`tether serve` on loopback with a known admin password, once it answers its health check."""
+def start_tether(
+    data: Path, port: int, database_url: str | None = None, **settings: str
+) -> subprocess.Popen[bytes]:
+    """`tether serve` on loopback with a known admin password (and `settings` as TETHER_*
+    variables), once it answers its health check."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
     env |= {"TETHER_ADMIN_PASSWORD": ADMIN_PASSWORD, "TETHER_LOG_LEVEL": "warning"}
+    env |= {f"TETHER_{name.upper()}": value for name, value in settings.items()}
     if database_url:
         env["TETHER_DATABASE_URL"] = database_url
     tether = str(Path(sys.executable).parent / "tether")
