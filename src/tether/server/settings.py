@@ -58,6 +58,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("host", str, "127.0.0.1", "Interface to listen on."),
     Setting("port", int, 8000, "TCP port to listen on."),
     Setting(
+        "forwarded_allow_ips",
+        str,
+        "127.0.0.1",
+        "Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed, as "
+        "comma-separated addresses or networks (* for any): the client address they give is "
+        "the one sign-in limits count. Set it to the proxy's address behind a proxy.",
+    ),
+    Setting(
         "workers",
         int,
         0,
