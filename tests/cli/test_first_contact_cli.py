@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 import tether
 from tests.cli.test_cli import cli, login
-from tests.conftest import RunningServer, Tenant, wait_for
+from tests.conftest import RunningServer, S3Server, Tenant, wait_for
 from tether.cli.app import PANELS, app
 
 runner = CliRunner()
@@ -205,3 +205,14 @@ def test_updates_download_saves_what_the_device_should_install(
         cli("updates", "download", "--dest", str(tmp_path), "--url", tenant.url, "--json")
     )
     assert sorted(s["reference"] for s in everything) == ["fw", "ui"]
+
+
+def test_errors_holding_brackets_print_as_they_are(tmp_path: Path) -> None:
+    out = failed("serve", "--data", str(tmp_path), env={"TETHER_BLOBS_URL": "http://not-a-bucket"})
+    assert "is not s3://BUCKET[/PREFIX]" in out
+
+
+def test_serve_refuses_an_object_store_it_cannot_use(tmp_path: Path, s3_server: S3Server) -> None:
+    settings = s3_server.settings("x") | {"blobs_url": "s3://no-such-bucket/x"}
+    env = {f"TETHER_{name.upper()}": value for name, value in settings.items()}
+    assert "the object store refused" in failed("serve", "--data", str(tmp_path), env=env)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from pathlib import Path
@@ -82,6 +83,10 @@ def serve(
         overrides[name.replace("-", "_")] = value
     try:
         settings = Settings.load(overrides)
+        if settings.blobs_url:
+            from tether.server.files.objects import s3_store, usable
+
+            asyncio.run(usable(s3_store(settings)))
     except SettingsError as exc:
         raise fail(str(exc)) from None
     processes = settings.process_count

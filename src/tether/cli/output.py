@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 from rich.text import Text
@@ -84,5 +85,5 @@ def progress_bar(label: str, quiet: bool) -> Iterator[Callable[[int, int | None]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    errors.print(f"[red]Error:[/red] {message}")
+    errors.print(f"[red]Error:[/red] {escape(message)}")
     return typer.Exit(code)

@@ -163,6 +163,7 @@ def create_app(
         private_database(settings.resolved_database_url)
         sealer = Sealer(master_key(settings.master_key, settings.data))
         blobs = open_blobs(settings)
+        await blobs.ready()
         reclaimed = await asyncio.to_thread(blobs.reclaim)
         if reclaimed:
             logger.info("removed %d temporary files of stopped servers", reclaimed)

@@ -67,6 +67,9 @@ class BlobStore:
         self._lock = (self._incoming / _LOCK).open("w")
         fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
+    async def ready(self) -> None:
+        """Check that the store can be used, at start (the data folder always can)."""
+
     def close(self) -> None:
         """Remove this process's temporary folder and let go of its lock."""
         shutil.rmtree(self._incoming, ignore_errors=True)

@@ -55,12 +55,25 @@ def s3_store(settings: Settings) -> S3Store:
     )
 
 
+async def usable(store: S3Store) -> None:
+    """One listing of the store, so a wrong bucket, endpoint or key stops the server at start
+    with the store's answer, instead of failing every upload."""
+    try:
+        await obstore.list_with_delimiter_async(store, _REUSED)
+    except Exception as exc:
+        reason = str(exc).split("\n", 1)[0]
+        raise SettingsError(f"TETHER_BLOBS_URL: the object store refused: {reason}") from exc
+
+
 class ObjectBlobs(BlobStore):
     """Blobs kept in `store`; temporary files under `root/incoming` on local disk."""
 
     def __init__(self, root: Path, store: S3Store) -> None:
         super().__init__(root)
         self.store = store
+
+    async def ready(self) -> None:
+        await usable(self.store)
 
     @staticmethod
     def key(sha256: str) -> str:
