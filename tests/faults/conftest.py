@@ -24,9 +24,10 @@ def serve(
     redis_url: str | None = None,
     **settings: str,
 ) -> subprocess.Popen[bytes]:
-    """Start `tether serve` (`settings` as TETHER_* variables) and wait until it answers."""
+    """Start `tether serve` (`settings` as TETHER_* variables; one worker unless `workers`
+    says, so that killing the process kills the node) and wait until it answers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
-    env |= {f"TETHER_{name.upper()}": value for name, value in settings.items()}
+    env |= {f"TETHER_{name.upper()}": value for name, value in {"workers": "1", **settings}.items()}
     org, user, password = OPERATOR
     env |= {
         "TETHER_ADMIN_ORGANIZATION": org,

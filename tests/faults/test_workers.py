@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 import tether
-from tests.conftest import OPERATOR, _drop_postgres_database, _postgres_database, free_port
+from tests.conftest import (
+    OPERATOR,
+    _drop_postgres_database,
+    _postgres_database,
+    free_port,
+    wait_for,
+)
 from tests.faults.conftest import serve
 
 pytestmark = pytest.mark.subprocess
@@ -29,6 +35,15 @@ def workers_of(parent: int) -> list[int]:
         if int(fields[1]) == parent and b"spawn_main" in cmdline:
             found.append(int(stat.parent.name))
     return found
+
+
+def running(pid: int) -> bool:
+    """Whether the process lives (a zombie waiting for its new parent to reap it does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
 
 def test_two_workers_serve_one_port_and_share_realtime(redis_url: str, tmp_path: Path) -> None:
@@ -78,3 +93,22 @@ def test_several_workers_on_sqlite_are_refused_with_the_reason(tmp_path: Path) -
     )
     assert done.returncode == 1
     assert "several workers need PostgreSQL" in done.stderr
+
+
+def test_workers_stop_when_their_supervisor_is_killed(redis_url: str, tmp_path: Path) -> None:
+    database = _postgres_database()
+    port = free_port()
+    process = serve(port, tmp_path / "data", database, redis_url, workers="2")
+    try:
+        workers = workers_of(process.pid)
+        assert len(workers) == 2
+        process.kill()
+        process.wait(30)
+
+        def gone() -> bool:
+            return not any(running(pid) for pid in workers)
+
+        wait_for(gone, timeout=20, what="the orphaned workers to stop")
+    finally:
+        process.kill()
+        _drop_postgres_database(database)

@@ -73,7 +73,7 @@ def serve(
     try:
         import uvicorn
 
-        from tether.server.app import create_app, uvicorn_options
+        from tether.server.app import WORKER_OF, create_app, uvicorn_options
         from tether.server.settings import Settings, SettingsError
     except ImportError:
         raise fail("The server needs its extra: pip install 'tether[server]'") from None
@@ -99,6 +99,7 @@ def serve(
         uvicorn.run(create_app(settings), **uvicorn_options(settings))
         return
     os.environ.update(settings.environment())
+    os.environ[WORKER_OF] = str(os.getpid())
     uvicorn.run(
         "tether.server.app:create_app", factory=True, workers=processes, **uvicorn_options(settings)
     )

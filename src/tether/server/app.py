@@ -9,6 +9,7 @@ import datetime as dt
 import logging
 import os
 import shutil
+import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -21,8 +22,9 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 
 from tether._version import __version__
-from tether.server import front
+from tether.server import console, front
 from tether.server.apidoc import CompletedJsonRender
+from tether.server.console import pages as console_pages
 from tether.server.db.engine import create_engine, private_database
 from tether.server.db.reads import Reader
 from tether.server.files import content, tasks, tree
@@ -117,6 +119,33 @@ def _prune_telemetry(state: ServerState) -> Callable[[], Awaitable[int]]:
     return job
 
 
+WORKER_OF = "TETHER_WORKER_OF"
+"""Set by `tether serve --workers N` to its own process id, for the workers it starts."""
+
+
+async def _exit_with(supervisor: int) -> None:
+    """End this worker when the process that started it is gone (killed with SIGKILL, say),
+    instead of serving on as an orphan nobody supervises. Linux tells through a pidfd."""
+    try:
+        watched = os.pidfd_open(supervisor)
+    except ProcessLookupError:
+        watched = None
+    except (AttributeError, OSError):
+        return
+    if watched is not None and os.getppid() == supervisor:
+        gone = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(watched, gone.set)
+        try:
+            await gone.wait()
+        finally:
+            loop.remove_reader(watched)
+    if watched is not None:
+        os.close(watched)
+    logger.warning("the supervising process %d is gone; this worker stops", supervisor)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 @contextlib.asynccontextmanager
 async def _background(state: ServerState) -> AsyncIterator[None]:
     """Housekeeping tasks that live as long as the server."""
@@ -132,6 +161,9 @@ async def _background(state: ServerState) -> AsyncIterator[None]:
     if state.settings.redis_url:
         state.hub.backplane = RedisBackplane(state.settings.redis_url, state.hub)
     state.spawn(state.hub.backplane.run())
+    supervisor = os.environ.get(WORKER_OF)
+    if supervisor:
+        state.spawn(_exit_with(int(supervisor)))
     try:
         yield
     finally:
@@ -224,7 +256,8 @@ def create_app(
         guards=[authorize],
     )
     app = Litestar(
-        route_handlers=[api, front.home, front.asset],
+        route_handlers=[api, *console_pages.HANDLERS, front.asset],
+        template_config=console.templates(),
         lifespan=[lifespan],
         exception_handlers={Exception: problem_response},
         middleware=[

@@ -1,13 +1,12 @@
-"""What a browser finds at the server: a page at `/` saying what runs here and where to go,
-and the browsable API docs, whose scripts and styles come from files inside the package
-(`assets/`, refreshed by `scripts/vendor.py`), so they work offline and behind a firewall."""
+"""What a browser loads besides the console's pages: the browsable API docs, and the scripts,
+styles and images of both, from files inside the package (`assets/`, vendored ones refreshed by
+`scripts/vendor.py`), so they work offline and behind a firewall."""
 
 from __future__ import annotations
 
 import gzip
 import mimetypes
 import re
-from html import escape
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -17,7 +16,6 @@ from litestar.datastructures import CacheControlHeader
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.params import FromPath
 
-from tether._version import __version__
 from tether.server.problems import not_found
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -76,52 +74,3 @@ async def asset(name: FromPath[str], request: Request[Any, Any, Any]) -> Respons
         data = gzip.decompress(data)
     media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     return Response(data, media_type=media_type, headers=headers)
-
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Tether</title>
-<link rel="icon" type="image/png" href="{favicon}">
-<style>
-body {{ font: 16px/1.5 system-ui, sans-serif; max-width: 40rem; margin: 2rem auto;
-       padding: 0 1rem; color: #1b1f24; }}
-code {{ background: #eef1f4; padding: 0.1rem 0.3rem; border-radius: 3px; }}
-</style>
-</head>
-<body>
-<main>
-<h1>Tether {version}</h1>
-<p>This self-hosted device cloud is running.</p>
-<ul>
-<li><a href="{api}/docs">API documentation</a> (try calls with "Authorize")</li>
-<li><a href="{api}/openapi.json">OpenAPI document</a></li>
-<li><a href="{api}/health">Health</a></li>
-</ul>
-<p>From a shell: <code>tether login {url}</code>, then <code>tether --help</code>.
-From Python: <code>tether.Client("{url}", ...)</code>.</p>
-</main>
-</body>
-</html>
-"""
-
-
-@get("/", opt={"exclude_from_auth": True}, include_in_schema=False, media_type="text/html")
-async def home(request: Request[Any, Any, Any]) -> Response[Any]:
-    """The landing page; JSON for a client that asks for it."""
-    url = str(request.base_url).rstrip("/")
-    api = "/api/v1"
-    if request.accept.best_match(["text/html", "application/json"]) == "application/json":
-        return Response(
-            {"name": "tether", "version": __version__, "api": api, "docs": f"{api}/docs"},
-            media_type="application/json",
-        )
-    page = _PAGE.format(
-        version=escape(__version__),
-        api=api,
-        url=escape(url),
-        favicon=f"{_SWAGGER}/favicon-32x32.png",
-    )
-    return Response(page, media_type="text/html")

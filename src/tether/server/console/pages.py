@@ -1,0 +1,188 @@
+"""The console's pages: sign-in and sign-out, the overview, the device list and a device.
+Each page reads and acts through the API (`session.api`), as the signed-in person."""
+
+# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+
+import socket
+from typing import Any
+from urllib.parse import urlencode
+
+from litestar import Request, Response, get, post
+from litestar.params import FromPath
+from litestar.response import Redirect, Template
+
+import tether
+from tether._version import __version__
+from tether.server.console.session import (
+    SESSION_LIFETIME,
+    Session,
+    api,
+    check_csrf,
+    end_session,
+    pre_session_csrf,
+    session_of,
+    start_session,
+    with_pre_session_csrf,
+)
+
+OPEN = {"exclude_from_auth": True}
+PAGE = 50
+
+
+def _page(template: str, session: Session | None, status: int = 200, **context: Any) -> Template:
+    return Template(
+        template_name=template,
+        context={"session": session, "version": __version__, **context},
+        media_type="text/html",
+        status_code=status,
+    )
+
+
+def _sign_in_page(request: Request[Any, Any, Any], error: str | None = None) -> Response[Any]:
+    """The sign-in form (with what went wrong), and where to go without a browser."""
+    csrf = pre_session_csrf(request)
+    url = str(request.base_url).rstrip("/")
+    page = _page("sign_in.html", None, 401 if error else 200, csrf=csrf, error=error, url=url)
+    return with_pre_session_csrf(request, page, csrf)
+
+
+@get("/", opt=OPEN, include_in_schema=False)
+async def overview(request: Request[Any, Any, Any]) -> Response[Any] | Template:
+    """The fleet at a glance; the sign-in form for someone signed out (JSON for a client
+    that asks for it)."""
+    if request.accept.best_match(["text/html", "application/json"]) == "application/json":
+        return Response(
+            {"name": "tether", "version": __version__, "api": "/api/v1", "docs": "/api/v1/docs"},
+            media_type="application/json",
+        )
+    session = await session_of(request)
+    if session is None:
+        return _sign_in_page(request)
+    async with api(request, session.token) as client:
+        devices = await client.get("devices", {"limit": 1})
+        deployments = await client.get("deployments", {"limit": 100})
+        packages = await client.get("packages", {"limit": 1})
+    rollouts = [d for d in deployments["results"] if d["state"] in ("active", "paused")]
+    return _page(
+        "overview.html",
+        session,
+        devices=devices["total"],
+        packages=packages["total"],
+        rollouts=rollouts,
+    )
+
+
+@get("/sign-in", opt=OPEN, include_in_schema=False)
+async def sign_in_form(request: Request[Any, Any, Any]) -> Response[Any]:
+    return _sign_in_page(request)
+
+
+@post("/sign-in", opt=OPEN, include_in_schema=False, status_code=303)
+async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Check the password through the API's own sign-in (its limits included), then keep an
+    API token of the person's as the session."""
+    form = await check_csrf(request, None)
+    credentials = {
+        "organization": str(form.get("organization", "")).strip(),
+        "username": str(form.get("username", "")).strip(),
+        "password": str(form.get("password", "")),
+    }
+    try:
+        async with api(request) as anonymous:
+            signed_in = await anonymous.post(
+                "auth/token", {"grant_type": "password", **credentials}
+            )
+        async with api(request, signed_in["access_token"]) as client:
+            made = await client.post(
+                "tokens",
+                {
+                    "name": f"console session ({socket.gethostname()})",
+                    "expires_in": SESSION_LIFETIME,
+                },
+            )
+            await client.post("auth/logout", {"refresh_token": signed_in["refresh_token"]})
+    except tether.RateLimitError as exc:
+        return _sign_in_page(request, exc.message)
+    except tether.APIError:
+        return _sign_in_page(request, "Wrong organization, user name or password.")
+    return start_session(request, Redirect("/", status_code=303), made["token"])
+
+
+@post("/sign-out", opt=OPEN, include_in_schema=False, status_code=303)
+async def sign_out(request: Request[Any, Any, Any]) -> Response[Any]:
+    session = await session_of(request)
+    await check_csrf(request, session)
+    if session is not None and session.principal.token_id:
+        async with api(request, session.token) as client:
+            await client.delete(f"tokens/{session.principal.token_id}")
+    return end_session(Redirect("/sign-in", status_code=303))
+
+
+@get("/devices", opt=OPEN, include_in_schema=False)
+async def devices(request: Request[Any, Any, Any]) -> Response[Any] | Template:
+    """Devices, a page at a time, found by name or by a document field (`field=value`)."""
+    session = await session_of(request)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    query = request.query_params
+    search = query.get("q", "").strip()
+    params: dict[str, Any] = {"limit": PAGE}
+    if query.get("after"):
+        params["after"] = query["after"]
+    if "=" in search:
+        field, _, value = search.partition("=")
+        params[f"document[{field.strip()}]"] = value.strip()
+    elif search:
+        params["name"] = search
+    error = None
+    async with api(request, session.token) as client:
+        try:
+            page = await client.get("devices", params)
+        except tether.BadRequestError as exc:
+            page, error = {"total": 0, "results": [], "next": None}, exc.message
+    following = None
+    if page["next"] and page["results"]:
+        following = "/devices?" + urlencode(
+            {k: v for k, v in {"q": search, "after": page["results"][-1]["id"]}.items() if v}
+        )
+    return _page(
+        "devices.html",
+        session,
+        page=page,
+        search=search,
+        following=following,
+        error=error,
+    )
+
+
+@get("/devices/{device_id:str}", opt=OPEN, include_in_schema=False)
+async def device(
+    request: Request[Any, Any, Any], device_id: FromPath[str]
+) -> Response[Any] | Template:
+    session = await session_of(request)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    async with api(request, session.token) as client:
+        try:
+            shown = await client.get(f"devices/{device_id}")
+        except tether.NotFoundError:
+            return _page("missing.html", session, 404, what="device")
+        latest = await client.get(f"devices/{device_id}/telemetry/latest")
+    return _page("device.html", session, device=shown, latest=sorted(latest["values"].items()))
+
+
+@post("/devices/{device_id:str}/delete", opt=OPEN, include_in_schema=False, status_code=303)
+async def delete_device(request: Request[Any, Any, Any], device_id: FromPath[str]) -> Response[Any]:
+    session = await session_of(request)
+    await check_csrf(request, session)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    async with api(request, session.token) as client:
+        try:
+            await client.delete(f"devices/{device_id}")
+        except tether.APIError as exc:
+            return _page("refused.html", session, exc.status, message=exc.message)
+    return Redirect("/devices", status_code=303)
+
+
+HANDLERS = [overview, sign_in_form, sign_in, sign_out, devices, device, delete_device]

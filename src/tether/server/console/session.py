@@ -1,0 +1,174 @@
+"""A person's session in the console, and the API client every page works through.
+
+Signing in makes an API token for the user ("console session", 12 hours), kept in an HttpOnly
+cookie: it is revocable like any token (signing out revokes it; deleting the user or changing
+the password ends it at once, everywhere), and it appears in the user's token list. Pages act
+through the JSON API itself, in-process, with that token: the console can show or do nothing the
+API would not let the same user do, and the policy decides in one place.
+
+Every form that changes something carries a CSRF token: a hash of the session's token (which
+a script on another site cannot read), or, before there is a session, a random value also set
+as a cookie (double submit). Cookies are SameSite=Lax, and Secure when served over TLS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from litestar import Request, Response
+
+from tether._exceptions import api_error
+from tether.server.identity.authn import authenticate
+from tether.server.identity.credentials import Principal
+from tether.server.identity.policy import allowed
+from tether.server.problems import Problem
+from tether.server.state import ServerState
+
+SESSION_COOKIE = "tether_session"
+CSRF_COOKIE = "tether_csrf"
+SESSION_LIFETIME = 12 * 3600
+INTERNAL = "http://console.internal"
+"""The base URL of the in-process API calls (they never leave the process)."""
+
+
+def _secure(request: Request[Any, Any, Any]) -> bool:
+    return request.url.scheme == "https"
+
+
+class Api:
+    """This server's JSON API called in-process, as the browser's client (its address counts
+    for sign-in limits) and with the session's token; answers decoded, refusals raised as the
+    SDK's errors (`tether.APIError` and its tree)."""
+
+    def __init__(self, request: Request[Any, Any, Any], token: str | None = None) -> None:
+        client = request.client
+        transport = httpx.ASGITransport(
+            app=request.app,  # type: ignore[arg-type]
+            client=(client.host, client.port) if client else ("127.0.0.1", 0),
+        )
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.AsyncClient(
+            transport=transport, base_url=f"{INTERNAL}/api/v1/", headers=headers
+        )
+
+    async def __aenter__(self) -> Api:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self._http.aclose()
+
+    async def call(self, method: str, path: str, **options: Any) -> Any:
+        answer = await self._http.request(method, path.lstrip("/"), **options)
+        if answer.is_error:
+            raise api_error(answer.status_code, _json(answer))
+        return _json(answer)
+
+    async def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        return await self.call("GET", path, params=params)
+
+    async def post(self, path: str, body: Any = None) -> Any:
+        return await self.call("POST", path, json=body)
+
+    async def delete(self, path: str) -> Any:
+        return await self.call("DELETE", path)
+
+
+def _json(answer: httpx.Response) -> Any:
+    try:
+        return answer.json() if answer.content else None
+    except ValueError:
+        return None
+
+
+def api(request: Request[Any, Any, Any], token: str | None = None) -> Api:
+    return Api(request, token)
+
+
+@dataclass(frozen=True)
+class Session:
+    """The signed-in person behind a request: their principal and their session's token."""
+
+    principal: Principal
+    token: str
+    identity: dict[str, Any]
+
+    @property
+    def csrf(self) -> str:
+        return csrf_of(self.token)
+
+    def may(self, resource: str, action: str) -> bool:
+        """Whether the policy lets this person take `action` on `resource` (to show or hide
+        the control; the API decides again when it is used)."""
+        return allowed(self.principal, resource, action)
+
+
+def csrf_of(secret: str) -> str:
+    return hashlib.sha256(f"tether-console-csrf:{secret}".encode()).hexdigest()[:40]
+
+
+async def session_of(request: Request[Any, Any, Any]) -> Session | None:
+    """The request's session, or None when there is none or it has ended."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    state: ServerState = request.app.state.tether
+    try:
+        principal = await authenticate(state, f"Bearer {token}")
+    except Problem:
+        return None
+    if principal.type != "user":
+        return None
+    identity = {"name": principal.name, "role": principal.role, "org": principal.org_id}
+    return Session(principal, token, identity)
+
+
+async def check_csrf(request: Request[Any, Any, Any], session: Session | None) -> dict[str, Any]:
+    """The posted form, once its CSRF token matches the session's (or, signed out, the CSRF
+    cookie's); 403 otherwise."""
+    form = dict(await request.form())
+    sent = str(form.get("csrf", ""))
+    expected = session.csrf if session else request.cookies.get(CSRF_COOKIE, "")
+    if not expected or not hmac.compare_digest(sent, expected):
+        detail = "The form's CSRF token is missing or wrong; reload the page."
+        raise Problem(403, detail, code="csrf")
+    return form
+
+
+def pre_session_csrf(request: Request[Any, Any, Any]) -> str:
+    """The double-submit token of a signed-out form: the cookie's, or a new one."""
+    return request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+
+
+def with_pre_session_csrf(
+    request: Request[Any, Any, Any], response: Response[Any], value: str
+) -> Response[Any]:
+    response.set_cookie(
+        CSRF_COOKIE, value, httponly=True, samesite="lax", secure=_secure(request), path="/"
+    )
+    return response
+
+
+def start_session(
+    request: Request[Any, Any, Any], response: Response[Any], token: str
+) -> Response[Any]:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=SESSION_LIFETIME,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+        path="/",
+    )
+    response.delete_cookie(CSRF_COOKIE, path="/")
+    return response
+
+
+def end_session(response: Response[Any]) -> Response[Any]:
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response

@@ -1,0 +1,90 @@
+"""The console in a real headless Chromium: sign in and out, the overview, devices found by
+name and by a document field, a device's page, and the policy seen from the browser: a viewer
+has no write controls, and a form without its CSRF token is refused."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+
+import tether
+from tests.conftest import Tenant
+from tests.console.conftest import shot, sign_in, wait_for_heading
+
+
+def test_sign_in_overview_devices_and_sign_out(browser: WebDriver, tenant: Tenant) -> None:
+    with tenant.client() as admin:
+        admin.devices.create("player-1", {"subtype": "player"})
+        admin.devices.create("sensor-1", {"subtype": "sensor"})
+    browser.get(f"{tenant.url}/")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in"
+    shot(browser, "sign-in")
+    sign_in(browser, tenant, password="wrong password")
+    assert "Wrong organization" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    sign_in(browser, tenant)
+    wait_for_heading(browser, "Overview")
+    assert "2 devices" in " ".join(browser.find_element(By.CSS_SELECTOR, ".cards").text.split())
+    shot(browser, "overview")
+    browser.find_element(By.LINK_TEXT, "Devices").click()
+    wait_for_heading(browser, "Devices (2)")
+    rows = browser.find_elements(By.CSS_SELECTOR, "tbody tr")
+    assert {r.text.split()[0] for r in rows} == {"player-1", "sensor-1"}
+    search = browser.find_element(By.NAME, "q")
+    search.send_keys("subtype=sensor")
+    search.submit()
+    wait_for_heading(browser, "Devices (1)")
+    assert [r.text.split()[0] for r in browser.find_elements(By.CSS_SELECTOR, "tbody tr")] == [
+        "sensor-1"
+    ]
+    shot(browser, "devices")
+    browser.find_element(By.LINK_TEXT, "sensor-1").click()
+    wait_for_heading(browser, "sensor-1")
+    assert '"subtype": "sensor"' in browser.find_element(By.TAG_NAME, "pre").text
+    shot(browser, "device")
+    browser.find_element(By.CSS_SELECTOR, ".signout button").click()
+    wait_for_heading(browser, "Sign in")
+    browser.get(f"{tenant.url}/devices")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Sign in"
+
+
+def test_a_viewer_sees_no_write_controls(browser: WebDriver, tenant: Tenant) -> None:
+    with tenant.client() as admin:
+        device = admin.devices.create("kiosk")
+        admin.post("users", {"username": "vera", "password": "viewer-pass-1", "role": "viewer"})
+    sign_in(browser, tenant, "vera", "viewer-pass-1")
+    wait_for_heading(browser, "Overview")
+    browser.get(f"{tenant.url}/devices/{device.id}")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "kiosk"
+    assert browser.find_elements(By.CSS_SELECTOR, "form.danger") == []
+    sign_in(browser, tenant)
+    wait_for_heading(browser, "Overview")
+    browser.get(f"{tenant.url}/devices/{device.id}")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "form.danger")) == 1
+
+
+def test_forms_without_their_csrf_token_are_refused(tenant: Tenant) -> None:
+    with httpx.Client(base_url=tenant.url) as http, tenant.client() as admin:
+        device = admin.devices.create("target")
+        page = http.get("/sign-in").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert csrf is not None
+        form = {"organization": tenant.organization, "username": "admin"}
+        assert http.post("/sign-in", data=form | {"password": tenant.password}).status_code == 403
+        signed = http.post("/sign-in", data=form | {"password": tenant.password, "csrf": csrf[1]})
+        assert signed.status_code == 303
+        assert http.post(f"/devices/{device.id}/delete", data={}).status_code == 403
+        assert http.post(f"/devices/{device.id}/delete", data={"csrf": "x" * 40}).status_code == 403
+        assert admin.devices.get(device.id).name == "target"
+        page = http.get(f"/devices/{device.id}").text
+        session_csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+        assert session_csrf is not None
+        done = http.post(f"/devices/{device.id}/delete", data={"csrf": session_csrf[1]})
+        assert done.status_code == 303
+        try:
+            admin.devices.get(device.id)
+            raise AssertionError("the device is still there")
+        except tether.NotFoundError:
+            pass
