@@ -4,11 +4,18 @@ has no write controls, and a form without its CSRF token is refused."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
+import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.wait import WebDriverWait
 
 import tether
 from tests.conftest import Tenant
@@ -88,3 +95,77 @@ def test_forms_without_their_csrf_token_are_refused(tenant: Tenant) -> None:
             raise AssertionError("the device is still there")
         except tether.NotFoundError:
             pass
+
+
+def test_a_waiting_device_is_approved_from_the_browser(browser: WebDriver, tenant: Tenant) -> None:
+    """A real `tether pair` process waits with its code; a person types the code in the
+    console; the process receives credentials that work."""
+    command = [str(Path(sys.executable).parent / "tether"), "pair", "--url", tenant.url, "--json"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    device = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert device.stderr is not None
+        code = None
+        for line in device.stderr:
+            found = re.search(r"Pairing code: (\S+)", line)
+            if found:
+                code = found[1]
+                break
+        assert code is not None
+        sign_in(browser, tenant)
+        browser.get(f"{tenant.url}/pairing")
+        browser.find_element(By.NAME, "code").send_keys(code)
+        browser.find_element(By.NAME, "name").send_keys("lobby-screen")
+        shot(browser, "pairing")
+        browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+        status = WebDriverWait(browser, 10).until(
+            lambda b: b.find_elements(By.CSS_SELECTOR, "[role=status]")
+        )
+        assert "lobby-screen" in status[0].text
+        out, _ = device.communicate(timeout=60)
+        assert device.returncode == 0
+        credentials = json.loads(out)
+    finally:
+        device.kill()
+    with tether.Client(
+        tenant.url,
+        device_id=credentials["device_id"],
+        device_secret=credentials["device_secret"],
+    ) as paired:
+        assert paired.whoami()["name"] == "lobby-screen"
+
+
+def test_a_token_is_shown_once_and_revoked(browser: WebDriver, tenant: Tenant) -> None:
+    sign_in(browser, tenant)
+    browser.get(f"{tenant.url}/tokens")
+    browser.find_element(By.NAME, "name").send_keys("ci")
+    browser.find_element(By.NAME, "read_only").click()
+    browser.find_element(By.CSS_SELECTOR, "form.inline button").click()
+    shown = WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.ID, "new-token"))
+    token = shown[0].text
+    assert token.startswith("tth_")
+    assert browser.find_element(By.CSS_SELECTOR, "button.copy").is_displayed()
+    shot(browser, "tokens")
+    with tether.Client(tenant.url, token=token) as client:
+        assert client.whoami()["name"] == "admin"
+        with pytest.raises(tether.PermissionDeniedError):
+            client.devices.create("read-only cannot")
+    browser.get(f"{tenant.url}/tokens")
+    assert browser.find_elements(By.ID, "new-token") == []
+    row = next(
+        r for r in browser.find_elements(By.CSS_SELECTOR, "tbody tr") if r.text.startswith("ci ")
+    )
+    row.find_element(By.TAG_NAME, "button").click()
+    wait_for_heading(browser, "API tokens")
+    with tether.Client(tenant.url, token=token) as client:
+        WebDriverWait(browser, 5).until(lambda _: _refused(client))
+
+
+def _refused(client: tether.Client) -> bool:
+    try:
+        client.whoami()
+    except tether.AuthenticationError:
+        return True
+    return False

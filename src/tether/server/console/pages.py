@@ -185,4 +185,98 @@ async def delete_device(request: Request[Any, Any, Any], device_id: FromPath[str
     return Redirect("/devices", status_code=303)
 
 
-HANDLERS = [overview, sign_in_form, sign_in, sign_out, devices, device, delete_device]
+@get("/pairing", opt=OPEN, include_in_schema=False)
+async def pairing_form(request: Request[Any, Any, Any]) -> Response[Any] | Template:
+    session = await session_of(request)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    return _page("pairing.html", session, approved=None, error=None)
+
+
+@post("/pairing", opt=OPEN, include_in_schema=False)
+async def approve_pairing(request: Request[Any, Any, Any]) -> Response[Any] | Template:
+    """Approve the code a waiting device shows; the device gets its credentials itself."""
+    session = await session_of(request)
+    form = await check_csrf(request, session)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    body = {"user_code": str(form.get("code", "")).strip()}
+    if str(form.get("name", "")).strip():
+        body["name"] = str(form["name"]).strip()
+    async with api(request, session.token) as client:
+        try:
+            approved = await client.post("pairing/approve", body)
+        except tether.APIError as exc:
+            return _page("pairing.html", session, exc.status, approved=None, error=exc.message)
+    return _page("pairing.html", session, approved=approved, error=None)
+
+
+@get("/tokens", opt=OPEN, include_in_schema=False)
+async def tokens(request: Request[Any, Any, Any]) -> Response[Any] | Template:
+    session = await session_of(request)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    return await _tokens_page(request, session)
+
+
+async def _tokens_page(
+    request: Request[Any, Any, Any],
+    session: Session,
+    made: dict[str, Any] | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> Template:
+    async with api(request, session.token) as client:
+        listed = await client.get("tokens", {"limit": 500})
+    live = [t for t in listed["results"] if not t.get("revoked_at")]
+    return _page("tokens.html", session, status, tokens=live, made=made, error=error)
+
+
+@post("/tokens", opt=OPEN, include_in_schema=False)
+async def create_token(request: Request[Any, Any, Any]) -> Response[Any] | Template:
+    """A new API token, shown once on the page that answers."""
+    session = await session_of(request)
+    form = await check_csrf(request, session)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    body = {"name": str(form.get("name", "")).strip(), "read_only": form.get("read_only") == "on"}
+    async with api(request, session.token) as client:
+        try:
+            made = await client.post("tokens", body)
+        except tether.APIError as exc:
+            return await _tokens_page(request, session, error=exc.message, status=exc.status)
+    return await _tokens_page(request, session, made=made)
+
+
+@post("/tokens/{token_id:str}/revoke", opt=OPEN, include_in_schema=False)
+async def revoke_token(
+    request: Request[Any, Any, Any], token_id: FromPath[str]
+) -> Response[Any] | Template:
+    session = await session_of(request)
+    await check_csrf(request, session)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    async with api(request, session.token) as client:
+        try:
+            await client.delete(f"tokens/{token_id}")
+        except tether.APIError as exc:
+            return _page("refused.html", session, exc.status, message=exc.message)
+    if token_id == session.principal.token_id:
+        return end_session(Redirect("/sign-in", status_code=303))
+    return Redirect("/tokens", status_code=303)
+
+
+HANDLERS = [
+    overview,
+    sign_in_form,
+    sign_in,
+    sign_out,
+    devices,
+    device,
+    delete_device,
+    pairing_form,
+    approve_pairing,
+    tokens,
+    create_token,
+    revoke_token,
+]
