@@ -4,15 +4,18 @@ has no write controls, and a form without its CSRF token is refused."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
@@ -169,3 +172,32 @@ def _refused(client: tether.Client) -> bool:
     except tether.AuthenticationError:
         return True
     return False
+
+
+def test_a_rollout_is_paused_and_resumed_from_the_browser(
+    browser: WebDriver, tenant: Tenant
+) -> None:
+    admin = tenant.client()
+    admin.updates.publish("fw", "1.0.0", ("fw.bin", io.BytesIO(b"one")))
+    deployment = admin.updates.deploy("fw", "1.0.0", name="spring")
+    sign_in(browser, tenant)
+    browser.get(f"{tenant.url}/updates")
+
+    def state() -> str:
+        return str(browser.find_element(By.CSS_SELECTOR, "[data-rollout=spring] .state").text)
+
+    assert state() == "active"
+    shot(browser, "updates")
+    for button, expected in (("Pause", "paused"), ("Resume", "active")):
+        row = browser.find_element(By.CSS_SELECTOR, "[data-rollout=spring]")
+        row.find_element(By.XPATH, f".//button[text()='{button}']").click()
+        WebDriverWait(browser, 10).until(lambda _b, e=expected: _state_is(state, e))
+        assert deployment.refresh().state == expected
+    admin.close()
+
+
+def _state_is(read: Any, expected: str) -> bool:
+    try:
+        return bool(read() == expected)
+    except (NoSuchElementException, StaleElementReferenceException):
+        return False

@@ -266,6 +266,47 @@ async def revoke_token(
     return Redirect("/tokens", status_code=303)
 
 
+@get("/updates", opt=OPEN, include_in_schema=False)
+async def updates(request: Request[Any, Any, Any]) -> Response[Any] | Template:
+    """Package versions with their signature state, and rollouts with their progress."""
+    session = await session_of(request)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    async with api(request, session.token) as client:
+        versions = await client.get("packages", {"limit": 200})
+        rollouts = await client.get("deployments", {"limit": 200})
+    shown = [_rollout(d) for d in rollouts["results"]]
+    return _page("updates.html", session, versions=versions, rollouts=shown)
+
+
+def _rollout(deployment: dict[str, Any]) -> dict[str, Any]:
+    """A deployment with its failure rate beside the threshold that aborts it."""
+    counts = deployment["counts"]
+    reported = counts.get("installed", 0) + counts.get("failed", 0)
+    rate = counts.get("failed", 0) / reported if reported else None
+    return deployment | {"failure_rate": rate}
+
+
+@post("/updates/{deployment_id:str}/{action:str}", opt=OPEN, include_in_schema=False)
+async def change_rollout(
+    request: Request[Any, Any, Any], deployment_id: FromPath[str], action: FromPath[str]
+) -> Response[Any] | Template:
+    """Pause, resume or abort a rollout."""
+    session = await session_of(request)
+    await check_csrf(request, session)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    state = {"pause": "paused", "resume": "active", "abort": "aborted"}.get(action)
+    if state is None:
+        return _page("refused.html", session, 404, message=f"No action {action!r}.")
+    async with api(request, session.token) as client:
+        try:
+            await client.call("PATCH", f"deployments/{deployment_id}", json={"state": state})
+        except tether.APIError as exc:
+            return _page("refused.html", session, exc.status, message=exc.message)
+    return Redirect("/updates", status_code=303)
+
+
 HANDLERS = [
     overview,
     sign_in_form,
@@ -279,4 +320,6 @@ HANDLERS = [
     tokens,
     create_token,
     revoke_token,
+    updates,
+    change_rollout,
 ]
