@@ -34,6 +34,11 @@ VENDORED: dict[str, tuple[str, str, tuple[str, ...]]] = {
             "NOTICE",
         ),
     ),
+    "uplot": (
+        "uplot",
+        "1.6.32",
+        ("dist/uPlot.iife.min.js", "dist/uPlot.min.css", "LICENSE"),
+    ),
 }
 """Folder under assets/: (npm package, pinned version, files taken from the package)."""
 
@@ -42,8 +47,9 @@ ZIPPED = (".js", ".css")
 
 
 def stored(name: str) -> str:
-    """The file a vendored file is kept as."""
-    return f"{name}.gz" if name.endswith(ZIPPED) else name
+    """The file a vendored file is kept as (flat in its folder; scripts and styles gzipped)."""
+    base = Path(name).name
+    return f"{base}.gz" if base.endswith(ZIPPED) else base
 
 
 def fetch(folder: str, package: str, version: str, names: tuple[str, ...]) -> None:
@@ -63,10 +69,9 @@ def fetch(folder: str, package: str, version: str, names: tuple[str, ...]) -> No
                 if member is None:
                     raise SystemExit(f"{package}@{version} has no {name}")
                 data = member.read()
-                if name.endswith(ZIPPED):
-                    (target / f"{name}.gz").write_bytes(gzip.compress(data, 9, mtime=0))
-                else:
-                    (target / name).write_bytes(data)
+                (target / stored(name)).write_bytes(
+                    gzip.compress(data, 9, mtime=0) if name.endswith(ZIPPED) else data
+                )
     (target / "SOURCE").write_text(f"{package}@{version} from the npm registry\n")
     print(f"{folder}: {package}@{version}")
 

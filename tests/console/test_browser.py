@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +202,29 @@ def _state_is(read: Any, expected: str) -> bool:
         return bool(read() == expected)
     except (NoSuchElementException, StaleElementReferenceException):
         return False
+
+
+def test_a_pushed_point_appears_on_the_chart_without_a_reload(
+    browser: WebDriver, tenant: Tenant, tmp_path: Path
+) -> None:
+    with tenant.client() as admin:
+        made = admin.post("devices", {"name": "thermo"})
+    with tether.Client(tenant.url, device_id=made["id"], device_secret=made["secret"]) as device:
+        telemetry = tether.Telemetry(device, outbox=tmp_path / "outbox.db")
+        now = time.time()
+        for n in range(5):
+            telemetry.add_value("temp", 20.0 + n)
+            telemetry.commit(now - 60 * (5 - n))
+        telemetry.push()
+        sign_in(browser, tenant)
+        browser.get(f"{tenant.url}/devices/{made['id']}")
+        chart = browser.find_element(By.ID, "chart")
+        WebDriverWait(browser, 10).until(lambda _: chart.get_attribute("data-points") == "5")
+        assert browser.find_elements(By.CSS_SELECTOR, "#chart canvas")
+        shot(browser, "device-chart")
+        telemetry.add_value("temp", 30.5)
+        telemetry.commit()
+        telemetry.push()
+        WebDriverWait(browser, 10).until(lambda _: chart.get_attribute("data-points") == "6")
+        assert "(live)" in browser.find_element(By.ID, "chart-status").text
+        telemetry.close()

@@ -13,7 +13,6 @@ as a cookie (double submit). Cookies are SameSite=Lax, and Secure when served ov
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
@@ -24,12 +23,12 @@ from litestar import Request, Response
 
 from tether._exceptions import api_error
 from tether.server.identity.authn import authenticate
+from tether.server.identity.cookies import SESSION_COOKIE, csrf_of
 from tether.server.identity.credentials import Principal
 from tether.server.identity.policy import allowed
 from tether.server.problems import Problem
 from tether.server.state import ServerState
 
-SESSION_COOKIE = "tether_session"
 CSRF_COOKIE = "tether_csrf"
 SESSION_LIFETIME = 12 * 3600
 INTERNAL = "http://console.internal"
@@ -105,10 +104,6 @@ class Session:
         """Whether the policy lets this person take `action` on `resource` (to show or hide
         the control; the API decides again when it is used)."""
         return allowed(self.principal, resource, action)
-
-
-def csrf_of(secret: str) -> str:
-    return hashlib.sha256(f"tether-console-csrf:{secret}".encode()).hexdigest()[:40]
 
 
 async def session_of(request: Request[Any, Any, Any]) -> Session | None:

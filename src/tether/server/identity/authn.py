@@ -1,8 +1,9 @@
 """Who is calling: the authentication middleware.
 
 Bearer access tokens (signed, no database round trip, refused once revoked), Bearer API tokens
-(opaque, looked up by the id they carry) and HTTP Basic with key:secret (device or app id and
-secret, or an API token as the user name) all resolve to one `Principal`. What that principal
+(opaque, looked up by the id they carry), HTTP Basic with key:secret (device or app id and
+secret, or an API token as the user name) and, from the console's own pages, the console
+session's cookie (`cookies`) all resolve to one `Principal`. What that principal
 may then do is decided by `tether.server.identity.policy`, the guard of every route.
 """
 
@@ -19,6 +20,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 
 from tether.server.db.engine import utcnow
 from tether.server.db.tables import api_tokens, resources, users
+from tether.server.identity.cookies import session_credential
 from tether.server.identity.credentials import (
     API_TOKEN_PREFIX,
     Principal,
@@ -134,7 +136,9 @@ class AuthenticationMiddleware(AbstractAuthenticationMiddleware):
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
         state: ServerState = connection.app.state.tether
-        header = _authorization(connection.scope["headers"])
+        header = _authorization(connection.scope["headers"]) or session_credential(
+            connection.scope
+        )
         if not header:
             raise unauthenticated()
         principal = await authenticate(state, header)
