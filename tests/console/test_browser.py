@@ -228,3 +228,36 @@ def test_a_pushed_point_appears_on_the_chart_without_a_reload(
         WebDriverWait(browser, 10).until(lambda _: chart.get_attribute("data-points") == "6")
         assert "(live)" in browser.find_element(By.ID, "chart-status").text
         telemetry.close()
+
+
+def test_a_file_is_uploaded_with_progress_then_downloaded_moved_and_deleted(
+    browser: WebDriver, tenant: Tenant, tmp_path: Path
+) -> None:
+    local = tmp_path / "report.csv"
+    local.write_bytes(b"a,b\n" * 300_000)
+    with tenant.client() as admin:
+        admin.files.mkdir("/reports")
+    sign_in(browser, tenant)
+    browser.get(f"{tenant.url}/files?path=/reports")
+    browser.find_element(By.NAME, "file").send_keys(str(local))
+    browser.find_element(By.CSS_SELECTOR, "#upload button").click()
+    row = WebDriverWait(browser, 20).until(
+        lambda b: b.find_elements(By.CSS_SELECTOR, "[data-file='report.csv']")
+    )[0]
+    shot(browser, "files")
+    link = row.find_element(By.LINK_TEXT, "report.csv").get_attribute("href")
+    cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
+    assert httpx.get(str(link), cookies=cookies).content == local.read_bytes()
+    target = row.find_element(By.NAME, "target")
+    target.clear()
+    target.send_keys("/reports/renamed.csv")
+    row.find_element(By.XPATH, ".//button[text()='Move']").click()
+    renamed = WebDriverWait(browser, 10).until(
+        lambda b: b.find_elements(By.CSS_SELECTOR, "[data-file='renamed.csv']")
+    )[0]
+    renamed.find_element(By.XPATH, ".//button[text()='Delete']").click()
+    WebDriverWait(browser, 10).until(
+        lambda b: "This folder is empty." in b.find_element(By.TAG_NAME, "tbody").text
+    )
+    with tenant.client() as admin:
+        assert admin.files.ls("/reports") == []

@@ -3,9 +3,10 @@ Each page reads and acts through the API (`session.api`), as the signed-in perso
 
 # Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
 
+import asyncio
 import socket
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from litestar import Request, Response, get, post
 from litestar.params import FromPath
@@ -307,6 +308,52 @@ async def change_rollout(
     return Redirect("/updates", status_code=303)
 
 
+@get("/files", opt=OPEN, include_in_schema=False)
+async def files(request: Request[Any, Any, Any]) -> Response[Any] | Template:
+    """A folder of the organization's file tree: its entries, a page at a time."""
+    session = await session_of(request)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    folder = "/" + request.query_params.get("path", "/").strip("/")
+    listing = "files/list" + ("" if folder == "/" else quote(folder))
+    async with api(request, session.token) as client:
+        try:
+            page = await client.get(listing, {"limit": 500})
+        except tether.APIError as exc:
+            return _page("refused.html", session, exc.status, message=exc.message)
+    crumbs = [("/", "/")]
+    for part in [p for p in folder.split("/") if p]:
+        crumbs.append((part, crumbs[-1][1].rstrip("/") + "/" + part))
+    return _page("files.html", session, folder=folder, page=page, crumbs=crumbs)
+
+
+@post("/files/{op:str}", opt=OPEN, include_in_schema=False)
+async def file_task(request: Request[Any, Any, Any], op: FromPath[str]) -> Response[Any] | Template:
+    """Move or remove a file or folder (a task on the server, waited for here)."""
+    session = await session_of(request)
+    form = await check_csrf(request, session)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    path = str(form.get("path", ""))
+    body: dict[str, Any] = {"op": {"move": "move", "remove": "remove"}.get(op, op), "path": path}
+    if op == "move":
+        body["target"] = str(form.get("target", ""))
+    async with api(request, session.token) as client:
+        try:
+            task = await client.post("files/tasks", body)
+            for _ in range(100):
+                if task["status"] in ("succeeded", "failed"):
+                    break
+                await asyncio.sleep(0.05)
+                task = await client.get(f"files/tasks/{task['id']}")
+        except tether.APIError as exc:
+            return _page("refused.html", session, exc.status, message=exc.message)
+    if task["status"] == "failed":
+        return _page("refused.html", session, 409, message=task.get("error") or "failed")
+    parent = path.rsplit("/", 1)[0] or "/"
+    return Redirect(f"/files?{urlencode({'path': parent})}", status_code=303)
+
+
 HANDLERS = [
     overview,
     sign_in_form,
@@ -322,4 +369,6 @@ HANDLERS = [
     revoke_token,
     updates,
     change_rollout,
+    files,
+    file_task,
 ]
