@@ -241,9 +241,11 @@ def test_a_file_is_uploaded_with_progress_then_downloaded_moved_and_deleted(
     browser.get(f"{tenant.url}/files?path=/reports")
     browser.find_element(By.NAME, "file").send_keys(str(local))
     browser.find_element(By.CSS_SELECTOR, "#upload button").click()
-    row = WebDriverWait(browser, 20).until(
+    WebDriverWait(browser, 20).until(
         lambda b: b.find_elements(By.CSS_SELECTOR, "[data-file='report.csv']")
-    )[0]
+        and b.execute_script("return document.readyState") == "complete"
+    )
+    row = browser.find_element(By.CSS_SELECTOR, "[data-file='report.csv']")
     shot(browser, "files")
     link = row.find_element(By.LINK_TEXT, "report.csv").get_attribute("href")
     cookies = {c["name"]: c["value"] for c in browser.get_cookies()}

@@ -65,6 +65,10 @@ QUERY: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "filename": ({"type": "string", "minLength": 1, "maxLength": 255}, "The file's name."),
     "grant": ({"type": "string", "maxLength": 200}, "The grant the update check's URL carries."),
+    "online": (
+        {"type": "string", "enum": ["true", "false"]},
+        "Only devices seen in the last 5 minutes (true), or only the others (false).",
+    ),
     "document": (
         {
             "type": "object",

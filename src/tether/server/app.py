@@ -37,6 +37,7 @@ from tether.server.identity.credentials import AccessTokens
 from tether.server.identity.policy import authorize
 from tether.server.identity.revocations import Revocations
 from tether.server.identity.sealed import Sealer, master_key
+from tether.server.identity.seen import Seen
 from tether.server.identity.signin_limits import LoginLimiter
 from tether.server.inputs import MAX_JSON_BODY, RefuseNul, TetherRequest
 from tether.server.realtime.hub import forward_events, realtime
@@ -156,6 +157,7 @@ async def _background(state: ServerState) -> AsyncIterator[None]:
     state.hub.hearing.append(deployments.heard(state))
     state.spawn(forward_events(state.bus, state.hub))
     state.spawn(state.revocations.follow())
+    state.spawn(state.seen.follow(lambda: state.hub.connected("device")))
     state.revocations.listeners.append(state.hub.revoked)
     state.spawn(_hourly(state.limiter.prune, "forgot %d ended sign-in windows"))
     if state.settings.redis_url:
@@ -218,6 +220,7 @@ def create_app(
                     settings.login_max_per_address,
                 ),
                 revocations=Revocations(engine, keep=settings.access_token_ttl + 60),
+                seen=Seen(engine),
                 sealer=sealer,
                 large_bodies=asyncio.Semaphore(settings.max_large_bodies),
             )

@@ -17,6 +17,7 @@ from tether.server.files.blobs import BlobStore
 from tether.server.identity.credentials import AccessTokens
 from tether.server.identity.revocations import Revocations
 from tether.server.identity.sealed import Sealer
+from tether.server.identity.seen import Seen
 from tether.server.identity.signin_limits import LoginLimiter
 from tether.server.realtime.events import EventBus
 from tether.server.realtime.hub import Hub
@@ -56,6 +57,8 @@ class ServerState:
     limiter: LoginLimiter
     revocations: Revocations
     sealer: Sealer
+    seen: Seen
+    """The devices this process saw, written out every few seconds (`online`)."""
     large_bodies: asyncio.Semaphore
     """How many large bodies (data items, feed entries) may be read at once."""
     bus: EventBus = field(default_factory=EventBus)

@@ -61,13 +61,15 @@ async def overview(request: Request[Any, Any, Any]) -> Response[Any] | Template:
         return _sign_in_page(request)
     async with api(request, session.token) as client:
         devices = await client.get("devices", {"limit": 1})
+        online = await client.get("devices", {"limit": 1, "online": "true"})
         deployments = await client.get("deployments", {"limit": 100})
         packages = await client.get("packages", {"limit": 1})
-    rollouts = [d for d in deployments["results"] if d["state"] in ("active", "paused")]
+    rollouts = [_rollout(d) for d in deployments["results"] if d["state"] in ("active", "paused")]
     return _page(
         "overview.html",
         session,
         devices=devices["total"],
+        online=online["total"],
         packages=packages["total"],
         rollouts=rollouts,
     )
@@ -127,9 +129,12 @@ async def devices(request: Request[Any, Any, Any]) -> Response[Any] | Template:
         return Redirect("/sign-in", status_code=303)
     query = request.query_params
     search = query.get("q", "").strip()
+    presence = query.get("online", "")
     params: dict[str, Any] = {"limit": PAGE}
     if query.get("after"):
         params["after"] = query["after"]
+    if presence in ("true", "false"):
+        params["online"] = presence
     if "=" in search:
         field, _, value = search.partition("=")
         params[f"document[{field.strip()}]"] = value.strip()
@@ -143,14 +148,14 @@ async def devices(request: Request[Any, Any, Any]) -> Response[Any] | Template:
             page, error = {"total": 0, "results": [], "next": None}, exc.message
     following = None
     if page["next"] and page["results"]:
-        following = "/devices?" + urlencode(
-            {k: v for k, v in {"q": search, "after": page["results"][-1]["id"]}.items() if v}
-        )
+        shown = {"q": search, "online": presence, "after": page["results"][-1]["id"]}
+        following = "/devices?" + urlencode({k: v for k, v in shown.items() if v})
     return _page(
         "devices.html",
         session,
         page=page,
         search=search,
+        presence=presence,
         following=following,
         error=error,
     )

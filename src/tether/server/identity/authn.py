@@ -142,6 +142,8 @@ class AuthenticationMiddleware(AbstractAuthenticationMiddleware):
         if not header:
             raise unauthenticated()
         principal = await authenticate(state, header)
+        if principal.type == "device":
+            state.seen.saw(principal.id)
         return AuthenticationResult(user=principal, auth=header)
 
 

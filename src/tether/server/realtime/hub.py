@@ -202,6 +202,10 @@ class Hub:
         """Called with each event another server process published (to drop what this one
         keeps of the object, say)."""
 
+    def connected(self, kind: str) -> list[str]:
+        """The ids of the principals of `kind` (device, user...) with a socket open here."""
+        return [c.principal.id for c in self.clients if c.principal.type == kind]
+
     def heard(self, event: Event) -> None:
         """An event from another server process: to this process's sockets and listeners."""
         self.publish(event)

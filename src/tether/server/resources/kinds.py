@@ -42,7 +42,9 @@ from tether.server.db.tables import (
 from tether.server.identity.credentials import digest, new_secret
 from tether.server.identity.policy import allow
 from tether.server.identity.scope import resolve_scope
+from tether.server.identity.seen import online_since
 from tether.server.identity.sessions import revoke_principal
+from tether.server.inputs import invalid_parameter
 from tether.server.problems import invalid, not_found
 from tether.server.realtime.events import Event
 from tether.server.resources.documents import bound as documents_bound
@@ -75,6 +77,8 @@ class Kind:
             names |= {"location_id", "member_id"}
         if self.parented:
             names |= {"parent_id"}
+        if self.name == "device":
+            names |= {"online"}
         return frozenset(names)
 
 
@@ -114,6 +118,8 @@ class ResourceOut(msgspec.Struct, omit_defaults=True):
     url: str | None = None
     variants: dict[str, str] | None = None
     layout_url: str | None = None
+    seen_at: dt.datetime | None = None
+    online: bool | None = None
     secret: str | None = None
 
 
@@ -172,6 +178,10 @@ def to_out(row: Any, zone_ids: list[str] | None = None, secret: str | None = Non
     if zone_ids is None and kind.placed:
         listed = row.zone_list
         zone_ids = sorted(listed.split(",")) if listed else []
+    seen = {}
+    if kind.name == "device":
+        seen_at = row.seen_at
+        seen = {"seen_at": seen_at, "online": seen_at is not None and seen_at >= online_since()}
     return ResourceOut(
         row.id,
         kind.name,
@@ -187,6 +197,7 @@ def to_out(row: Any, zone_ids: list[str] | None = None, secret: str | None = Non
         row.read_only,
         secret=secret,
         **_links(kind.name, row.id, document),
+        **seen,
     )
 
 
@@ -277,6 +288,7 @@ async def insert_resource(
         "read_only": columns.pop("read_only", False) if kind == "app" else None,
         "created_at": now,
         "updated_at": now,
+        "seen_at": None,
     } | columns
     await conn.execute(resources.insert().values(row))
     if zone_ids:
@@ -302,7 +314,13 @@ def scoped_resources(
     if in_project:
         query = query.where(resources.c.project_id == sa.bindparam("project_id"))
     for field in filters:
-        if field in ("zone_id", "member_id"):
+        if field in ("online", "offline"):
+            since: Any = sa.bindparam("online_since", type_=resources.c.seen_at.type)
+            seen = resources.c.seen_at
+            query = query.where(
+                seen >= since if field == "online" else sa.or_(seen.is_(None), seen < since)
+            )
+        elif field in ("zone_id", "member_id"):
             this, other = (
                 ("member_id", "zone_id") if field == "zone_id" else ("zone_id", "member_id")
             )
@@ -313,6 +331,15 @@ def scoped_resources(
         else:
             query = query.where(resources.c[field] == sa.bindparam(field))
     return narrowed_by(query, resources.c.document, documents)
+
+
+def presence_filter(raw: str | None) -> bool | None:
+    """The `online` filter of a device list: true, false, or absent."""
+    if raw is None:
+        return None
+    if raw not in ("true", "false"):
+        raise invalid_parameter("online", "is true or false")
+    return raw == "true"
 
 
 def scope_params(kind: Kind, org_id: str, project_id: str | None) -> dict[str, Any]:
@@ -407,13 +434,20 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
         limit = page_limit(request, tether.settings)
         params = request.query_params
         filters = tuple(f for f in _FILTERS if f in params)
+        online = presence_filter(params.get("online"))
+        if online is not None:
+            filters += ("online" if online else "offline",)
         documents = document_filters(params)
         shapes = tuple(d.shape for d in documents)
         async with tether.reader.connect() as conn:
             org_id, project_id = await resolve_scope(conn, request, kind.in_projects)
             query = scoped_resources(project_id is not None, filters, shapes)
-            bound = scope_params(kind, org_id, project_id) | {f: params[f] for f in filters}
+            bound = scope_params(kind, org_id, project_id) | {
+                f: params[f] for f in filters if f in _FILTERS
+            }
             bound |= documents_bound(documents)
+            if online is not None:
+                bound["online_since"] = online_since()
             return await list_page(conn, request, query, resources.c.id, limit, to_out, bound)
 
     async def create(
