@@ -9,7 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
@@ -60,15 +64,29 @@ def sign_in(
     """Sign in through the console's form, as a person would."""
     browser.get(f"{tenant.url}/sign-in")
     browser.delete_all_cookies()
-    browser.get(f"{tenant.url}/sign-in")
-    organization = browser.find_element(By.NAME, "organization")
-    organization.clear()
-    organization.send_keys(tenant.organization)
-    browser.find_element(By.NAME, "username").send_keys(username)
-    browser.find_element(By.NAME, "password").send_keys(password or tenant.password)
-    browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
-    WebDriverWait(browser, 10).until(
+
+    def fill(b: WebDriver) -> bool:
+        b.get(f"{tenant.url}/sign-in")
+        organization = b.find_element(By.NAME, "organization")
+        organization.clear()
+        organization.send_keys(tenant.organization)
+        b.find_element(By.NAME, "username").send_keys(username)
+        b.find_element(By.NAME, "password").send_keys(password or tenant.password)
+        b.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+        return True
+
+    WebDriverWait(browser, 20, ignored_exceptions=(WebDriverException,)).until(fill)
+    wait(browser).until(
         lambda b: heading_of(b) == "Overview" or b.find_elements(By.CSS_SELECTOR, "[role=alert]")
+    )
+
+
+def wait(browser: WebDriver, seconds: float = 10) -> WebDriverWait[WebDriver]:
+    """A wait that looks again when the page was replaced under it (a click's navigation)."""
+    return WebDriverWait(
+        browser,
+        seconds,
+        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
     )
 
 
@@ -82,7 +100,7 @@ def heading_of(browser: WebDriver) -> str | None:
 
 def wait_for_heading(browser: WebDriver, text: str) -> None:
     """Wait until the page's h1 reads `text` (a click's navigation is not waited for)."""
-    WebDriverWait(browser, 10).until(lambda b: heading_of(b) == text)
+    wait(browser).until(lambda b: heading_of(b) == text)
 
 
 def shot(browser: WebDriver, name: str) -> None:

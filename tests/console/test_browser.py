@@ -19,11 +19,10 @@ import pytest
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.wait import WebDriverWait
 
 import tether
 from tests.conftest import Tenant
-from tests.console.conftest import shot, sign_in, wait_for_heading
+from tests.console.conftest import shot, sign_in, wait, wait_for_heading
 
 
 def test_sign_in_overview_devices_and_sign_out(browser: WebDriver, tenant: Tenant) -> None:
@@ -124,7 +123,7 @@ def test_a_waiting_device_is_approved_from_the_browser(browser: WebDriver, tenan
         browser.find_element(By.NAME, "name").send_keys("lobby-screen")
         shot(browser, "pairing")
         browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
-        status = WebDriverWait(browser, 10).until(
+        status = wait(browser, 10).until(
             lambda b: b.find_elements(By.CSS_SELECTOR, "[role=status]")
         )
         assert "lobby-screen" in status[0].text
@@ -147,7 +146,7 @@ def test_a_token_is_shown_once_and_revoked(browser: WebDriver, tenant: Tenant) -
     browser.find_element(By.NAME, "name").send_keys("ci")
     browser.find_element(By.NAME, "read_only").click()
     browser.find_element(By.CSS_SELECTOR, "form.inline button").click()
-    shown = WebDriverWait(browser, 10).until(lambda b: b.find_elements(By.ID, "new-token"))
+    shown = wait(browser, 10).until(lambda b: b.find_elements(By.ID, "new-token"))
     token = shown[0].text
     assert token.startswith("tth_")
     assert browser.find_element(By.CSS_SELECTOR, "button.copy").is_displayed()
@@ -164,7 +163,7 @@ def test_a_token_is_shown_once_and_revoked(browser: WebDriver, tenant: Tenant) -
     row.find_element(By.TAG_NAME, "button").click()
     wait_for_heading(browser, "API tokens")
     with tether.Client(tenant.url, token=token) as client:
-        WebDriverWait(browser, 5).until(lambda _: _refused(client))
+        wait(browser, 5).until(lambda _: _refused(client))
 
 
 def _refused(client: tether.Client) -> bool:
@@ -192,7 +191,7 @@ def test_a_rollout_is_paused_and_resumed_from_the_browser(
     for button, expected in (("Pause", "paused"), ("Resume", "active")):
         row = browser.find_element(By.CSS_SELECTOR, "[data-rollout=spring]")
         row.find_element(By.XPATH, f".//button[text()='{button}']").click()
-        WebDriverWait(browser, 10).until(lambda _b, e=expected: _state_is(state, e))
+        wait(browser, 10).until(lambda _b, e=expected: _state_is(state, e))
         assert deployment.refresh().state == expected
     admin.close()
 
@@ -219,13 +218,13 @@ def test_a_pushed_point_appears_on_the_chart_without_a_reload(
         sign_in(browser, tenant)
         browser.get(f"{tenant.url}/devices/{made['id']}")
         chart = browser.find_element(By.ID, "chart")
-        WebDriverWait(browser, 10).until(lambda _: chart.get_attribute("data-points") == "5")
+        wait(browser, 10).until(lambda _: chart.get_attribute("data-points") == "5")
         assert browser.find_elements(By.CSS_SELECTOR, "#chart canvas")
         shot(browser, "device-chart")
         telemetry.add_value("temp", 30.5)
         telemetry.commit()
         telemetry.push()
-        WebDriverWait(browser, 10).until(lambda _: chart.get_attribute("data-points") == "6")
+        wait(browser, 10).until(lambda _: chart.get_attribute("data-points") == "6")
         assert "(live)" in browser.find_element(By.ID, "chart-status").text
         telemetry.close()
 
@@ -241,9 +240,11 @@ def test_a_file_is_uploaded_with_progress_then_downloaded_moved_and_deleted(
     browser.get(f"{tenant.url}/files?path=/reports")
     browser.find_element(By.NAME, "file").send_keys(str(local))
     browser.find_element(By.CSS_SELECTOR, "#upload button").click()
-    WebDriverWait(browser, 20).until(
-        lambda b: b.find_elements(By.CSS_SELECTOR, "[data-file='report.csv']")
-        and b.execute_script("return document.readyState") == "complete"
+    wait(browser, 20).until(
+        lambda b: (
+            b.find_elements(By.CSS_SELECTOR, "[data-file='report.csv']")
+            and b.execute_script("return document.readyState") == "complete"
+        )
     )
     row = browser.find_element(By.CSS_SELECTOR, "[data-file='report.csv']")
     shot(browser, "files")
@@ -254,11 +255,11 @@ def test_a_file_is_uploaded_with_progress_then_downloaded_moved_and_deleted(
     target.clear()
     target.send_keys("/reports/renamed.csv")
     row.find_element(By.XPATH, ".//button[text()='Move']").click()
-    renamed = WebDriverWait(browser, 10).until(
+    renamed = wait(browser, 10).until(
         lambda b: b.find_elements(By.CSS_SELECTOR, "[data-file='renamed.csv']")
     )[0]
     renamed.find_element(By.XPATH, ".//button[text()='Delete']").click()
-    WebDriverWait(browser, 10).until(
+    wait(browser, 10).until(
         lambda b: "This folder is empty." in b.find_element(By.TAG_NAME, "tbody").text
     )
     with tenant.client() as admin:

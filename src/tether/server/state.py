@@ -65,6 +65,9 @@ class ServerState:
     hub: Hub = field(default_factory=Hub)
     """This process's realtime sockets and channels, and the backplane to the others."""
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    api_tokens: TimedCache = field(default_factory=lambda: TimedCache(5.0))
+    """API tokens checked in the last seconds, with their principal and expiry; revocations
+    still refuse them at once (`Revocations.refuses` runs after every lookup)."""
     live_deployments: TimedCache = field(default_factory=lambda: TimedCache(5.0))
     """Each organization's active and paused deployments, for update checks; dropped here when
     this process changes one, and when another process says (through the backplane) it did."""

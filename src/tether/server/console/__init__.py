@@ -16,6 +16,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 def templates() -> TemplateConfig[JinjaTemplateEngine]:
     """The console's templates, HTML escaped everywhere."""
     environment = Environment(
-        loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True)
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(default=True),
+        auto_reload=False,
     )
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))

@@ -59,7 +59,7 @@ async def overview(request: Request[Any, Any, Any]) -> Response[Any] | Template:
     session = await session_of(request)
     if session is None:
         return _sign_in_page(request)
-    async with api(request, session.token) as client:
+    async with api(request, session) as client:
         devices = await client.get("devices", {"limit": 1})
         online = await client.get("devices", {"limit": 1, "online": "true"})
         deployments = await client.get("deployments", {"limit": 100})
@@ -116,7 +116,7 @@ async def sign_out(request: Request[Any, Any, Any]) -> Response[Any]:
     session = await session_of(request)
     await check_csrf(request, session)
     if session is not None and session.principal.token_id:
-        async with api(request, session.token) as client:
+        async with api(request, session) as client:
             await client.delete(f"tokens/{session.principal.token_id}")
     return end_session(Redirect("/sign-in", status_code=303))
 
@@ -141,7 +141,7 @@ async def devices(request: Request[Any, Any, Any]) -> Response[Any] | Template:
     elif search:
         params["name"] = search
     error = None
-    async with api(request, session.token) as client:
+    async with api(request, session) as client:
         try:
             page = await client.get("devices", params)
         except tether.BadRequestError as exc:
@@ -168,7 +168,7 @@ async def device(
     session = await session_of(request)
     if session is None:
         return Redirect("/sign-in", status_code=303)
-    async with api(request, session.token) as client:
+    async with api(request, session) as client:
         try:
             shown = await client.get(f"devices/{device_id}")
         except tether.NotFoundError:
@@ -183,7 +183,7 @@ async def delete_device(request: Request[Any, Any, Any], device_id: FromPath[str
     await check_csrf(request, session)
     if session is None:
         return Redirect("/sign-in", status_code=303)
-    async with api(request, session.token) as client:
+    async with api(request, session) as client:
         try:
             await client.delete(f"devices/{device_id}")
         except tether.APIError as exc:
@@ -209,7 +209,7 @@ async def approve_pairing(request: Request[Any, Any, Any]) -> Response[Any] | Te
     body = {"user_code": str(form.get("code", "")).strip()}
     if str(form.get("name", "")).strip():
         body["name"] = str(form["name"]).strip()
-    async with api(request, session.token) as client:
+    async with api(request, session) as client:
         try:
             approved = await client.post("pairing/approve", body)
         except tether.APIError as exc:
@@ -232,7 +232,7 @@ async def _tokens_page(
     error: str | None = None,
     status: int = 200,
 ) -> Template:
-    async with api(request, session.token) as client:
+    async with api(request, session) as client:
         listed = await client.get("tokens", {"limit": 500})
     live = [t for t in listed["results"] if not t.get("revoked_at")]
     return _page("tokens.html", session, status, tokens=live, made=made, error=error)
@@ -246,7 +246,7 @@ async def create_token(request: Request[Any, Any, Any]) -> Response[Any] | Templ
     if session is None:
         return Redirect("/sign-in", status_code=303)
     body = {"name": str(form.get("name", "")).strip(), "read_only": form.get("read_only") == "on"}
-    async with api(request, session.token) as client:
+    async with api(request, session) as client:
         try:
             made = await client.post("tokens", body)
         except tether.APIError as exc:
@@ -262,7 +262,7 @@ async def revoke_token(
     await check_csrf(request, session)
     if session is None:
         return Redirect("/sign-in", status_code=303)
-    async with api(request, session.token) as client:
+    async with api(request, session) as client:
         try:
             await client.delete(f"tokens/{token_id}")
         except tether.APIError as exc:
@@ -278,7 +278,7 @@ async def updates(request: Request[Any, Any, Any]) -> Response[Any] | Template:
     session = await session_of(request)
     if session is None:
         return Redirect("/sign-in", status_code=303)
-    async with api(request, session.token) as client:
+    async with api(request, session) as client:
         versions = await client.get("packages", {"limit": 200})
         rollouts = await client.get("deployments", {"limit": 200})
     shown = [_rollout(d) for d in rollouts["results"]]
@@ -305,7 +305,7 @@ async def change_rollout(
     state = {"pause": "paused", "resume": "active", "abort": "aborted"}.get(action)
     if state is None:
         return _page("refused.html", session, 404, message=f"No action {action!r}.")
-    async with api(request, session.token) as client:
+    async with api(request, session) as client:
         try:
             await client.call("PATCH", f"deployments/{deployment_id}", json={"state": state})
         except tether.APIError as exc:
@@ -321,7 +321,7 @@ async def files(request: Request[Any, Any, Any]) -> Response[Any] | Template:
         return Redirect("/sign-in", status_code=303)
     folder = "/" + request.query_params.get("path", "/").strip("/")
     listing = "files/list" + ("" if folder == "/" else quote(folder))
-    async with api(request, session.token) as client:
+    async with api(request, session) as client:
         try:
             page = await client.get(listing, {"limit": 500})
         except tether.APIError as exc:
@@ -343,7 +343,7 @@ async def file_task(request: Request[Any, Any, Any], op: FromPath[str]) -> Respo
     body: dict[str, Any] = {"op": {"move": "move", "remove": "remove"}.get(op, op), "path": path}
     if op == "move":
         body["target"] = str(form.get("target", ""))
-    async with api(request, session.token) as client:
+    async with api(request, session) as client:
         try:
             task = await client.post("files/tasks", body)
             for _ in range(100):

@@ -17,12 +17,13 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
-import httpx
+import msgspec
 from litestar import Request, Response
 
 from tether._exceptions import api_error
-from tether.server.identity.authn import authenticate
+from tether.server.identity.authn import AUTHENTICATED, authenticate
 from tether.server.identity.cookies import SESSION_COOKIE, csrf_of
 from tether.server.identity.credentials import Principal
 from tether.server.identity.policy import allowed
@@ -40,32 +41,84 @@ def _secure(request: Request[Any, Any, Any]) -> bool:
 
 
 class Api:
-    """This server's JSON API called in-process, as the browser's client (its address counts
-    for sign-in limits) and with the session's token; answers decoded, refusals raised as the
-    SDK's errors (`tether.APIError` and its tree)."""
+    """This server's JSON API called in-process: an ASGI request to the same application, as
+    the browser's client (its address counts for sign-in limits), signed in as the session
+    (whose principal the outer request already authenticated, so the inner one reuses it, and
+    a revocation still refuses it); answers decoded, refusals raised as the SDK's errors
+    (`tether.APIError` and its tree)."""
 
-    def __init__(self, request: Request[Any, Any, Any], token: str | None = None) -> None:
+    def __init__(
+        self,
+        request: Request[Any, Any, Any],
+        token: str | None = None,
+        principal: Principal | None = None,
+    ) -> None:
+        self._app = request.app
         client = request.client
-        transport = httpx.ASGITransport(
-            app=request.app,  # type: ignore[arg-type]
-            client=(client.host, client.port) if client else ("127.0.0.1", 0),
-        )
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.AsyncClient(
-            transport=transport, base_url=f"{INTERNAL}/api/v1/", headers=headers
-        )
+        self._client = (client.host, client.port) if client else ("127.0.0.1", 0)
+        self._headers = [(b"authorization", f"Bearer {token}".encode())] if token else []
+        self._principal = principal
 
     async def __aenter__(self) -> Api:
         return self
 
     async def __aexit__(self, *_exc: object) -> None:
-        await self._http.aclose()
+        return None
 
-    async def call(self, method: str, path: str, **options: Any) -> Any:
-        answer = await self._http.request(method, path.lstrip("/"), **options)
-        if answer.is_error:
-            raise api_error(answer.status_code, _json(answer))
-        return _json(answer)
+    async def call(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+    ) -> Any:
+        body = b"" if json is None else msgspec.json.encode(json)
+        headers = [*self._headers, (b"content-length", str(len(body)).encode())]
+        if json is not None:
+            headers.append((b"content-type", b"application/json"))
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": f"/api/v1/{path.lstrip('/')}",
+            "raw_path": f"/api/v1/{path.lstrip('/')}".encode(),
+            "root_path": "",
+            "query_string": urlencode(params or {}, doseq=True).encode(),
+            "headers": headers,
+            "client": self._client,
+            "server": ("console.internal", 80),
+        }
+        if self._principal is not None:
+            scope[AUTHENTICATED] = self._principal
+        sent = False
+        status = 500
+        chunks: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self._app(scope, receive, send)  # type: ignore[arg-type]
+        answer = b"".join(chunks)
+        try:
+            decoded = msgspec.json.decode(answer) if answer else None
+        except msgspec.DecodeError:
+            decoded = None
+        if status >= 400:
+            raise api_error(status, decoded)
+        return decoded
 
     async def get(self, path: str, params: dict[str, Any] | None = None) -> Any:
         return await self.call("GET", path, params=params)
@@ -77,14 +130,10 @@ class Api:
         return await self.call("DELETE", path)
 
 
-def _json(answer: httpx.Response) -> Any:
-    try:
-        return answer.json() if answer.content else None
-    except ValueError:
-        return None
-
-
-def api(request: Request[Any, Any, Any], token: str | None = None) -> Api:
+def api(request: Request[Any, Any, Any], token: str | Session | None = None) -> Api:
+    """The in-process API, anonymous, with a token, or as a session."""
+    if isinstance(token, Session):
+        return Api(request, token.token, token.principal)
     return Api(request, token)
 
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
 from tether.server.db.engine import utcnow
+from tether.server.db.reads import fetch
 from tether.server.db.tables import api_tokens, resources, users
 from tether.server.identity.cookies import session_credential
 from tether.server.identity.credentials import (
@@ -66,22 +67,30 @@ def unauthenticated(detail: str = "Authentication required.") -> Problem:
 
 
 async def principal_for_api_token(state: ServerState, token: str) -> Principal | None:
+    """The user an API token speaks for, looked up once every few seconds per token (the
+    revocations the caller checks next still refuse it at once)."""
+    known = state.api_tokens.get(token)
+    if known is not None and (known[1] is None or known[1] > utcnow()):
+        return known[0]  # type: ignore[no-any-return]
     token_id = split_prefixed(API_TOKEN_PREFIX, token)
     if token_id is None:
         return None
     async with state.reader.point() as conn:
-        row = (await conn.execute(_API_TOKEN, {"token_id": token_id})).first()
+        found = await fetch(conn, _API_TOKEN, {"token_id": token_id})
+    row = found[0] if found else None
     if row is None or not digest_matches(token, row.token_hash) or row.revoked_at is not None:
         return None
     if row.expires_at is not None and row.expires_at <= utcnow():
         return None
-    return Principal.of_user(
+    principal = Principal.of_user(
         row,
         read_only=row.read_only,
         project_id=row.project_id,
         token_id=row.token_id,
         issued_at=row.created_at.timestamp(),
     )
+    state.api_tokens.put(token, (principal, row.expires_at))
+    return principal
 
 
 async def principal_for_secret(state: ServerState, key: str, secret: str) -> Principal | None:
@@ -131,14 +140,22 @@ async def authenticate(state: ServerState, authorization: str) -> Principal:
     raise unauthenticated("Unsupported authorization scheme; use Bearer or Basic.")
 
 
+AUTHENTICATED = "tether.principal"
+"""Scope key of a request the server makes to itself (the console's API calls) for a principal
+it has just authenticated; clients cannot set scope keys."""
+
+
 class AuthenticationMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
         state: ServerState = connection.app.state.tether
-        header = _authorization(connection.scope["headers"]) or session_credential(
-            connection.scope
-        )
+        known = cast("Principal | None", connection.scope.get(AUTHENTICATED))
+        if known is not None:
+            if state.revocations.refuses(known):
+                raise unauthenticated("The token is invalid, expired or revoked.")
+            return AuthenticationResult(user=known, auth=None)
+        header = _authorization(connection.scope["headers"]) or session_credential(connection.scope)
         if not header:
             raise unauthenticated()
         principal = await authenticate(state, header)
