@@ -264,3 +264,56 @@ def test_a_file_is_uploaded_with_progress_then_downloaded_moved_and_deleted(
     )
     with tenant.client() as admin:
         assert admin.files.ls("/reports") == []
+
+
+def test_a_device_document_is_edited_and_its_secret_rotated(
+    browser: WebDriver, tenant: Tenant
+) -> None:
+    with tenant.client() as admin:
+        made = admin.post("devices", {"name": "sign-7", "document": {"floor": 1}})
+    sign_in(browser, tenant)
+    browser.get(f"{tenant.url}/devices/{made['id']}")
+    editor = browser.find_element(By.ID, "document")
+    editor.clear()
+    editor.send_keys("not json")
+    editor.submit()
+    wait(browser).until(
+        lambda b: "Not JSON" in b.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    )
+    editor = browser.find_element(By.ID, "document")
+    editor.clear()
+    editor.send_keys('{"floor": 2, "subtype": "sign"}')
+    editor.submit()
+    wait(browser).until(lambda b: not b.find_elements(By.CSS_SELECTOR, "[role=alert]"))
+    with tenant.client() as admin:
+        assert admin.devices.get(made["id"]).document == {"floor": 2, "subtype": "sign"}
+    browser.find_element(By.CSS_SELECTOR, "form.rotate button").click()
+    secret = wait(browser).until(lambda b: b.find_element(By.ID, "new-secret").text)
+    with (
+        pytest.raises(tether.AuthenticationError),
+        tether.Client(tenant.url, device_id=made["id"], device_secret=made["secret"]) as old,
+    ):
+        old.whoami()
+    with tether.Client(tenant.url, device_id=made["id"], device_secret=secret) as new:
+        assert new.whoami()["name"] == "sign-7"
+
+
+def test_admins_manage_users_and_others_only_see_them(browser: WebDriver, tenant: Tenant) -> None:
+    sign_in(browser, tenant)
+    browser.get(f"{tenant.url}/users")
+    form = browser.find_element(By.CSS_SELECTOR, "form[action='/users/create']")
+    form.find_element(By.NAME, "username").send_keys("mona")
+    form.find_element(By.NAME, "password").send_keys("mona-pass-1")
+    form.find_element(By.NAME, "username").submit()
+    row = wait(browser).until(lambda b: b.find_element(By.CSS_SELECTOR, "[data-user=mona]"))
+    assert row.find_element(By.CSS_SELECTOR, ".role").text == "member"
+    shot(browser, "users")
+    row.find_element(By.TAG_NAME, "select").send_keys("viewer")
+    row.find_element(By.XPATH, ".//button[text()='Set role']").click()
+    wait(browser).until(
+        lambda b: b.find_element(By.CSS_SELECTOR, "[data-user=mona] .role").text == "viewer"
+    )
+    sign_in(browser, tenant, "mona", "mona-pass-1")
+    browser.get(f"{tenant.url}/users")
+    assert browser.find_elements(By.CSS_SELECTOR, "[data-user=admin]")
+    assert browser.find_elements(By.CSS_SELECTOR, "main form") == []

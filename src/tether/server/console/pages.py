@@ -4,6 +4,7 @@ Each page reads and acts through the API (`session.api`), as the signed-in perso
 # Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
 
 import asyncio
+import json
 import socket
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -168,13 +169,74 @@ async def device(
     session = await session_of(request)
     if session is None:
         return Redirect("/sign-in", status_code=303)
+    return await _device_page(request, session, device_id)
+
+
+async def _device_page(
+    request: Request[Any, Any, Any], session: Session, device_id: str, **shown: Any
+) -> Response[Any] | Template:
+    """A device's page, with what the last action showed (`secret`, `error`, `draft`)."""
     async with api(request, session) as client:
         try:
-            shown = await client.get(f"devices/{device_id}")
+            found = await client.get(f"devices/{device_id}")
         except tether.NotFoundError:
             return _page("missing.html", session, 404, what="device")
         latest = await client.get(f"devices/{device_id}/telemetry/latest")
-    return _page("device.html", session, device=shown, latest=sorted(latest["values"].items()))
+    status = 422 if shown.get("error") else 200
+    document = shown.pop("draft", None) or json.dumps(found["document"], indent=2)
+    return _page(
+        "device.html",
+        session,
+        status,
+        device=found,
+        latest=sorted(latest["values"].items()),
+        document=document,
+        **shown,
+    )
+
+
+@post("/devices/{device_id:str}/document", opt=OPEN, include_in_schema=False)
+async def edit_document(
+    request: Request[Any, Any, Any], device_id: FromPath[str]
+) -> Response[Any] | Template:
+    """Replace a device's document with the JSON object typed in."""
+    session = await session_of(request)
+    form = await check_csrf(request, session)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    draft = str(form.get("document", ""))
+    try:
+        document = json.loads(draft)
+    except ValueError as exc:
+        return await _device_page(
+            request, session, device_id, error=f"Not JSON: {exc}", draft=draft
+        )
+    if not isinstance(document, dict):
+        error = "The document is a JSON object: {...}."
+        return await _device_page(request, session, device_id, error=error, draft=draft)
+    async with api(request, session) as client:
+        try:
+            await client.call("PATCH", f"devices/{device_id}", json={"document": document})
+        except tether.APIError as exc:
+            return await _device_page(request, session, device_id, error=exc.message, draft=draft)
+    return Redirect(f"/devices/{device_id}", status_code=303)
+
+
+@post("/devices/{device_id:str}/secret", opt=OPEN, include_in_schema=False)
+async def rotate_secret(
+    request: Request[Any, Any, Any], device_id: FromPath[str]
+) -> Response[Any] | Template:
+    """Issue the device a new secret (shown once); the old one and its sessions stop."""
+    session = await session_of(request)
+    await check_csrf(request, session)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    async with api(request, session) as client:
+        try:
+            rotated = await client.post(f"devices/{device_id}/secret")
+        except tether.APIError as exc:
+            return _page("refused.html", session, exc.status, message=exc.message)
+    return await _device_page(request, session, device_id, secret=rotated["secret"])
 
 
 @post("/devices/{device_id:str}/delete", opt=OPEN, include_in_schema=False, status_code=303)
@@ -359,6 +421,64 @@ async def file_task(request: Request[Any, Any, Any], op: FromPath[str]) -> Respo
     return Redirect(f"/files?{urlencode({'path': parent})}", status_code=303)
 
 
+@get("/users", opt=OPEN, include_in_schema=False)
+async def users(request: Request[Any, Any, Any]) -> Response[Any] | Template:
+    """The organization's people; admins create them, change roles, reset passwords."""
+    session = await session_of(request)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    return await _users_page(request, session)
+
+
+async def _users_page(
+    request: Request[Any, Any, Any],
+    session: Session,
+    notice: str | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> Template:
+    async with api(request, session) as client:
+        try:
+            listed = await client.get("users", {"limit": 500})
+        except tether.APIError as exc:
+            return _page("refused.html", session, exc.status, message=exc.message)
+    return _page("users.html", session, status, users=listed["results"], notice=notice, error=error)
+
+
+@post("/users/{action:str}", opt=OPEN, include_in_schema=False)
+async def change_users(
+    request: Request[Any, Any, Any], action: FromPath[str]
+) -> Response[Any] | Template:
+    """Create a user, or change one's role or password, or delete one (admins)."""
+    session = await session_of(request)
+    form = await check_csrf(request, session)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    user_id = str(form.get("user", ""))
+    async with api(request, session) as client:
+        try:
+            if action == "create":
+                body = {k: str(form.get(k, "")) for k in ("username", "password", "role")}
+                made = await client.post("users", body)
+                notice = f"{made['username']} can sign in now."
+            elif action == "role":
+                role = str(form.get("role", ""))
+                await client.call("PATCH", f"users/{user_id}", json={"role": role})
+                notice = "Role changed."
+            elif action == "password":
+                password = str(form.get("password", ""))
+                await client.call("PATCH", f"users/{user_id}", json={"password": password})
+                notice = "Password set; the user's earlier sign-ins have ended."
+            elif action == "delete":
+                await client.delete(f"users/{user_id}")
+                notice = "User deleted."
+            else:
+                return _page("refused.html", session, 404, message=f"No action {action!r}.")
+        except tether.APIError as exc:
+            return await _users_page(request, session, error=exc.message, status=exc.status)
+    return await _users_page(request, session, notice=notice)
+
+
 HANDLERS = [
     overview,
     sign_in_form,
@@ -376,4 +496,8 @@ HANDLERS = [
     change_rollout,
     files,
     file_task,
+    users,
+    change_users,
+    edit_document,
+    rotate_secret,
 ]
