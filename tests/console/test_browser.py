@@ -317,3 +317,28 @@ def test_admins_manage_users_and_others_only_see_them(browser: WebDriver, tenant
     browser.get(f"{tenant.url}/users")
     assert browser.find_elements(By.CSS_SELECTOR, "[data-user=admin]")
     assert browser.find_elements(By.CSS_SELECTOR, "main form") == []
+
+
+def test_projects_locations_and_zones_with_their_devices(
+    browser: WebDriver, tenant: Tenant
+) -> None:
+    with tenant.client() as admin:
+        hq = admin.locations.create("HQ")
+        admin.devices.create("at-hq", location_id=hq.id)
+        admin.devices.create("elsewhere")
+        hq.upload_layout(("plan.svg", io.BytesIO(b'<svg xmlns="http://www.w3.org/2000/svg"/>')))
+    sign_in(browser, tenant)
+    browser.get(f"{tenant.url}/groups/locations")
+    browser.find_element(By.LINK_TEXT, "HQ").click()
+    wait_for_heading(browser, "HQ (location)")
+    rows = browser.find_elements(By.CSS_SELECTOR, "tbody tr")
+    assert [r.text.split()[0] for r in rows] == ["at-hq"]
+    assert browser.find_element(By.CSS_SELECTOR, "img.layout").is_displayed()
+    shot(browser, "location")
+    browser.get(f"{tenant.url}/groups/projects")
+    form = browser.find_element(By.CSS_SELECTOR, "main form")
+    form.find_element(By.NAME, "name").send_keys("pilot")
+    form.find_element(By.NAME, "name").submit()
+    wait(browser).until(lambda b: b.find_elements(By.LINK_TEXT, "pilot"))
+    with tenant.client() as admin:
+        assert [p.name for p in admin.projects.find()] == ["pilot"]

@@ -479,6 +479,89 @@ async def change_users(
     return await _users_page(request, session, notice=notice)
 
 
+GROUPS = {"projects": "project", "locations": "location", "zones": "zone"}
+"""What divides a fleet: each has a page of its own, with its devices."""
+
+
+def _group(plural: str) -> str | None:
+    return GROUPS.get(plural)
+
+
+@get("/groups/{plural:str}", opt=OPEN, include_in_schema=False)
+async def groups(
+    request: Request[Any, Any, Any], plural: FromPath[str]
+) -> Response[Any] | Template:
+    """Projects, locations or zones, with a form to add one."""
+    session = await session_of(request)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    kind = _group(plural)
+    if kind is None:
+        return _page("missing.html", session, 404, what="page")
+    async with api(request, session) as client:
+        listed = await client.get(plural, {"limit": 500})
+    return _page("groups.html", session, plural=plural, kind=kind, items=listed["results"])
+
+
+@get("/groups/{plural:str}/{item_id:str}", opt=OPEN, include_in_schema=False)
+async def group(
+    request: Request[Any, Any, Any], plural: FromPath[str], item_id: FromPath[str]
+) -> Response[Any] | Template:
+    """One project, location or zone, and its devices."""
+    session = await session_of(request)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    kind = _group(plural)
+    if kind is None:
+        return _page("missing.html", session, 404, what="page")
+    async with api(request, session) as client:
+        try:
+            item = await client.get(f"{plural}/{item_id}")
+        except tether.NotFoundError:
+            return _page("missing.html", session, 404, what=kind)
+        if kind == "project":
+            members = await client.get(f"projects/{item_id}/devices", {"limit": PAGE})
+        else:
+            members = await client.get("devices", {f"{kind}_id": item_id, "limit": PAGE})
+    return _page("group.html", session, plural=plural, kind=kind, item=item, members=members)
+
+
+@post("/groups/{plural:str}", opt=OPEN, include_in_schema=False)
+async def add_group(
+    request: Request[Any, Any, Any], plural: FromPath[str]
+) -> Response[Any] | Template:
+    session = await session_of(request)
+    form = await check_csrf(request, session)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    if _group(plural) is None:
+        return _page("missing.html", session, 404, what="page")
+    async with api(request, session) as client:
+        try:
+            await client.post(plural, {"name": str(form.get("name", "")).strip()})
+        except tether.APIError as exc:
+            return _page("refused.html", session, exc.status, message=exc.message)
+    return Redirect(f"/groups/{plural}", status_code=303)
+
+
+@post("/groups/{plural:str}/{item_id:str}/delete", opt=OPEN, include_in_schema=False)
+async def delete_group(
+    request: Request[Any, Any, Any], plural: FromPath[str], item_id: FromPath[str]
+) -> Response[Any] | Template:
+    session = await session_of(request)
+    await check_csrf(request, session)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    if _group(plural) is None:
+        return _page("missing.html", session, 404, what="page")
+    async with api(request, session) as client:
+        try:
+            await client.delete(f"{plural}/{item_id}")
+        except tether.APIError as exc:
+            return _page("refused.html", session, exc.status, message=exc.message)
+    return Redirect(f"/groups/{plural}", status_code=303)
+
+
 HANDLERS = [
     overview,
     sign_in_form,
@@ -500,4 +583,8 @@ HANDLERS = [
     change_users,
     edit_document,
     rotate_secret,
+    groups,
+    group,
+    add_group,
+    delete_group,
 ]
