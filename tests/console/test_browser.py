@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -342,3 +343,33 @@ def test_projects_locations_and_zones_with_their_devices(
     wait(browser).until(lambda b: b.find_elements(By.LINK_TEXT, "pilot"))
     with tenant.client() as admin:
         assert [p.name for p in admin.projects.find()] == ["pilot"]
+
+
+def test_a_broadcast_from_the_browser_collects_a_device_answer(
+    browser: WebDriver, tenant: Tenant
+) -> None:
+    with tenant.client() as admin:
+        made = admin.post("devices", {"name": "answering"})
+    with tether.Client(tenant.url, device_id=made["id"], device_secret=made["secret"]) as device:
+        listener = device.get_channel("lobby").listen("ping", timeout=10)
+
+        def answer() -> None:
+            got = listener.wait(timeout=30)
+            if got is not None:
+                got.respond({"device": "answering", "got": got.payload})
+
+        worker = threading.Thread(target=answer)
+        worker.start()
+        sign_in(browser, tenant)
+        browser.get(f"{tenant.url}/channels")
+        browser.find_element(By.CSS_SELECTOR, "#listen button").click()
+        wait(browser).until(lambda b: "listening" in b.find_element(By.ID, "listening").text)
+        payload = browser.find_element(By.NAME, "payload")
+        payload.clear()
+        payload.send_keys('{"n": 7}')
+        browser.find_element(By.CSS_SELECTOR, "#broadcast button").click()
+        answered = wait(browser, 20).until(lambda b: b.find_element(By.ID, "answers").text or None)
+        worker.join(30)
+        assert '"device":"answering"' in answered
+        assert '"n":7' in browser.find_element(By.ID, "heard").text
+        shot(browser, "channels")

@@ -479,6 +479,16 @@ async def change_users(
     return await _users_page(request, session, notice=notice)
 
 
+@get("/channels", opt=OPEN, include_in_schema=False)
+async def channels(request: Request[Any, Any, Any]) -> Response[Any] | Template:
+    """Listen to a channel, broadcast on it and watch the answers come in (over the page's own
+    realtime socket)."""
+    session = await session_of(request)
+    if session is None:
+        return Redirect("/sign-in", status_code=303)
+    return _page("channels.html", session)
+
+
 GROUPS = {"projects": "project", "locations": "location", "zones": "zone"}
 """What divides a fleet: each has a page of its own, with its devices."""
 
@@ -587,4 +597,5 @@ HANDLERS = [
     group,
     add_group,
     delete_group,
+    channels,
 ]
