@@ -53,7 +53,9 @@ def test_sign_in_overview_devices_and_sign_out(browser: WebDriver, tenant: Tenan
     shot(browser, "devices")
     browser.find_element(By.LINK_TEXT, "sensor-1").click()
     wait_for_heading(browser, "sensor-1")
-    assert '"subtype": "sensor"' in browser.find_element(By.TAG_NAME, "pre").text
+    assert '"subtype": "sensor"' in str(
+        browser.find_element(By.ID, "document").get_attribute("value")
+    )
     shot(browser, "device")
     browser.find_element(By.CSS_SELECTOR, ".signout button").click()
     wait_for_heading(browser, "Sign in")

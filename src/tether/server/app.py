@@ -259,7 +259,7 @@ def create_app(
         guards=[authorize],
     )
     app = Litestar(
-        route_handlers=[api, *console_pages.HANDLERS, front.asset],
+        route_handlers=[api, console_pages.router, front.asset],
         template_config=console.templates(),
         lifespan=[lifespan],
         exception_handlers={Exception: problem_response},

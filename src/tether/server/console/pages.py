@@ -1,5 +1,5 @@
-"""The console's pages: sign-in and sign-out, the overview, the device list and a device.
-Each page reads and acts through the API (`session.api`), as the signed-in person."""
+"""The console's pages. Each reads and acts through the API (`session.api`) as the
+signed-in person; what the API refuses is shown on a page with its reason (`_refused`)."""
 
 # Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
 
@@ -9,7 +9,7 @@ import socket
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from litestar import Request, Response, get, post
+from litestar import Request, Response, Router, get, post
 from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
@@ -38,6 +38,39 @@ def _page(template: str, session: Session | None, status: int = 200, **context: 
         media_type="text/html",
         status_code=status,
     )
+
+
+class SignedOut(Exception):
+    """The page needs a session the request does not have: it goes to the sign-in form."""
+
+
+async def signed_in(request: Request[Any, Any, Any]) -> Session:
+    """The request's session (kept on the request for an error page's layout)."""
+    session = await session_of(request)
+    if session is None:
+        raise SignedOut
+    request.state.console_session = session
+    return session
+
+
+async def posted(request: Request[Any, Any, Any]) -> tuple[Session, dict[str, Any]]:
+    """The session and the form it posted, once the form's CSRF token checks out."""
+    session = await session_of(request)
+    form = await check_csrf(request, session)
+    if session is None:
+        raise SignedOut
+    request.state.console_session = session
+    return session, form
+
+
+def _to_sign_in(_request: Request[Any, Any, Any], _exc: SignedOut) -> Response[Any]:
+    return Redirect("/sign-in", status_code=303)
+
+
+def _refused(request: Request[Any, Any, Any], exc: tether.APIError) -> Response[Any]:
+    """What the API refused, said on a page of the console (with the API's reason)."""
+    session = getattr(request.state, "console_session", None)
+    return _page("refused.html", session, exc.status, message=exc.message)
 
 
 def _sign_in_page(request: Request[Any, Any, Any], error: str | None = None) -> Response[Any]:
@@ -125,9 +158,7 @@ async def sign_out(request: Request[Any, Any, Any]) -> Response[Any]:
 @get("/devices", opt=OPEN, include_in_schema=False)
 async def devices(request: Request[Any, Any, Any]) -> Response[Any] | Template:
     """Devices, a page at a time, found by name or by a document field (`field=value`)."""
-    session = await session_of(request)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session = await signed_in(request)
     query = request.query_params
     search = query.get("q", "").strip()
     presence = query.get("online", "")
@@ -166,9 +197,7 @@ async def devices(request: Request[Any, Any, Any]) -> Response[Any] | Template:
 async def device(
     request: Request[Any, Any, Any], device_id: FromPath[str]
 ) -> Response[Any] | Template:
-    session = await session_of(request)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session = await signed_in(request)
     return await _device_page(request, session, device_id)
 
 
@@ -200,10 +229,7 @@ async def edit_document(
     request: Request[Any, Any, Any], device_id: FromPath[str]
 ) -> Response[Any] | Template:
     """Replace a device's document with the JSON object typed in."""
-    session = await session_of(request)
-    form = await check_csrf(request, session)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session, form = await posted(request)
     draft = str(form.get("document", ""))
     try:
         document = json.loads(draft)
@@ -227,47 +253,30 @@ async def rotate_secret(
     request: Request[Any, Any, Any], device_id: FromPath[str]
 ) -> Response[Any] | Template:
     """Issue the device a new secret (shown once); the old one and its sessions stop."""
-    session = await session_of(request)
-    await check_csrf(request, session)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session, _ = await posted(request)
     async with api(request, session) as client:
-        try:
-            rotated = await client.post(f"devices/{device_id}/secret")
-        except tether.APIError as exc:
-            return _page("refused.html", session, exc.status, message=exc.message)
+        rotated = await client.post(f"devices/{device_id}/secret")
     return await _device_page(request, session, device_id, secret=rotated["secret"])
 
 
 @post("/devices/{device_id:str}/delete", opt=OPEN, include_in_schema=False, status_code=303)
 async def delete_device(request: Request[Any, Any, Any], device_id: FromPath[str]) -> Response[Any]:
-    session = await session_of(request)
-    await check_csrf(request, session)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session, _ = await posted(request)
     async with api(request, session) as client:
-        try:
-            await client.delete(f"devices/{device_id}")
-        except tether.APIError as exc:
-            return _page("refused.html", session, exc.status, message=exc.message)
+        await client.delete(f"devices/{device_id}")
     return Redirect("/devices", status_code=303)
 
 
 @get("/pairing", opt=OPEN, include_in_schema=False)
 async def pairing_form(request: Request[Any, Any, Any]) -> Response[Any] | Template:
-    session = await session_of(request)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session = await signed_in(request)
     return _page("pairing.html", session, approved=None, error=None)
 
 
 @post("/pairing", opt=OPEN, include_in_schema=False)
 async def approve_pairing(request: Request[Any, Any, Any]) -> Response[Any] | Template:
     """Approve the code a waiting device shows; the device gets its credentials itself."""
-    session = await session_of(request)
-    form = await check_csrf(request, session)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session, form = await posted(request)
     body = {"user_code": str(form.get("code", "")).strip()}
     if str(form.get("name", "")).strip():
         body["name"] = str(form["name"]).strip()
@@ -281,9 +290,7 @@ async def approve_pairing(request: Request[Any, Any, Any]) -> Response[Any] | Te
 
 @get("/tokens", opt=OPEN, include_in_schema=False)
 async def tokens(request: Request[Any, Any, Any]) -> Response[Any] | Template:
-    session = await session_of(request)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session = await signed_in(request)
     return await _tokens_page(request, session)
 
 
@@ -303,10 +310,7 @@ async def _tokens_page(
 @post("/tokens", opt=OPEN, include_in_schema=False)
 async def create_token(request: Request[Any, Any, Any]) -> Response[Any] | Template:
     """A new API token, shown once on the page that answers."""
-    session = await session_of(request)
-    form = await check_csrf(request, session)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session, form = await posted(request)
     body = {"name": str(form.get("name", "")).strip(), "read_only": form.get("read_only") == "on"}
     async with api(request, session) as client:
         try:
@@ -320,15 +324,9 @@ async def create_token(request: Request[Any, Any, Any]) -> Response[Any] | Templ
 async def revoke_token(
     request: Request[Any, Any, Any], token_id: FromPath[str]
 ) -> Response[Any] | Template:
-    session = await session_of(request)
-    await check_csrf(request, session)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session, _ = await posted(request)
     async with api(request, session) as client:
-        try:
-            await client.delete(f"tokens/{token_id}")
-        except tether.APIError as exc:
-            return _page("refused.html", session, exc.status, message=exc.message)
+        await client.delete(f"tokens/{token_id}")
     if token_id == session.principal.token_id:
         return end_session(Redirect("/sign-in", status_code=303))
     return Redirect("/tokens", status_code=303)
@@ -337,9 +335,7 @@ async def revoke_token(
 @get("/updates", opt=OPEN, include_in_schema=False)
 async def updates(request: Request[Any, Any, Any]) -> Response[Any] | Template:
     """Package versions with their signature state, and rollouts with their progress."""
-    session = await session_of(request)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session = await signed_in(request)
     async with api(request, session) as client:
         versions = await client.get("packages", {"limit": 200})
         rollouts = await client.get("deployments", {"limit": 200})
@@ -360,34 +356,23 @@ async def change_rollout(
     request: Request[Any, Any, Any], deployment_id: FromPath[str], action: FromPath[str]
 ) -> Response[Any] | Template:
     """Pause, resume or abort a rollout."""
-    session = await session_of(request)
-    await check_csrf(request, session)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session, _ = await posted(request)
     state = {"pause": "paused", "resume": "active", "abort": "aborted"}.get(action)
     if state is None:
         return _page("refused.html", session, 404, message=f"No action {action!r}.")
     async with api(request, session) as client:
-        try:
-            await client.call("PATCH", f"deployments/{deployment_id}", json={"state": state})
-        except tether.APIError as exc:
-            return _page("refused.html", session, exc.status, message=exc.message)
+        await client.call("PATCH", f"deployments/{deployment_id}", json={"state": state})
     return Redirect("/updates", status_code=303)
 
 
 @get("/files", opt=OPEN, include_in_schema=False)
 async def files(request: Request[Any, Any, Any]) -> Response[Any] | Template:
     """A folder of the organization's file tree: its entries, a page at a time."""
-    session = await session_of(request)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session = await signed_in(request)
     folder = "/" + request.query_params.get("path", "/").strip("/")
     listing = "files/list" + ("" if folder == "/" else quote(folder))
     async with api(request, session) as client:
-        try:
-            page = await client.get(listing, {"limit": 500})
-        except tether.APIError as exc:
-            return _page("refused.html", session, exc.status, message=exc.message)
+        page = await client.get(listing, {"limit": 500})
     crumbs = [("/", "/")]
     for part in [p for p in folder.split("/") if p]:
         crumbs.append((part, crumbs[-1][1].rstrip("/") + "/" + part))
@@ -397,24 +382,18 @@ async def files(request: Request[Any, Any, Any]) -> Response[Any] | Template:
 @post("/files/{op:str}", opt=OPEN, include_in_schema=False)
 async def file_task(request: Request[Any, Any, Any], op: FromPath[str]) -> Response[Any] | Template:
     """Move or remove a file or folder (a task on the server, waited for here)."""
-    session = await session_of(request)
-    form = await check_csrf(request, session)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session, form = await posted(request)
     path = str(form.get("path", ""))
     body: dict[str, Any] = {"op": {"move": "move", "remove": "remove"}.get(op, op), "path": path}
     if op == "move":
         body["target"] = str(form.get("target", ""))
     async with api(request, session) as client:
-        try:
-            task = await client.post("files/tasks", body)
-            for _ in range(100):
-                if task["status"] in ("succeeded", "failed"):
-                    break
-                await asyncio.sleep(0.05)
-                task = await client.get(f"files/tasks/{task['id']}")
-        except tether.APIError as exc:
-            return _page("refused.html", session, exc.status, message=exc.message)
+        task = await client.post("files/tasks", body)
+        for _ in range(100):
+            if task["status"] in ("succeeded", "failed"):
+                break
+            await asyncio.sleep(0.05)
+            task = await client.get(f"files/tasks/{task['id']}")
     if task["status"] == "failed":
         return _page("refused.html", session, 409, message=task.get("error") or "failed")
     parent = path.rsplit("/", 1)[0] or "/"
@@ -424,9 +403,7 @@ async def file_task(request: Request[Any, Any, Any], op: FromPath[str]) -> Respo
 @get("/users", opt=OPEN, include_in_schema=False)
 async def users(request: Request[Any, Any, Any]) -> Response[Any] | Template:
     """The organization's people; admins create them, change roles, reset passwords."""
-    session = await session_of(request)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session = await signed_in(request)
     return await _users_page(request, session)
 
 
@@ -438,10 +415,7 @@ async def _users_page(
     status: int = 200,
 ) -> Template:
     async with api(request, session) as client:
-        try:
-            listed = await client.get("users", {"limit": 500})
-        except tether.APIError as exc:
-            return _page("refused.html", session, exc.status, message=exc.message)
+        listed = await client.get("users", {"limit": 500})
     return _page("users.html", session, status, users=listed["results"], notice=notice, error=error)
 
 
@@ -450,10 +424,7 @@ async def change_users(
     request: Request[Any, Any, Any], action: FromPath[str]
 ) -> Response[Any] | Template:
     """Create a user, or change one's role or password, or delete one (admins)."""
-    session = await session_of(request)
-    form = await check_csrf(request, session)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session, form = await posted(request)
     user_id = str(form.get("user", ""))
     async with api(request, session) as client:
         try:
@@ -483,9 +454,7 @@ async def change_users(
 async def channels(request: Request[Any, Any, Any]) -> Response[Any] | Template:
     """Listen to a channel, broadcast on it and watch the answers come in (over the page's own
     realtime socket)."""
-    session = await session_of(request)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session = await signed_in(request)
     return _page("channels.html", session)
 
 
@@ -502,9 +471,7 @@ async def groups(
     request: Request[Any, Any, Any], plural: FromPath[str]
 ) -> Response[Any] | Template:
     """Projects, locations or zones, with a form to add one."""
-    session = await session_of(request)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session = await signed_in(request)
     kind = _group(plural)
     if kind is None:
         return _page("missing.html", session, 404, what="page")
@@ -518,9 +485,7 @@ async def group(
     request: Request[Any, Any, Any], plural: FromPath[str], item_id: FromPath[str]
 ) -> Response[Any] | Template:
     """One project, location or zone, and its devices."""
-    session = await session_of(request)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session = await signed_in(request)
     kind = _group(plural)
     if kind is None:
         return _page("missing.html", session, 404, what="page")
@@ -540,17 +505,11 @@ async def group(
 async def add_group(
     request: Request[Any, Any, Any], plural: FromPath[str]
 ) -> Response[Any] | Template:
-    session = await session_of(request)
-    form = await check_csrf(request, session)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session, form = await posted(request)
     if _group(plural) is None:
         return _page("missing.html", session, 404, what="page")
     async with api(request, session) as client:
-        try:
-            await client.post(plural, {"name": str(form.get("name", "")).strip()})
-        except tether.APIError as exc:
-            return _page("refused.html", session, exc.status, message=exc.message)
+        await client.post(plural, {"name": str(form.get("name", "")).strip()})
     return Redirect(f"/groups/{plural}", status_code=303)
 
 
@@ -558,44 +517,44 @@ async def add_group(
 async def delete_group(
     request: Request[Any, Any, Any], plural: FromPath[str], item_id: FromPath[str]
 ) -> Response[Any] | Template:
-    session = await session_of(request)
-    await check_csrf(request, session)
-    if session is None:
-        return Redirect("/sign-in", status_code=303)
+    session, _ = await posted(request)
     if _group(plural) is None:
         return _page("missing.html", session, 404, what="page")
     async with api(request, session) as client:
-        try:
-            await client.delete(f"{plural}/{item_id}")
-        except tether.APIError as exc:
-            return _page("refused.html", session, exc.status, message=exc.message)
+        await client.delete(f"{plural}/{item_id}")
     return Redirect(f"/groups/{plural}", status_code=303)
 
 
-HANDLERS = [
-    overview,
-    sign_in_form,
-    sign_in,
-    sign_out,
-    devices,
-    device,
-    delete_device,
-    pairing_form,
-    approve_pairing,
-    tokens,
-    create_token,
-    revoke_token,
-    updates,
-    change_rollout,
-    files,
-    file_task,
-    users,
-    change_users,
-    edit_document,
-    rotate_secret,
-    groups,
-    group,
-    add_group,
-    delete_group,
-    channels,
-]
+router = Router(
+    "/",
+    route_handlers=[
+        overview,
+        sign_in_form,
+        sign_in,
+        sign_out,
+        devices,
+        device,
+        delete_device,
+        pairing_form,
+        approve_pairing,
+        tokens,
+        create_token,
+        revoke_token,
+        updates,
+        change_rollout,
+        files,
+        file_task,
+        users,
+        change_users,
+        edit_document,
+        rotate_secret,
+        groups,
+        group,
+        add_group,
+        delete_group,
+        channels,
+    ],
+    exception_handlers={SignedOut: _to_sign_in, tether.APIError: _refused},
+)
+"""The console's pages; a page that needs a session sends the signed-out to sign in, and
+what the API refuses is said on a page."""
