@@ -19,7 +19,9 @@ import httpx
 import pytest
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.select import Select
 
 import tether
 from tests.conftest import Tenant
@@ -375,3 +377,70 @@ def test_a_broadcast_from_the_browser_collects_a_device_answer(
         assert '"device":"answering"' in answered
         assert '"n":7' in browser.find_element(By.ID, "heard").text
         shot(browser, "channels")
+
+
+def test_devices_filtered_by_location_and_project_then_moved_and_deleted_together(
+    browser: WebDriver, tenant: Tenant
+) -> None:
+    with tenant.client() as admin:
+        hq = admin.locations.create("HQ")
+        depot = admin.locations.create("Depot")
+        pilot = admin.projects.create("pilot")
+        for name in ("a", "b", "c"):
+            admin.devices.create(name, location_id=hq.id)
+        admin.post(f"projects/{pilot.id}/devices", {"name": "in-pilot"})
+    sign_in(browser, tenant)
+    browser.get(f"{tenant.url}/devices?location={hq.id}")
+
+    def names() -> list[str]:
+        return sorted(
+            str(r.get_attribute("data-device"))
+            for r in browser.find_elements(By.CSS_SELECTOR, "tr[data-device]")
+        )
+
+    assert names() == ["a", "b", "c"]
+    browser.get(f"{tenant.url}/devices?project={pilot.id}")
+    assert names() == ["in-pilot"]
+    browser.get(f"{tenant.url}/devices?location={hq.id}")
+    for name in ("a", "b"):
+        browser.find_element(By.CSS_SELECTOR, f"tr[data-device={name}] input").click()
+    Select(browser.find_element(By.NAME, "action")).select_by_value("move")
+    Select(browser.find_element(By.CSS_SELECTOR, ".bulk select[name=location]")).select_by_value(
+        depot.id
+    )
+    browser.find_element(By.CSS_SELECTOR, ".bulk button").click()
+    wait(browser).until(lambda _: names() == ["c"])
+    browser.get(f"{tenant.url}/devices?location={depot.id}")
+    assert names() == ["a", "b"]
+    browser.find_element(By.CSS_SELECTOR, "tr[data-device=a] input").click()
+    Select(browser.find_element(By.NAME, "action")).select_by_value("delete")
+    browser.find_element(By.CSS_SELECTOR, ".bulk button").click()
+    wait(browser).until(lambda _: names() == ["b"])
+
+
+def test_pages_fit_a_phone_and_the_sign_in_form_works_from_the_keyboard(
+    browser: WebDriver, tenant: Tenant
+) -> None:
+    browser.set_window_size(375, 812)
+    try:
+        browser.get(f"{tenant.url}/sign-in")
+        browser.delete_all_cookies()
+        browser.get(f"{tenant.url}/sign-in")
+        field = browser.find_element(By.NAME, "organization")
+        field.clear()
+        field.send_keys(
+            tenant.organization, Keys.TAB, "admin", Keys.TAB, tenant.password, Keys.ENTER
+        )
+        wait_for_heading(browser, "Overview")
+        for path in ("/", "/devices", "/updates", "/files", "/tokens", "/users"):
+            browser.get(f"{tenant.url}{path}")
+            width = browser.execute_script("return document.documentElement.scrollWidth")
+            wide = browser.execute_script(
+                "return [...document.querySelectorAll('body *')]"
+                ".filter(e => e.getBoundingClientRect().right > 375)"
+                ".slice(0, 5).map(e => e.tagName + '.' + e.className)"
+            )
+            assert width <= 375, (path, width, wide)
+        shot(browser, "phone")
+    finally:
+        browser.set_window_size(1280, 900)

@@ -53,7 +53,7 @@ async def signed_in(request: Request[Any, Any, Any]) -> Session:
     return session
 
 
-async def posted(request: Request[Any, Any, Any]) -> tuple[Session, dict[str, Any]]:
+async def posted(request: Request[Any, Any, Any]) -> tuple[Session, Any]:
     """The session and the form it posted, once the form's CSRF token checks out."""
     session = await session_of(request)
     form = await check_csrf(request, session)
@@ -162,25 +162,33 @@ async def devices(request: Request[Any, Any, Any]) -> Response[Any] | Template:
     query = request.query_params
     search = query.get("q", "").strip()
     presence = query.get("online", "")
+    location = query.get("location", "")
+    project = query.get("project", "")
     params: dict[str, Any] = {"limit": PAGE}
     if query.get("after"):
         params["after"] = query["after"]
     if presence in ("true", "false"):
         params["online"] = presence
+    if location:
+        params["location_id"] = location
     if "=" in search:
         field, _, value = search.partition("=")
         params[f"document[{field.strip()}]"] = value.strip()
     elif search:
         params["name"] = search
     error = None
+    listed = f"projects/{quote(project, safe='')}/devices" if project else "devices"
     async with api(request, session) as client:
         try:
-            page = await client.get("devices", params)
-        except tether.BadRequestError as exc:
+            page = await client.get(listed, params)
+        except (tether.BadRequestError, tether.NotFoundError) as exc:
             page, error = {"total": 0, "results": [], "next": None}, exc.message
+        locations = (await client.get("locations", {"limit": 200}))["results"]
+        projects = (await client.get("projects", {"limit": 200}))["results"]
+    chosen = {"q": search, "online": presence, "location": location, "project": project}
     following = None
     if page["next"] and page["results"]:
-        shown = {"q": search, "online": presence, "after": page["results"][-1]["id"]}
+        shown = chosen | {"after": page["results"][-1]["id"]}
         following = "/devices?" + urlencode({k: v for k, v in shown.items() if v})
     return _page(
         "devices.html",
@@ -188,9 +196,29 @@ async def devices(request: Request[Any, Any, Any]) -> Response[Any] | Template:
         page=page,
         search=search,
         presence=presence,
+        chosen=chosen,
+        locations=locations,
+        projects=projects,
         following=following,
         error=error,
     )
+
+
+@post("/devices", opt=OPEN, include_in_schema=False)
+async def bulk(request: Request[Any, Any, Any]) -> Response[Any] | Template:
+    """Delete the chosen devices, or move them to a location (or out of any)."""
+    session, form = await posted(request)
+    chosen = form.getall("device") if "device" in form else []
+    action = form.get("action", "")
+    async with api(request, session) as client:
+        for device_id in chosen:
+            if action == "delete":
+                await client.delete(f"devices/{quote(str(device_id), safe='')}")
+            elif action == "move":
+                target = {"location_id": form.get("location") or None}
+                await client.call("PATCH", f"devices/{quote(str(device_id), safe='')}", json=target)
+    back = str(form.get("back") or "")
+    return Redirect(back if back.startswith("/devices?") else "/devices", status_code=303)
 
 
 @get("/devices/{device_id:str}", opt=OPEN, include_in_schema=False)
@@ -533,6 +561,7 @@ router = Router(
         sign_in,
         sign_out,
         devices,
+        bulk,
         device,
         delete_device,
         pairing_form,

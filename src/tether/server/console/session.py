@@ -171,10 +171,10 @@ async def session_of(request: Request[Any, Any, Any]) -> Session | None:
     return Session(principal, token, identity)
 
 
-async def check_csrf(request: Request[Any, Any, Any], session: Session | None) -> dict[str, Any]:
-    """The posted form, once its CSRF token matches the session's (or, signed out, the CSRF
-    cookie's); 403 otherwise."""
-    form = dict(await request.form())
+async def check_csrf(request: Request[Any, Any, Any], session: Session | None) -> Any:
+    """The posted form (`form.get(name)`, `form.getall(name)`), once its CSRF token matches
+    the session's (or, signed out, the CSRF cookie's); 403 otherwise."""
+    form = await request.form()
     sent = str(form.get("csrf", ""))
     expected = session.csrf if session else request.cookies.get(CSRF_COOKIE, "")
     if not expected or not hmac.compare_digest(sent, expected):
