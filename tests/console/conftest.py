@@ -9,11 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from selenium.common.exceptions import (
-    NoSuchElementException,
-    StaleElementReferenceException,
-    WebDriverException,
-)
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.wait import WebDriverWait
@@ -75,26 +71,24 @@ def sign_in(
         b.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
         return True
 
-    WebDriverWait(browser, 20, ignored_exceptions=(WebDriverException,)).until(fill)
+    wait(browser, 20).until(fill)
     wait(browser).until(
         lambda b: heading_of(b) == "Overview" or b.find_elements(By.CSS_SELECTOR, "[role=alert]")
     )
 
 
 def wait(browser: WebDriver, seconds: float = 10) -> WebDriverWait[WebDriver]:
-    """A wait that looks again when the page was replaced under it (a click's navigation)."""
-    return WebDriverWait(
-        browser,
-        seconds,
-        ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
-    )
+    """A wait that looks again when the page was replaced under it (a click's navigation):
+    Chrome then answers stale elements, missing ones, or "Node ... does not belong to the
+    document", all `WebDriverException`s."""
+    return WebDriverWait(browser, seconds, ignored_exceptions=(WebDriverException,))
 
 
 def heading_of(browser: WebDriver) -> str | None:
     """The page's h1, or None while a page is being replaced."""
     try:
         return str(browser.find_element(By.TAG_NAME, "h1").text)
-    except (NoSuchElementException, StaleElementReferenceException):
+    except WebDriverException:
         return None
 
 
