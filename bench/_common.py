@@ -99,3 +99,27 @@ def drop_database(url: str) -> None:
             await conn.close()
 
     asyncio.run(drop())
+
+
+async def grow_fleet(database_url: str, more: int) -> None:
+    """Add `more` devices like the first one, written straight into the database (SQLAlchemy
+    async URL), in batches: a fleet in seconds."""
+    import sqlalchemy as sa
+
+    from tether.server.db.engine import create_engine, new_id
+    from tether.server.db.tables import resources
+
+    engine = create_engine(database_url)
+    async with engine.begin() as conn:
+        first = (
+            (await conn.execute(sa.select(resources).where(resources.c.kind == "device").limit(1)))
+            .one()
+            ._asdict()
+        )
+        for start in range(0, more, 5000):
+            batch = [
+                first | {"id": new_id(), "name": f"fleet-{start + i}"}
+                for i in range(min(5000, more - start))
+            ]
+            await conn.execute(resources.insert(), batch)
+    await engine.dispose()

@@ -23,29 +23,7 @@ import time
 from pathlib import Path
 
 import httpx
-import sqlalchemy as sa
-from _common import ADMIN_PASSWORD, admin_token, free_port, start_tether
-
-from tether.server.db.engine import create_engine, new_id
-from tether.server.db.tables import resources
-
-
-async def grow_fleet(database: str, more: int) -> None:
-    """`more` devices like the first one, written straight into the database."""
-    engine = create_engine(database)
-    async with engine.begin() as conn:
-        first = (
-            (await conn.execute(sa.select(resources).where(resources.c.kind == "device").limit(1)))
-            .one()
-            ._asdict()
-        )
-        for start in range(0, more, 5000):
-            batch = [
-                first | {"id": new_id(), "name": f"fleet-{start + i}"}
-                for i in range(min(5000, more - start))
-            ]
-            await conn.execute(resources.insert(), batch)
-    await engine.dispose()
+from _common import ADMIN_PASSWORD, admin_token, free_port, grow_fleet, start_tether
 
 
 def percentile(times: list[float], share: float) -> float:

@@ -29,13 +29,11 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 import uvicorn
-from _common import ADMIN_PASSWORD, admin_token, free_port
+from _common import ADMIN_PASSWORD, admin_token, free_port, grow_fleet
 from litestar import get
 
 from tether.server.app import create_app
-from tether.server.db.engine import create_engine, new_id
 from tether.server.db.reads import fetch
-from tether.server.db.tables import resources
 from tether.server.settings import Settings
 from tether.server.state import Tether
 
@@ -78,24 +76,6 @@ def wrk(
     if non2xx:
         raise SystemExit(f"{url}: {non2xx.group(1)} failed responses\n{output}")
     return float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
-
-
-async def grow_fleet(url: str, more: int) -> None:
-    """Add `more` devices like the first one, straight into the database, in batches."""
-    engine = create_engine(url)
-    async with engine.begin() as conn:
-        first = (
-            (await conn.execute(sa.select(resources).limit(1).where(resources.c.kind == "device")))
-            .one()
-            ._asdict()
-        )
-        for start in range(0, more, 5000):
-            batch = [
-                first | {"id": new_id(), "name": f"fleet-{start + i}"}
-                for i in range(min(5000, more - start))
-            ]
-            await conn.execute(resources.insert(), batch)
-    await engine.dispose()
 
 
 def main() -> None:
