@@ -444,3 +444,63 @@ def test_pages_fit_a_phone_and_the_sign_in_form_works_from_the_keyboard(
         shot(browser, "phone")
     finally:
         browser.set_window_size(1280, 900)
+
+
+def test_versions_events_and_a_device_history_from_the_overview(
+    browser: WebDriver, tenant: Tenant
+) -> None:
+    with tenant.client() as admin:
+        made = [admin.post("devices", {"name": name}) for name in ("alpha", "bravo", "charlie")]
+        admin.updates.publish("fw", "2.0.0", ("fw.bin", io.BytesIO(b"two")))
+        admin.updates.deploy("fw", "2.0.0", name="autumn")
+        for device, version in zip(made, ("1.0.0", "2.0.0", "1.0.0"), strict=True):
+            with tether.Client(
+                tenant.url, device_id=device["id"], device_secret=device["secret"]
+            ) as dc:
+                dc.updates.check([tether.Package("fw", version)])
+        bravo = made[1]
+        with tether.Client(tenant.url, device_id=bravo["id"], device_secret=bravo["secret"]) as dc:
+            dc.updates.report("fw", "2.0.0", "installed", "flashed")
+            dc.files.put(("boot.log", io.BytesIO(b"booted")), f"/devices/{bravo['id']}/boot.log")
+    sign_in(browser, tenant)
+    wait_for_heading(browser, "Overview")
+
+    def events_shown() -> str:
+        browser.refresh()
+        return str(browser.find_element(By.CSS_SELECTOR, "table.events").text)
+
+    wait(browser, 10).until(
+        lambda _: _state_is(lambda: "installed (flashed)" in events_shown(), True)
+    )
+    spread = browser.find_element(
+        By.XPATH, "//h2[text()='Versions across the fleet']/following-sibling::table[1]"
+    )
+    assert [
+        " ".join(r.text.split()) for r in spread.find_elements(By.CSS_SELECTOR, "tbody tr")
+    ] == [
+        "fw 1.0.0 2",
+        "fw 2.0.0 1",
+    ]
+    shot(browser, "overview-events")
+    spread.find_element(By.LINK_TEXT, "2").click()
+    wait_for_heading(browser, "Devices (2)")
+    assert [r.text.split()[0] for r in browser.find_elements(By.CSS_SELECTOR, "tbody tr")] == [
+        "alpha",
+        "charlie",
+    ]
+    Select(browser.find_element(By.NAME, "installed")).select_by_index(0)
+    Select(browser.find_element(By.NAME, "sort")).select_by_visible_text("name, Z to A")
+    browser.find_element(By.CSS_SELECTOR, "form.search button").click()
+    wait_for_heading(browser, "Devices (3)")
+    assert [r.text.split()[0] for r in browser.find_elements(By.CSS_SELECTOR, "tbody tr")] == [
+        "charlie",
+        "bravo",
+        "alpha",
+    ]
+    browser.find_element(By.LINK_TEXT, "bravo").click()
+    wait_for_heading(browser, "bravo")
+    page = browser.find_element(By.TAG_NAME, "main").text
+    assert "autumn fw 2.0.0 installed flashed" in " ".join(page.split())
+    assert "boot.log" in page
+    assert "report created" in page
+    shot(browser, "device-history")

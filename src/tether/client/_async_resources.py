@@ -34,18 +34,27 @@ def data_path(group: str, key: str) -> str:
 
 
 LISTED_AS_THEY_ARE = frozenset(
-    {"name", "location_id", "experience_id", "zone_id", "member_id", "parent_id", "limit", "after"}
+    {
+        *("name", "location_id", "experience_id", "zone_id", "member_id", "parent_id"),
+        *("online", "sort", "limit", "after"),
+    }
 )
-"""What a find passes through: relations and paging. Every other keyword is a document field."""
+"""What a find passes through: relations, presence, order and paging. Every other keyword is a
+document field."""
 
 
 def find_query(filters: Mapping[str, Any]) -> dict[str, Any]:
     """A find's query string: `subtype="player"` (or `document={"subtype": "player"}`) asks for
-    `document[subtype]=player`; `**{"address.city": "Oslo"}` names a nested field."""
+    `document[subtype]=player`; `**{"address.city": "Oslo"}` names a nested field;
+    `installed={"firmware": "2.1"}` finds devices running that version; `online=True`."""
     query: dict[str, Any] = {}
     for name, value in filters.items():
         if name == "document" and isinstance(value, Mapping):
             query |= find_query({f"document[{k}]": v for k, v in value.items()})
+        elif name == "installed" and isinstance(value, Mapping):
+            query |= {f"installed[{k}]": str(v) for k, v in value.items()}
+        elif isinstance(value, bool) and name in LISTED_AS_THEY_ARE:
+            query[name] = json.dumps(value)
         elif value is None or name in LISTED_AS_THEY_ARE:
             query[name] = value
         else:
@@ -390,7 +399,9 @@ class AsyncCollection(Generic[R]):
 
     async def find(self, **filters: Any) -> AsyncResultSet[R]:
         """Objects matching the filters: relations (name, location_id, zone_id, …), paging
-        (limit), and any document field (`subtype="player"`, `**{"address.city": "Oslo"}`)."""
+        (limit), order (`sort="name"`, `"-name"`, `"-created"`), for devices `online=True` and
+        `installed={"firmware": "2.1"}`, and any document field (`subtype="player"`,
+        `**{"address.city": "Oslo"}`)."""
         page = await self._client.get(self._path, find_query(filters))
         return AsyncResultSet(self._client, page, self._wrap)
 

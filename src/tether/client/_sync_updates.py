@@ -207,6 +207,16 @@ class Updates:
         """Published package versions (every page), oldest first."""
         return self._client.get_all("packages", {"reference": reference, "limit": 500})
 
+    def installed(self, reference: str | None = None) -> list[dict[str, Any]]:
+        """The versions the fleet runs: `{reference, version, devices}` for each, as devices
+        said in their update checks and installed reports."""
+        params = {"reference": reference} if reference else None
+        return self._client.get("updates/installed", params)  # type: ignore[no-any-return]
+
+    def history(self, device_id: str) -> dict[str, Any]:
+        """A device's installed packages and its latest report on each deployment."""
+        return self._client.get(f"devices/{device_id}/updates")  # type: ignore[no-any-return]
+
     def deploy(
         self,
         reference: str,

@@ -32,7 +32,11 @@ QUERY: dict[str, tuple[dict[str, Any], str]] = {
         {"type": "integer", "minimum": 1, "maximum": 10_000},
         "Page size (at most the server's TETHER_MAX_PAGE_SIZE; telemetry queries: 10,000).",
     ),
-    "after": ({"type": "string", "maxLength": 100}, "Cursor: take it from a page's `next`."),
+    "after": ({"type": "string", "maxLength": 400}, "Cursor: take it from a page's `next`."),
+    "sort": (
+        {"type": "string", "enum": ["created", "-created", "name", "-name"]},
+        "Order: by creation (the default) or name; a leading - for descending.",
+    ),
     "name": (_TEXT, "Only the objects with this exact name."),
     "location_id": (_ID, "Only those at this location."),
     "experience_id": (_ID, "Only those in this experience."),
@@ -68,6 +72,15 @@ QUERY: dict[str, tuple[dict[str, Any], str]] = {
     "online": (
         {"type": "string", "enum": ["true", "false"]},
         "Only devices seen in the last 5 minutes (true), or only the others (false).",
+    ),
+    "installed": (
+        {
+            "type": "object",
+            "additionalProperties": {"type": "string", "maxLength": 100},
+            "maxProperties": 3,
+        },
+        "Only devices that said they run this version of a package, as "
+        "installed[REFERENCE]=VERSION (in their update check, or an installed report).",
     ),
     "document": (
         {

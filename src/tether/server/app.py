@@ -40,13 +40,14 @@ from tether.server.identity.sealed import Sealer, master_key
 from tether.server.identity.seen import Seen
 from tether.server.identity.signin_limits import LoginLimiter
 from tether.server.inputs import MAX_JSON_BODY, RefuseNul, TetherRequest
+from tether.server.realtime import journal
 from tether.server.realtime.hub import forward_events, realtime
 from tether.server.realtime.relay import RedisBackplane
 from tether.server.resources import data, kinds
 from tether.server.settings import Settings
 from tether.server.state import ServerState
 from tether.server.telemetry import points
-from tether.server.updates import checks, deployments, packages
+from tether.server.updates import checks, deployments, installed, packages
 
 logger = logging.getLogger("tether.server")
 
@@ -156,6 +157,8 @@ async def _background(state: ServerState) -> AsyncIterator[None]:
     state.spawn(_hourly(lambda: tree.collect_blobs(state), "removed %d unreferenced blobs"))
     state.hub.hearing.append(deployments.heard(state))
     state.spawn(forward_events(state.bus, state.hub))
+    state.spawn(journal.record(state, state.bus))
+    state.spawn(_hourly(lambda: journal.prune(state), "forgot %d events past their retention"))
     state.spawn(state.revocations.follow())
     state.spawn(state.seen.follow(lambda: state.hub.connected("device")))
     state.revocations.listeners.append(state.hub.revoked)
@@ -253,6 +256,8 @@ def create_app(
             packages.router,
             deployments.router,
             checks.router,
+            installed.router,
+            journal.router,
             realtime,
             *(extra_handlers or []),
         ],

@@ -185,6 +185,13 @@ SETTINGS: tuple[Setting, ...] = (
         "Delete telemetry points received more than this many days ago; 0 keeps them forever.",
     ),
     Setting(
+        "events_retention_days",
+        int,
+        30,
+        "Keep the journal of events (GET /api/v1/events, the console's recent events) this "
+        "many days.",
+    ),
+    Setting(
         "realtime_compression",
         bool,
         False,
@@ -245,6 +252,7 @@ class Settings:
             "telemetry_max_points",
             "max_file_size",
             "max_package_size",
+            "events_retention_days",
         ):
             if self.values[name] <= 0:
                 raise SettingsError(f"{_BY_NAME[name].env}: must be positive")

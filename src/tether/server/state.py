@@ -71,6 +71,8 @@ class ServerState:
     live_deployments: TimedCache = field(default_factory=lambda: TimedCache(5.0))
     """Each organization's active and paused deployments, for update checks; dropped here when
     this process changes one, and when another process says (through the backplane) it did."""
+    installed_noted: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    """What this process last wrote of each device's installed packages (`updates.installed`)."""
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run `work` after the request returns; kept until done, cancelled at shutdown."""

@@ -7,7 +7,7 @@ import asyncio
 import json
 import socket
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from litestar import Request, Response, Router, get, post
 from litestar.params import FromPath
@@ -98,6 +98,8 @@ async def overview(request: Request[Any, Any, Any]) -> Response[Any] | Template:
         online = await client.get("devices", {"limit": 1, "online": "true"})
         deployments = await client.get("deployments", {"limit": 100})
         packages = await client.get("packages", {"limit": 1})
+        versions = await client.get("updates/installed")
+        events = await client.get("events", {"limit": 20})
     rollouts = [_rollout(d) for d in deployments["results"] if d["state"] in ("active", "paused")]
     return _page(
         "overview.html",
@@ -106,6 +108,8 @@ async def overview(request: Request[Any, Any, Any]) -> Response[Any] | Template:
         online=online["total"],
         packages=packages["total"],
         rollouts=rollouts,
+        versions=versions,
+        events=events["results"],
     )
 
 
@@ -155,28 +159,44 @@ async def sign_out(request: Request[Any, Any, Any]) -> Response[Any]:
     return end_session(Redirect("/sign-in", status_code=303))
 
 
+SORTS = {
+    "created": "oldest first",
+    "-created": "newest first",
+    "name": "name, A to Z",
+    "-name": "name, Z to A",
+}
+
+
 @get("/devices", opt=OPEN, include_in_schema=False)
 async def devices(request: Request[Any, Any, Any]) -> Response[Any] | Template:
-    """Devices, a page at a time, found by name or by a document field (`field=value`)."""
+    """Devices, a page at a time, found by name or by a document field (`field=value`), by
+    presence, location, project or installed version, in the order chosen."""
     session = await signed_in(request)
     query = request.query_params
-    search = query.get("q", "").strip()
-    presence = query.get("online", "")
-    location = query.get("location", "")
-    project = query.get("project", "")
+    chosen = {
+        name: query.get(name, "").strip()
+        for name in ("q", "online", "location", "project", "installed", "sort")
+    }
+    search = chosen["q"]
     params: dict[str, Any] = {"limit": PAGE}
     if query.get("after"):
         params["after"] = query["after"]
-    if presence in ("true", "false"):
-        params["online"] = presence
-    if location:
-        params["location_id"] = location
+    if chosen["online"] in ("true", "false"):
+        params["online"] = chosen["online"]
+    if chosen["location"]:
+        params["location_id"] = chosen["location"]
+    if chosen["sort"] in SORTS:
+        params["sort"] = chosen["sort"]
+    reference, _, version = chosen["installed"].partition("=")
+    if version:
+        params[f"installed[{reference}]"] = version
     if "=" in search:
         field, _, value = search.partition("=")
         params[f"document[{field.strip()}]"] = value.strip()
     elif search:
         params["name"] = search
     error = None
+    project = chosen["project"]
     listed = f"projects/{quote(project, safe='')}/devices" if project else "devices"
     async with api(request, session) as client:
         try:
@@ -185,20 +205,24 @@ async def devices(request: Request[Any, Any, Any]) -> Response[Any] | Template:
             page, error = {"total": 0, "results": [], "next": None}, exc.message
         locations = (await client.get("locations", {"limit": 200}))["results"]
         projects = (await client.get("projects", {"limit": 200}))["results"]
-    chosen = {"q": search, "online": presence, "location": location, "project": project}
+        versions = await client.get("updates/installed")
     following = None
-    if page["next"] and page["results"]:
-        shown = chosen | {"after": page["results"][-1]["id"]}
-        following = "/devices?" + urlencode({k: v for k, v in shown.items() if v})
+    if page["next"]:
+        after = parse_qs(urlsplit(page["next"]).query).get("after", [""])[0]
+        following = "/devices?" + urlencode(
+            {k: v for k, v in chosen.items() if v} | {"after": after}
+        )
     return _page(
         "devices.html",
         session,
         page=page,
         search=search,
-        presence=presence,
+        presence=chosen["online"],
         chosen=chosen,
         locations=locations,
         projects=projects,
+        versions=versions,
+        sorts=SORTS,
         following=following,
         error=error,
     )
@@ -239,6 +263,12 @@ async def _device_page(
         except tether.NotFoundError:
             return _page("missing.html", session, 404, what="device")
         latest = await client.get(f"devices/{device_id}/telemetry/latest")
+        updates = await client.get(f"devices/{device_id}/updates")
+        events = await client.get("events", {"device_id": device_id, "limit": 20})
+        try:
+            files = await client.get(f"files/list/devices/{device_id}", {"limit": 100})
+        except tether.NotFoundError:
+            files = {"total": 0, "results": []}
     status = 422 if shown.get("error") else 200
     document = shown.pop("draft", None) or json.dumps(found["document"], indent=2)
     return _page(
@@ -248,6 +278,9 @@ async def _device_page(
         device=found,
         latest=sorted(latest["values"].items()),
         document=document,
+        updates=updates,
+        events=events["results"],
+        files=files,
         **shown,
     )
 

@@ -124,6 +124,7 @@ resources = sa.Table(
     sa.Index("ix_resources_location", "location_id"),
     sa.Index("ix_resources_experience", "experience_id"),
     sa.Index("ix_resources_parent", "parent_id"),
+    sa.Index("ix_resources_org_kind_name", "org_id", "kind", "name", "id"),
 )
 sa.Index(
     "ix_resources_subtype",
@@ -433,3 +434,34 @@ deployment_reports = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
 )
 """The latest state each device reported for a deployment (downloading, installed, failed)."""
+
+installed_packages = sa.Table(
+    "installed_packages",
+    metadata,
+    sa.Column("device_id", sa.String(36), primary_key=True),
+    sa.Column("reference", sa.String(200), primary_key=True),
+    _org(),
+    sa.Column("version", sa.String(100), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_installed_packages_version", "org_id", "reference", "version"),
+)
+"""What each device last said it has installed: in its own update check, or in a report of an
+installed version. Counts per version across the fleet and finds the devices on one."""
+
+events = sa.Table(
+    "events",
+    metadata,
+    _id(primary_key=True),
+    _org(),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Column("type", sa.String(100), nullable=False),
+    sa.Column("action", sa.String(20), nullable=False),
+    sa.Column("object_id", sa.String(500), nullable=False),
+    _id("device_id", nullable=True),
+    _id("project_id", nullable=True),
+    sa.Column("document", sa.Text, nullable=True),
+    sa.Index("ix_events_org", "org_id", "id"),
+    sa.Index("ix_events_device", "device_id", "id"),
+    sa.Index("ix_events_project", "project_id", "id"),
+)
+"""The journal: recent events, kept for a while (`realtime.journal`). Ids are time-ordered."""

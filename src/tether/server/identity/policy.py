@@ -114,6 +114,7 @@ _TABLE: list[Rule] = [
     Rule("update", "check", _who(*READERS, device=SELF), True, "what a device should install"),
     Rule("update", "download", _who(*READERS, device=SELF), True, "fetch an offered package"),
     Rule("update", "report", _who(*WRITERS, device=SELF), False, "a device's install progress"),
+    Rule("report", "read", _who(*READERS, device=SELF), True, "update reports, as events"),
     Rule("channel", "listen", _who(*ROLES), True, "subscribe, members, events"),
     Rule("channel", "broadcast", _who(*ROLES), False, "broadcast and respond"),
     Rule(

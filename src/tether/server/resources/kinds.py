@@ -12,6 +12,8 @@ endpoints of the kind, mounted both organization-wide (`/api/v1/devices`) and in
 
 import datetime as dt
 import functools
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -26,13 +28,14 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from tether.server.db.engine import RowView, new_id, utcnow
-from tether.server.db.pages import Page, list_page, page_limit
+from tether.server.db.pages import BY_ID, Page, Sort, list_page, page_limit
 from tether.server.db.reads import Reads, fetch
 from tether.server.db.tables import (
     data_items,
     deployment_reports,
     file_tasks,
     files,
+    installed_packages,
     resources,
     telemetry_batches,
     telemetry_latest,
@@ -78,7 +81,7 @@ class Kind:
         if self.parented:
             names |= {"parent_id"}
         if self.name == "device":
-            names |= {"online"}
+            names |= {"online", "installed"}
         return frozenset(names)
 
 
@@ -303,10 +306,13 @@ def scoped_resources(
     in_project: bool,
     filters: tuple[str, ...] = (),
     documents: tuple[tuple[str, int], ...] = (),
+    online: bool | None = None,
+    installed: int = 0,
 ) -> sa.Select[Any]:
     """Resources of one kind in the caller's scope, bound by `scope_params`, narrowed by
-    `filters` (each bound as its own name) and by document filters of the shapes `documents`
-    (bound by `documents.bound`). Built once per shape: building and hashing a statement costs
+    `filters` (each bound as its own name), by document filters of the shapes `documents`
+    (bound by `documents.bound`), by presence (`online_since`) and by `installed` packages
+    (`installed_filters`). Built once per shape: building and hashing a statement costs
     more than running it on the hot path."""
     query = select_resources().where(
         resources.c.org_id == sa.bindparam("org_id"), resources.c.kind == sa.bindparam("kind")
@@ -314,13 +320,7 @@ def scoped_resources(
     if in_project:
         query = query.where(resources.c.project_id == sa.bindparam("project_id"))
     for field in filters:
-        if field in ("online", "offline"):
-            since: Any = sa.bindparam("online_since", type_=resources.c.seen_at.type)
-            seen = resources.c.seen_at
-            query = query.where(
-                seen >= since if field == "online" else sa.or_(seen.is_(None), seen < since)
-            )
-        elif field in ("zone_id", "member_id"):
+        if field in ("zone_id", "member_id"):
             this, other = (
                 ("member_id", "zone_id") if field == "zone_id" else ("zone_id", "member_id")
             )
@@ -330,6 +330,17 @@ def scoped_resources(
             query = query.where(resources.c.id.in_(members))
         else:
             query = query.where(resources.c[field] == sa.bindparam(field))
+    if online is not None:
+        since: Any = sa.bindparam("online_since", type_=resources.c.seen_at.type)
+        seen = resources.c.seen_at
+        query = query.where(seen >= since if online else sa.or_(seen.is_(None), seen < since))
+    for i in range(installed):
+        running = sa.select(installed_packages.c.device_id).where(
+            installed_packages.c.org_id == sa.bindparam("org_id"),
+            installed_packages.c.reference == sa.bindparam(f"installed_reference_{i}"),
+            installed_packages.c.version == sa.bindparam(f"installed_version_{i}"),
+        )
+        query = query.where(resources.c.id.in_(running))
     return narrowed_by(query, resources.c.document, documents)
 
 
@@ -340,6 +351,46 @@ def presence_filter(raw: str | None) -> bool | None:
     if raw not in ("true", "false"):
         raise invalid_parameter("online", "is true or false")
     return raw == "true"
+
+
+_INSTALLED = re.compile(r"^installed\[(.{1,200})\]$")
+MAX_INSTALLED_FILTERS = 3
+
+
+def installed_filters(params: Mapping[str, str]) -> dict[str, str]:
+    """The `installed[REFERENCE]=VERSION` filters of a device list, bound for
+    `scoped_resources`: devices that said they run that version of that package."""
+    bound: dict[str, str] = {}
+    for key, value in params.items():
+        match = _INSTALLED.match(key)
+        if key == "installed" or (key.startswith("installed[") and match is None):
+            raise invalid_parameter(key, "takes a package: installed[REFERENCE]=VERSION")
+        if match is None:
+            continue
+        if not 1 <= len(value) <= 100:
+            raise invalid_parameter(key, "is a version of 1 to 100 characters")
+        i = len(bound) // 2
+        bound |= {f"installed_reference_{i}": match[1], f"installed_version_{i}": value}
+    if len(bound) > 2 * MAX_INSTALLED_FILTERS:
+        raise invalid_parameter("installed", f"takes at most {MAX_INSTALLED_FILTERS} packages")
+    return bound
+
+
+SORTS = {
+    "created": BY_ID,
+    "-created": Sort(None, descending=True),
+    "name": Sort(resources.c.name),
+    "-name": Sort(resources.c.name, descending=True),
+}
+"""The orders a list may ask for (`sort=`): oldest first (ids are time-ordered) by default."""
+
+
+def sort_of(raw: str | None) -> Sort:
+    if raw is None:
+        return BY_ID
+    if raw not in SORTS:
+        raise invalid_parameter("sort", f"is one of {', '.join(SORTS)}")
+    return SORTS[raw]
 
 
 def scope_params(kind: Kind, org_id: str, project_id: str | None) -> dict[str, Any]:
@@ -361,7 +412,9 @@ def rule_of(kind: Kind, verb: str) -> dict[str, Any]:
     """The policy rule a kind's endpoint obeys (`verb`: list, get, create, update, delete or
     rotate), with the path parameter that names a device for its SELF reach."""
     query = (
-        {"query": ("limit", "after", "document", *sorted(kind.filters))} if verb == "list" else {}
+        {"query": ("limit", "after", "sort", "document", *sorted(kind.filters))}
+        if verb == "list"
+        else {}
     )
     if verb in ("list", "get"):
         action = "read"
@@ -406,10 +459,16 @@ async def _forget(conn: AsyncConnection, tether: ServerState, kind: Kind, row_id
 
 
 async def _forget_devices(conn: AsyncConnection, device_ids: list[str]) -> None:
-    """A deleted device's telemetry and update reports."""
+    """A deleted device's telemetry, update reports and installed packages."""
     for start in range(0, len(device_ids), 500):
         batch = device_ids[start : start + 500]
-        for table in (telemetry_points, telemetry_latest, telemetry_batches, deployment_reports):
+        for table in (
+            telemetry_points,
+            telemetry_latest,
+            telemetry_batches,
+            deployment_reports,
+            installed_packages,
+        ):
             await conn.execute(table.delete().where(table.c.device_id.in_(batch)))
 
 
@@ -435,20 +494,23 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
         params = request.query_params
         filters = tuple(f for f in _FILTERS if f in params)
         online = presence_filter(params.get("online"))
-        if online is not None:
-            filters += ("online" if online else "offline",)
         documents = document_filters(params)
-        shapes = tuple(d.shape for d in documents)
+        installed = installed_filters(params) if kind.name == "device" else {}
+        sort = sort_of(params.get("sort"))
         async with tether.reader.connect() as conn:
             org_id, project_id = await resolve_scope(conn, request, kind.in_projects)
-            query = scoped_resources(project_id is not None, filters, shapes)
-            bound = scope_params(kind, org_id, project_id) | {
-                f: params[f] for f in filters if f in _FILTERS
-            }
-            bound |= documents_bound(documents)
+            query = scoped_resources(
+                project_id is not None,
+                filters,
+                tuple(d.shape for d in documents),
+                online,
+                len(installed) // 2,
+            )
+            bound = scope_params(kind, org_id, project_id) | {f: params[f] for f in filters}
+            bound |= documents_bound(documents) | installed
             if online is not None:
                 bound["online_since"] = online_since()
-            return await list_page(conn, request, query, resources.c.id, limit, to_out, bound)
+            return await list_page(conn, request, query, resources.c.id, limit, to_out, bound, sort)
 
     async def create(
         request: Request[Any, Any, Any],

@@ -26,8 +26,10 @@ from tether.server.identity.credentials import Principal
 from tether.server.identity.policy import CALLER, allow, own_device
 from tether.server.identity.scope import principal_of, resolve_scope, scoped_paths
 from tether.server.problems import invalid, not_found
+from tether.server.realtime.events import Event
 from tether.server.state import ServerState, Tether
 from tether.server.updates.deployments import ReportState, record_report
+from tether.server.updates.installed import note_check, note_installed
 from tether.server.updates.packages import LIVE_STATES, checked_version
 from tether.server.updates.rules import Test, compile_rules, in_rollout, properties_of
 
@@ -249,6 +251,8 @@ async def check(
     needed = set().union(*(d.needs for d in live))
     project_id = request.path_params.get("project_id")
     props = await _properties(tether, principal, project_id, device_id, data.properties, needed)
+    if principal.type == "device":
+        await note_check(tether, org_id, device_id, installed)
     resumed = await _resumed(tether, device_id, [d.id for d in live if d.state == "paused"])
     assigned: dict[str, _Live] = {}
     for d in live:
@@ -345,7 +349,19 @@ async def report(
         ).first()
         if deployment is None:
             raise not_found("deployment of this package version")
+        version = checked_version(data.version)
         state = await record_report(tether, conn, deployment, device_id, data.state, data.reason)
+        if data.state == "installed":
+            await note_installed(tether, conn, principal.org_id, device_id, data.reference, version)
+    reported = {
+        "device_id": device_id,
+        "deployment_id": deployment.id,
+        "reference": data.reference,
+        "version": version,
+        "state": data.state,
+        "reason": data.reason,
+    }
+    tether.bus.publish(Event(principal.org_id, "report", "created", device_id, reported))
     return ReportOut(deployment.id, state)
 
 

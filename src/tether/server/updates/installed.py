@@ -1,0 +1,202 @@
+"""What the fleet runs: the versions each device has installed, counted across the fleet, and a
+device's update history.
+
+A device says what it has installed in every update check, and a report of an installed
+version says it too. Checks are the hot path of a fleet, so each process remembers what it last
+wrote for a device and writes again only when that changes.
+"""
+
+# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+
+import datetime as dt
+from typing import Any
+
+import msgspec
+import sqlalchemy as sa
+from litestar import Request, Router, get
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tether.server.db.engine import upsert, utcnow
+from tether.server.db.pages import check_query
+from tether.server.db.tables import (
+    deployment_reports,
+    deployments,
+    installed_packages,
+    package_versions,
+    resources,
+)
+from tether.server.identity.policy import allow
+from tether.server.identity.scope import resolve_scope, scoped_paths
+from tether.server.resources.kinds import KINDS, load
+from tether.server.state import ServerState, Tether
+
+_REMEMBERED = 100_000
+"""How many devices' installed packages a process remembers, to skip writing them again."""
+
+
+class VersionCount(msgspec.Struct):
+    reference: str
+    version: str
+    devices: int
+
+
+class Installed(msgspec.Struct):
+    reference: str
+    version: str
+    updated_at: dt.datetime
+
+
+class Report(msgspec.Struct):
+    deployment_id: str
+    deployment: str
+    reference: str
+    version: str
+    state: str
+    reason: str | None
+    updated_at: dt.datetime
+
+
+class DeviceUpdates(msgspec.Struct):
+    """A device's installed packages and its latest report on each deployment, newest first."""
+
+    installed: list[Installed]
+    reports: list[Report]
+
+
+async def note_check(
+    tether: ServerState, org_id: str, device_id: str, installed: dict[str, str]
+) -> None:
+    """Record what a device said it has installed in its own check, when that changed."""
+    remembered = tether.installed_noted
+    key = tuple(sorted(installed.items()))
+    if remembered.get(device_id) == key:
+        return
+    now = utcnow()
+    async with tether.engine.begin() as conn:
+        await conn.execute(
+            installed_packages.delete().where(installed_packages.c.device_id == device_id)
+        )
+        if installed:
+            await conn.execute(
+                installed_packages.insert(),
+                [
+                    {
+                        "device_id": device_id,
+                        "reference": reference,
+                        "org_id": org_id,
+                        "version": version,
+                        "updated_at": now,
+                    }
+                    for reference, version in installed.items()
+                ],
+            )
+    if len(remembered) >= _REMEMBERED:
+        remembered.clear()
+    remembered[device_id] = key
+
+
+async def note_installed(
+    tether: ServerState,
+    conn: AsyncConnection,
+    org_id: str,
+    device_id: str,
+    reference: str,
+    version: str,
+) -> None:
+    """Record a reported installation (in the report's transaction)."""
+    values = {"org_id": org_id, "version": version, "updated_at": utcnow()}
+    await conn.execute(
+        upsert(conn, installed_packages)
+        .values(device_id=device_id, reference=reference, **values)
+        .on_conflict_do_update(index_elements=["device_id", "reference"], set_=values)
+    )
+    tether.installed_noted.pop(device_id, None)
+
+
+_SPREAD = (
+    sa.select(
+        installed_packages.c.reference,
+        installed_packages.c.version,
+        sa.func.count().label("devices"),
+    )
+    .where(installed_packages.c.org_id == sa.bindparam("org_id"))
+    .group_by(installed_packages.c.reference, installed_packages.c.version)
+    .order_by(installed_packages.c.reference, sa.func.count().desc(), installed_packages.c.version)
+    .limit(1000)
+)
+_SPREAD_IN_PROJECT = _SPREAD.join_from(
+    installed_packages, resources, resources.c.id == installed_packages.c.device_id
+).where(resources.c.project_id == sa.bindparam("project_id"))
+
+
+@get(
+    scoped_paths("/updates/installed"),
+    tags=["updates"],
+    summary="The versions installed across the fleet: how many devices run each",
+    opt=allow("package", "read", query=("reference",)),
+)
+async def spread(request: Request[Any, Any, Any], tether: Tether) -> list[VersionCount]:
+    check_query(request)
+    reference = request.query_params.get("reference")
+    async with tether.reader.connect() as reads:
+        org_id, project_id = await resolve_scope(reads, request)
+        query = _SPREAD if project_id is None else _SPREAD_IN_PROJECT
+        if reference is not None:
+            query = query.where(installed_packages.c.reference == reference)
+        params = {"org_id": org_id, "project_id": project_id}
+        rows = (await reads.execute(query, params)).all()
+    return [VersionCount(row.reference, row.version, row.devices) for row in rows]
+
+
+@get(
+    scoped_paths("/devices/{id:str}/updates"),
+    tags=["updates"],
+    summary="A device's installed packages and its reports on each deployment",
+    opt=allow("device", "read", target="id"),
+)
+async def history(request: Request[Any, Any, Any], tether: Tether) -> DeviceUpdates:
+    check_query(request)
+    device_id = request.path_params["id"]
+    async with tether.reader.connect() as reads:
+        org_id, project_id = await resolve_scope(reads, request)
+        await load(reads, KINDS["device"], org_id, project_id, device_id)
+        installed = (
+            await reads.execute(
+                sa.select(installed_packages)
+                .where(installed_packages.c.device_id == device_id)
+                .order_by(installed_packages.c.reference)
+            )
+        ).all()
+        reports = (
+            await reads.execute(
+                sa.select(
+                    deployment_reports,
+                    deployments.c.name.label("deployment"),
+                    package_versions.c.reference,
+                    package_versions.c.version,
+                )
+                .join(deployments, deployments.c.id == deployment_reports.c.deployment_id)
+                .join(package_versions, package_versions.c.id == deployments.c.version_id)
+                .where(deployment_reports.c.device_id == device_id)
+                .order_by(deployment_reports.c.updated_at.desc())
+                .limit(100)
+            )
+        ).all()
+    return DeviceUpdates(
+        [Installed(r.reference, r.version, r.updated_at) for r in installed],
+        [
+            Report(
+                r.deployment_id,
+                r.deployment,
+                r.reference,
+                r.version,
+                r.state,
+                r.reason,
+                r.updated_at,
+            )
+            for r in reports
+        ],
+    )
+
+
+router = Router("/", route_handlers=[spread, history])
