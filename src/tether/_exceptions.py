@@ -7,6 +7,7 @@
     │   ├── RequestTimeout
     │   └── DownloadError           a transfer broke off; its partial file is kept to resume
     ├── PairingError                pairing expired or was refused
+    ├── AuthorizationError          an OAuth authorization was denied, refused or forged
     ├── OutboxFullError             the telemetry outbox is at its bound (policy "error")
     ├── PushError                   a telemetry push did not deliver everything
     ├── DeltaError                  a signature or delta is corrupt, truncated or of a wrong kind
@@ -76,6 +77,17 @@ class DowngradeError(TetherError):
 
 class PairingError(TetherError):
     """Pairing could not complete: the code expired, or was already used."""
+
+
+class AuthorizationError(TetherError):
+    """An app's OAuth authorization came back without a code: the person denied it
+    (`error` "access_denied"), the server refused the request, or the callback's `state` was
+    not the request's."""
+
+    def __init__(self, error: str, description: str = "") -> None:
+        super().__init__(f"{error}: {description}" if description else error)
+        self.error = error
+        self.description = description
 
 
 class OutboxFullError(TetherError):

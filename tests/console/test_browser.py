@@ -4,6 +4,7 @@ has no write controls, and a form without its CSRF token is refused."""
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
 import os
@@ -14,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -109,6 +111,7 @@ def test_a_waiting_device_is_approved_from_the_browser(browser: WebDriver, tenan
     """A real `tether pair` process waits with its code; a person types the code in the
     console; the process receives credentials that work."""
     command = [str(Path(sys.executable).parent / "tether"), "pair", "--url", tenant.url, "--json"]
+    command += ["--name", "kiosk", "--organization", tenant.organization]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
     device = subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -124,6 +127,9 @@ def test_a_waiting_device_is_approved_from_the_browser(browser: WebDriver, tenan
         assert code is not None
         sign_in(browser, tenant)
         browser.get(f"{tenant.url}/pairing")
+        waiting = browser.find_element(By.CSS_SELECTOR, "table.waiting").text
+        assert "kiosk" in waiting
+        assert code not in waiting
         browser.find_element(By.NAME, "code").send_keys(code)
         browser.find_element(By.NAME, "name").send_keys("lobby-screen")
         shot(browser, "pairing")
@@ -132,6 +138,7 @@ def test_a_waiting_device_is_approved_from_the_browser(browser: WebDriver, tenan
             lambda b: b.find_elements(By.CSS_SELECTOR, "[role=status]")
         )
         assert "lobby-screen" in status[0].text
+        assert "No device is waiting." in browser.find_element(By.TAG_NAME, "main").text
         out, _ = device.communicate(timeout=60)
         assert device.returncode == 0
         credentials = json.loads(out)
@@ -504,3 +511,62 @@ def test_versions_events_and_a_device_history_from_the_overview(
     assert "boot.log" in page
     assert "report created" in page
     shot(browser, "device-history")
+
+
+class _Callbacks(http.server.BaseHTTPRequestHandler):
+    """An app's redirect URI on loopback, where the browser lands after the consent page."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<h1>Back in the app</h1>")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_person_authorizes_an_app_on_the_consent_page(browser: WebDriver, tenant: Tenant) -> None:
+    app_server = http.server.HTTPServer(("127.0.0.1", 0), _Callbacks)
+    threading.Thread(target=app_server.serve_forever, daemon=True).start()
+    callback = f"http://127.0.0.1:{app_server.server_address[1]}/callback"
+    try:
+        with tenant.client() as admin:
+            app = admin.apps.create("Fleet dashboard", {"redirect_uris": [callback]})
+            admin.devices.create("seen-by-the-app")
+        browser.get(f"{tenant.url}/sign-in")
+        browser.delete_all_cookies()
+        flow = tether.OAuthFlow(tenant.url, app.id, callback, scope="read")
+        browser.get(flow.authorization_url)
+        wait_for_heading(browser, "Sign in")
+        browser.find_element(By.NAME, "organization").clear()
+        browser.find_element(By.NAME, "organization").send_keys(tenant.organization)
+        browser.find_element(By.NAME, "username").send_keys("admin")
+        browser.find_element(By.NAME, "password").send_keys(tenant.password)
+        browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
+        wait_for_heading(browser, "Authorize Fleet dashboard")
+        assert "change nothing" in browser.find_element(By.TAG_NAME, "main").text
+        shot(browser, "oauth-consent")
+        browser.find_element(By.XPATH, "//button[text()='Allow']").click()
+        wait_for_heading(browser, "Back in the app")
+        grant = flow.grant(browser.current_url)
+        with tether.Client(tenant.url, oauth=grant) as on_behalf:
+            assert [d.name for d in on_behalf.devices.find()] == ["seen-by-the-app"]
+            assert on_behalf.get("auth/whoami")["read_only"] is True
+
+        denied = tether.OAuthFlow(tenant.url, app.id, callback, scope="write")
+        browser.get(denied.authorization_url)
+        wait_for_heading(browser, "Authorize Fleet dashboard")
+        browser.find_element(By.XPATH, "//button[text()='Deny']").click()
+        wait_for_heading(browser, "Back in the app")
+        with pytest.raises(tether.AuthorizationError) as refused:
+            denied.grant(browser.current_url)
+        assert refused.value.error == "access_denied"
+
+        evil = quote("https://evil.example/callback", safe="")
+        browser.get(flow.authorization_url.replace(quote(callback, safe=""), evil))
+        wait_for_heading(browser, "Not done")
+        assert "redirect_uri" in browser.find_element(By.CSS_SELECTOR, "[role=alert]").text
+    finally:
+        app_server.shutdown()
+        app_server.server_close()

@@ -14,6 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+import tether
 from tests.conftest import Tenant
 from tether.server.identity.cookies import CSRF_HEADER, SESSION_COOKIE, csrf_of
 
@@ -69,3 +70,53 @@ def test_the_realtime_socket_takes_the_cookie_from_the_same_origin_only(tenant: 
     asyncio.run(open_with(f"http://{host}"))
     with pytest.raises(InvalidStatus):
         asyncio.run(open_with("http://evil.example"))
+
+
+def test_pages_refuse_frames_and_sign_in_returns_only_to_console_pages(tenant: Tenant) -> None:
+    with httpx.Client(base_url=tenant.url) as http:
+        page = http.get("/sign-in")
+        assert page.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+        asked = http.get("/devices?online=true")
+        assert asked.headers["location"] == "/sign-in?next=%2Fdevices%3Fonline%3Dtrue"
+        for target, landing in (
+            ("/devices?online=true", "/devices?online=true"),
+            ("//evil.example/x", "/"),
+            ("https://evil.example/", "/"),
+            ("/\\evil.example", "/"),
+            ("/\t/evil.example", "/"),
+        ):
+            http.cookies.clear()
+            form_page = http.get("/sign-in", params={"next": target}).text
+            csrf = re.search(r'name="csrf" value="([^"]+)"', form_page)
+            assert csrf is not None
+            form = {
+                "csrf": csrf[1],
+                "organization": tenant.organization,
+                "username": "admin",
+                "password": tenant.password,
+                "next": target,
+            }
+            assert http.post("/sign-in", data=form).headers["location"] == landing
+
+
+def test_an_app_is_not_approved_without_the_session_csrf_token(tenant: Tenant) -> None:
+    callback = "http://127.0.0.1:8765/callback"
+    with tenant.client() as admin:
+        app = admin.apps.create("Sneaky", {"redirect_uris": [callback]})
+    flow = tether.OAuthFlow(tenant.url, app.id, callback, scope="write")
+    asked = dict(httpx.URL(flow.authorization_url).params)
+    with signed_in(tenant) as http:
+        consent = http.get("/oauth/authorize", params=asked)
+        assert consent.status_code == 200
+        assert consent.headers["X-Frame-Options"] == "DENY"
+        refused = http.post("/oauth/authorize", data=asked | {"decision": "allow"})
+        assert refused.status_code == 403
+        assert "location" not in refused.headers
+        token = re.search(r'name="csrf" value="([^"]+)"', consent.text)
+        assert token is not None
+        allowed = http.post(
+            "/oauth/authorize", data=asked | {"decision": "allow", "csrf": token[1]}
+        )
+        assert allowed.status_code == 303
+        assert allowed.headers["location"].startswith(f"{callback}?code=tta_")

@@ -259,6 +259,10 @@ def devices_delete(device_id: str, url: UrlOption = None) -> None:
 def pair(
     url: UrlOption = None,
     name: Annotated[str | None, typer.Option(help="Name the device asks for.")] = None,
+    organization: Annotated[
+        str | None,
+        typer.Option(help="Organization to join: its people see this device waiting."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Pair this device: show a code, wait for a user to approve it, print the credentials.
@@ -280,7 +284,12 @@ def pair(
 
     try:
         with tether.Client(
-            url, allow_pairing=True, on_pairing_code=show, pairing_name=name, environ={}
+            url,
+            allow_pairing=True,
+            on_pairing_code=show,
+            pairing_name=name,
+            pairing_organization=organization,
+            environ={},
         ) as client:
             client.get_auth()
             credentials = client.credentials
@@ -307,6 +316,16 @@ def pairing_approve(
         body["name"] = name
     with connect(url) as client:
         record(client.post("pairing/approve", body), as_json)
+
+
+@pairing_app.command("pending")
+def pairing_pending(url: UrlOption = None, as_json: JsonOption = False) -> None:
+    """Devices waiting to pair that named your organization (`tether pair --organization`).
+
+    Their codes are not shown: approve the one the device itself shows."""
+    with connect(url) as client:
+        waiting = client.get("pairing/pending")
+    table(waiting, ["name", "address", "created_at", "expires_at"], as_json)
 
 
 @app.command(rich_help_panel=RAW)

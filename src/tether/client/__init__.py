@@ -33,6 +33,7 @@ from tether.client._async_updates import (
 )
 from tether.client._config import Retries
 from tether.client._credentials import Credentials
+from tether.client._oauth import OAuthFlow, OAuthGrant
 from tether.client._session import AuthPayload, PairingCode
 from tether.client._sync_client import Client
 from tether.client._sync_files import Files, FileTask
@@ -103,6 +104,8 @@ __all__ = [
     "Files",
     "Listener",
     "Location",
+    "OAuthFlow",
+    "OAuthGrant",
     "Outbox",
     "Package",
     "PairingCode",

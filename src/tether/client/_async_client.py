@@ -33,8 +33,9 @@ from tether.client._async_resources import (
 from tether.client._async_telemetry import AsyncTelemetry
 from tether.client._async_updates import AsyncUpdates
 from tether.client._config import DEFAULT_TIMEOUT, Retries
-from tether.client._credentials import resolve
+from tether.client._credentials import Credentials, resolve
 from tether.client._flows import Flow, T, pause, run_async
+from tether.client._oauth import OAuthGrant
 from tether.client._session import AuthPayload, Body, PairingCode, Session
 
 
@@ -61,6 +62,7 @@ class AsyncClient:
         allow_pairing: bool = False,
         on_pairing_code: Callable[[PairingCode], None] | None = None,
         pairing_name: str | None = None,
+        pairing_organization: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         retries: Retries | None = None,
         verify: bool | str | ssl.SSLContext = True,
@@ -70,6 +72,8 @@ class AsyncClient:
         transport: httpx.AsyncBaseTransport | None = None,
         environ: Mapping[str, str] | None = None,
         netrc: str | os.PathLike[str] | None = None,
+        oauth: OAuthGrant | None = None,
+        on_tokens: Callable[[AuthPayload], None] | None = None,
     ) -> None:
         arguments = {
             "token": token,
@@ -82,6 +86,8 @@ class AsyncClient:
             "api_key": api_key,
         }
         base_url, credentials = resolve(url, arguments, environ, netrc)
+        if oauth is not None:
+            credentials = Credentials(kind="oauth", oauth=oauth)
         self._session = Session(
             base_url,
             credentials,
@@ -90,7 +96,9 @@ class AsyncClient:
             allow_pairing=allow_pairing,
             on_pairing_code=on_pairing_code,
             pairing_name=pairing_name,
+            pairing_organization=pairing_organization,
             failover_urls=failover_urls,
+            on_tokens=on_tokens,
         )
         self.enable_network = enable_network
         self.failover_urls = [u.rstrip("/") for u in failover_urls]

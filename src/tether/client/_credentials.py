@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tether._exceptions import ConfigurationError
+from tether.client._oauth import OAuthGrant
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -36,6 +37,8 @@ class Credentials:
     app_id: str | None = None
     api_key: str | None = None
     refresh_token: str | None = None
+    oauth: OAuthGrant | None = None
+    """An app acting for a person (kind "oauth"): its code, or a kept refresh token."""
 
     def __repr__(self) -> str:
         shown = {k: v for k, v in self.__dict__.items() if v is not None}
@@ -112,7 +115,10 @@ def _from_fields(fields: Mapping[str, str | None]) -> Credentials | None:
         return Credentials(kind="token", token=values["token"])
     if has("username", "password", "organization"):
         return Credentials(
-            kind="password", **{k: values[k] for k in ("username", "password", "organization")}
+            kind="password",
+            username=values["username"],
+            password=values["password"],
+            organization=values["organization"],
         )
     if has("device_id", "device_secret"):
         return Credentials(

@@ -15,7 +15,7 @@ import json
 import logging
 import threading
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +33,7 @@ from tether._exceptions import (
 from tether.client._config import Retries, retry_delay
 from tether.client._credentials import Credentials
 from tether.client._flows import Flow, Renew, Send, Sleep
+from tether.client._oauth import OAuthGrant
 
 Body = bytes | Iterable[bytes] | AsyncIterable[bytes]
 """A request body: bytes, or chunks streamed from a file."""
@@ -54,11 +55,13 @@ class PairingCode:
 
 @dataclass(frozen=True)
 class AuthPayload:
-    """The current authentication: token, identity and expiry (None for static credentials)."""
+    """The current authentication: token, identity and expiry (None for static credentials),
+    and the refresh token of a sign-in (to keep, for an app acting for a person)."""
 
-    token: str | None
+    token: str | None = field(repr=False)
     identity: dict[str, Any]
     expires_at: dt.datetime | None
+    refresh_token: str | None = field(default=None, repr=False)
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
@@ -77,7 +80,9 @@ class Session:
         allow_pairing: bool = False,
         on_pairing_code: Callable[[PairingCode], None] | None = None,
         pairing_name: str | None = None,
+        pairing_organization: str | None = None,
         failover_urls: Sequence[str] = (),
+        on_tokens: Callable[[AuthPayload], None] | None = None,
     ) -> None:
         self.url = url
         self.servers = [url, *(u.rstrip("/") for u in failover_urls if u.rstrip("/") != url)]
@@ -89,8 +94,13 @@ class Session:
         self.allow_pairing = allow_pairing
         self.on_pairing_code = on_pairing_code
         self.pairing_name = pairing_name
+        self.pairing_organization = pairing_organization
         self.access_token: str | None = None
-        self.refresh_token: str | None = credentials.refresh_token
+        self.refresh_token: str | None = credentials.refresh_token or (
+            credentials.oauth.refresh_token if credentials.oauth else None
+        )
+        self.on_tokens = on_tokens
+        """Told each new access and refresh token (an app keeps the refresh token)."""
         self.expires_at: dt.datetime | None = None
         self.identity: dict[str, Any] | None = None
         self.lock = threading.Lock()
@@ -154,7 +164,7 @@ class Session:
 
     @property
     def uses_grants(self) -> bool:
-        return self.credentials.kind in {"password", "device", "app"} or self.allow_pairing
+        return self.credentials.kind in {"password", "device", "app", "oauth"} or self.allow_pairing
 
     def needs_login(self) -> bool:
         if self.identity is None:
@@ -168,7 +178,10 @@ class Session:
     def payload(self) -> AuthPayload:
         token = self.access_token or self.credentials.token
         return AuthPayload(
-            token=token, identity=dict(self.identity or {}), expires_at=self.expires_at
+            token=token,
+            identity=dict(self.identity or {}),
+            expires_at=self.expires_at,
+            refresh_token=self.refresh_token,
         )
 
     def _grant(self) -> dict[str, str] | None:
@@ -188,6 +201,14 @@ class Session:
             }
         if c.kind == "app":
             return {"grant_type": "app", "app_id": c.app_id or "", "api_key": c.api_key or ""}
+        if c.kind == "oauth" and c.oauth is not None and c.oauth.code:
+            return {
+                "grant_type": "authorization_code",
+                "code": c.oauth.code,
+                "code_verifier": c.oauth.code_verifier or "",
+                "redirect_uri": c.oauth.redirect_uri or "",
+                "client_id": c.oauth.client_id,
+            }
         return None
 
     def _accept_tokens(self, body: dict[str, Any]) -> None:
@@ -195,6 +216,12 @@ class Session:
         self.refresh_token = body.get("refresh_token")
         self.expires_at = dt.datetime.fromisoformat(body["expires_at"].replace("Z", "+00:00"))
         self.identity = body.get("identity") or {}
+        oauth = self.credentials.oauth
+        if oauth is not None and self.refresh_token:
+            kept = OAuthGrant(oauth.client_id, refresh_token=self.refresh_token)
+            self.credentials = Credentials(kind="oauth", oauth=kept)
+        if self.on_tokens is not None:
+            self.on_tokens(self.payload())
 
     # Flows ---------------------------------------------------------------------------------
 
@@ -237,6 +264,13 @@ class Session:
             if not (self.allow_pairing and response.status_code == 401):
                 raise _error(response)
             logger.info("device credentials refused; falling back to pairing")
+        if self.credentials.kind == "oauth":
+            raise AuthenticationError(
+                "The app's authorization has ended (its refresh token was refused): send the "
+                "person to OAuthFlow(...).authorization_url again.",
+                status=401,
+                code="unauthenticated",
+            )
         if not self.allow_pairing:
             raise AuthenticationError(
                 "No credentials: give a token, user, device or app credentials, or allow pairing.",
@@ -247,7 +281,8 @@ class Session:
 
     def pairing_flow(self) -> Flow[None]:
         """Ask for a pairing code, show it, and poll until a user approves it."""
-        body = {"name": self.pairing_name} if self.pairing_name else {}
+        asked = {"name": self.pairing_name, "organization": self.pairing_organization}
+        body = {k: v for k, v in asked.items() if v}
         request = self.build(
             "POST", self.resolve("/api/v1/pairing"), json_body=body, authenticated=False
         )

@@ -82,6 +82,18 @@ QUERY: dict[str, tuple[dict[str, Any], str]] = {
         "Only devices that said they run this version of a package, as "
         "installed[REFERENCE]=VERSION (in their update check, or an installed report).",
     ),
+    "response_type": ({"type": "string", "enum": ["code"]}, "OAuth: code."),
+    "client_id": (_ID, "OAuth: the registered app's id."),
+    "redirect_uri": (
+        {"type": "string", "maxLength": 2000},
+        "OAuth: one of the app's redirect_uris (a loopback one on any port).",
+    ),
+    "scope": ({"type": "string", "enum": ["read", "write"]}, "OAuth: what the app asks for."),
+    "code_challenge": (
+        {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$"},
+        "OAuth PKCE: base64url(SHA-256(code_verifier)), unpadded.",
+    ),
+    "code_challenge_method": ({"type": "string", "enum": ["S256"]}, "OAuth PKCE: S256."),
     "document": (
         {
             "type": "object",

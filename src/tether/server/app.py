@@ -30,7 +30,7 @@ from tether.server.db.reads import Reader
 from tether.server.files import content, tasks, tree
 from tether.server.files import sync as file_sync
 from tether.server.files.blobs import open_blobs
-from tether.server.identity import pairing, sessions, signin, users
+from tether.server.identity import oauth, pairing, sessions, signin, users
 from tether.server.identity.authn import AuthenticationMiddleware
 from tether.server.identity.bootstrap import FirstAdmin, prepare
 from tether.server.identity.credentials import AccessTokens
@@ -246,6 +246,7 @@ def create_app(
             sessions.router,
             users.router,
             pairing.router,
+            oauth.router,
             kinds.build_router(),
             data.router,
             points.router,

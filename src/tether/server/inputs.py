@@ -16,6 +16,7 @@ import datetime as dt
 import math
 import re
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Request
@@ -24,6 +25,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from tether.server.problems import Problem
 
+FORM = "application/x-www-form-urlencoded"
 MAX_JSON_DEPTH = 64
 MAX_JSON_BODY = 1024 * 1024
 """The largest JSON body of an ordinary route (a resource, a token, a deployment...)."""
@@ -138,10 +140,17 @@ def too_large(limit: int) -> Problem:
 
 
 class TetherRequest(Request[Any, Any, Any]):
-    """Litestar's request, with JSON bodies decoded by the rules above."""
+    """Litestar's request, with JSON bodies decoded by the rules above. A route that declares
+    `opt={"form_body": True}` (the token endpoint, which OAuth clients post forms to) also
+    takes an `application/x-www-form-urlencoded` body, as the object of its fields."""
 
     async def json(self) -> Any:
-        return decode_json(await self.body() or b"null")
+        raw = await self.body()
+        if self.route_handler.opt.get("form_body") and self.content_type[0] == FORM:
+            fields = parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+            check_text([value for pair in fields for value in pair])
+            return dict(fields)
+        return decode_json(raw or b"null")
 
 
 # -- Query parameters

@@ -5,6 +5,7 @@ signed-in person; what the API refuses is shown on a page with its reason (`_ref
 
 import asyncio
 import json
+import re
 import socket
 from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
@@ -31,12 +32,23 @@ OPEN = {"exclude_from_auth": True}
 PAGE = 50
 
 
+PAGE_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+"""Every page: never inside another site's frame (a consent page or a form clicked through
+a disguise), and no URL of the console (its query) sent to other sites as a referrer."""
+
+
 def _page(template: str, session: Session | None, status: int = 200, **context: Any) -> Template:
     return Template(
         template_name=template,
         context={"session": session, "version": __version__, **context},
         media_type="text/html",
         status_code=status,
+        headers=PAGE_HEADERS,
     )
 
 
@@ -63,8 +75,22 @@ async def posted(request: Request[Any, Any, Any]) -> tuple[Session, Any]:
     return session, form
 
 
-def _to_sign_in(_request: Request[Any, Any, Any], _exc: SignedOut) -> Response[Any]:
-    return Redirect("/sign-in", status_code=303)
+def _to_sign_in(request: Request[Any, Any, Any], _exc: SignedOut) -> Response[Any]:
+    """To the sign-in form, and (for a page, not a form) back to that page afterwards."""
+    if request.method != "GET":
+        return Redirect("/sign-in", status_code=303)
+    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return Redirect("/sign-in?" + urlencode({"next": here}), status_code=303)
+
+
+_LOCAL = re.compile(r"/(?!/)[!-\[\]-~]*")
+"""A path of this site: printable, no spaces, controls or backslashes (which browsers drop or
+turn into slashes), and not `//host`."""
+
+
+def _local(target: str) -> str:
+    """`target` when it is a page of this console, else the overview (no open redirect)."""
+    return target if _LOCAL.fullmatch(target) else "/"
 
 
 def _refused(request: Request[Any, Any, Any], exc: tether.APIError) -> Response[Any]:
@@ -73,11 +99,15 @@ def _refused(request: Request[Any, Any, Any], exc: tether.APIError) -> Response[
     return _page("refused.html", session, exc.status, message=exc.message)
 
 
-def _sign_in_page(request: Request[Any, Any, Any], error: str | None = None) -> Response[Any]:
-    """The sign-in form (with what went wrong), and where to go without a browser."""
+def _sign_in_page(
+    request: Request[Any, Any, Any], error: str | None = None, after: str = "/"
+) -> Response[Any]:
+    """The sign-in form (with what went wrong, and the page to go to after), and where to go
+    without a browser."""
     csrf = pre_session_csrf(request)
     url = str(request.base_url).rstrip("/")
-    page = _page("sign_in.html", None, 401 if error else 200, csrf=csrf, error=error, url=url)
+    status = 401 if error else 200
+    page = _page("sign_in.html", None, status, csrf=csrf, error=error, url=url, after=after)
     return with_pre_session_csrf(request, page, csrf)
 
 
@@ -115,7 +145,7 @@ async def overview(request: Request[Any, Any, Any]) -> Response[Any] | Template:
 
 @get("/sign-in", opt=OPEN, include_in_schema=False)
 async def sign_in_form(request: Request[Any, Any, Any]) -> Response[Any]:
-    return _sign_in_page(request)
+    return _sign_in_page(request, after=_local(request.query_params.get("next", "/")))
 
 
 @post("/sign-in", opt=OPEN, include_in_schema=False, status_code=303)
@@ -123,6 +153,7 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
     """Check the password through the API's own sign-in (its limits included), then keep an
     API token of the person's as the session."""
     form = await check_csrf(request, None)
+    after = _local(str(form.get("next", "/")))
     credentials = {
         "organization": str(form.get("organization", "")).strip(),
         "username": str(form.get("username", "")).strip(),
@@ -143,10 +174,10 @@ async def sign_in(request: Request[Any, Any, Any]) -> Response[Any]:
             )
             await client.post("auth/logout", {"refresh_token": signed_in["refresh_token"]})
     except tether.RateLimitError as exc:
-        return _sign_in_page(request, exc.message)
+        return _sign_in_page(request, exc.message, after)
     except tether.APIError:
-        return _sign_in_page(request, "Wrong organization, user name or password.")
-    return start_session(request, Redirect("/", status_code=303), made["token"])
+        return _sign_in_page(request, "Wrong organization, user name or password.", after)
+    return start_session(request, Redirect(after, status_code=303), made["token"])
 
 
 @post("/sign-out", opt=OPEN, include_in_schema=False, status_code=303)
@@ -331,7 +362,23 @@ async def delete_device(request: Request[Any, Any, Any], device_id: FromPath[str
 @get("/pairing", opt=OPEN, include_in_schema=False)
 async def pairing_form(request: Request[Any, Any, Any]) -> Response[Any] | Template:
     session = await signed_in(request)
-    return _page("pairing.html", session, approved=None, error=None)
+    return await _pairing_page(request, session)
+
+
+async def _pairing_page(
+    request: Request[Any, Any, Any],
+    session: Session,
+    status: int = 200,
+    approved: dict[str, Any] | None = None,
+    error: str | None = None,
+) -> Template:
+    """The code form, what was approved or refused, and the devices waiting that named this
+    organization (for those who may approve them)."""
+    waiting: list[dict[str, Any]] = []
+    if session.may("pairing", "read"):
+        async with api(request, session) as client:
+            waiting = await client.get("pairing/pending")
+    return _page("pairing.html", session, status, approved=approved, error=error, waiting=waiting)
 
 
 @post("/pairing", opt=OPEN, include_in_schema=False)
@@ -345,8 +392,8 @@ async def approve_pairing(request: Request[Any, Any, Any]) -> Response[Any] | Te
         try:
             approved = await client.post("pairing/approve", body)
         except tether.APIError as exc:
-            return _page("pairing.html", session, exc.status, approved=None, error=exc.message)
-    return _page("pairing.html", session, approved=approved, error=None)
+            return await _pairing_page(request, session, exc.status, error=exc.message)
+    return await _pairing_page(request, session, approved=approved)
 
 
 @get("/tokens", opt=OPEN, include_in_schema=False)
@@ -586,6 +633,65 @@ async def delete_group(
     return Redirect(f"/groups/{plural}", status_code=303)
 
 
+_BAD_APP = frozenset({"invalid_client", "invalid_redirect_uri"})
+"""Refusals shown here: the app's redirect URI is not known good, so nothing goes back there."""
+
+
+async def _authorization(
+    request: Request[Any, Any, Any], session: Session, asked: dict[str, str]
+) -> tuple[dict[str, Any] | None, Response[Any] | Template | None]:
+    """What the app asks (the API checks it), or where the browser goes instead: a page for
+    an unknown app or redirect URI, the app's redirect URI with the error for the rest."""
+    params = {k: v for k, v in asked.items() if k != "state"}
+    async with api(request, session) as client:
+        try:
+            return await client.get("oauth/authorize", params), None
+        except tether.APIError as exc:
+            if exc.status != 400 or exc.code in _BAD_APP:
+                return None, _page("refused.html", session, exc.status, message=exc.message)
+            error = {"error": exc.code, "error_description": exc.message}
+            return None, _back_to_app(asked, error)
+
+
+def _back_to_app(asked: dict[str, str], answer: dict[str, str]) -> Response[Any]:
+    """To the app's (checked) redirect URI with `answer` and its state."""
+    state = {"state": asked["state"]} if asked.get("state") else {}
+    uri = asked["redirect_uri"]
+    return Redirect(uri + ("&" if "?" in uri else "?") + urlencode(answer | state), status_code=303)
+
+
+_ASKED = (
+    *("response_type", "client_id", "redirect_uri", "scope", "state"),
+    *("code_challenge", "code_challenge_method"),
+)
+
+
+@get("/oauth/authorize", opt=OPEN, include_in_schema=False)
+async def authorize(request: Request[Any, Any, Any]) -> Response[Any] | Template:
+    """The consent page: which app asks to act for the person, and for what."""
+    session = await signed_in(request)
+    asked = dict(request.query_params.items())
+    consent, instead = await _authorization(request, session, asked)
+    if instead is not None:
+        return instead
+    return _page("authorize.html", session, consent=consent, asked=asked)
+
+
+@post("/oauth/authorize", opt=OPEN, include_in_schema=False)
+async def decide_authorization(request: Request[Any, Any, Any]) -> Response[Any] | Template:
+    """Allow (a code for the app) or deny; either way the browser goes back to the app."""
+    session, form = await posted(request)
+    asked = {k: str(form[k]) for k in _ASKED if k in form}
+    _, instead = await _authorization(request, session, asked)
+    if instead is not None:
+        return instead
+    if form.get("decision") != "allow":
+        return _back_to_app(asked, {"error": "access_denied", "error_description": "Denied."})
+    async with api(request, session) as client:
+        approved = await client.post("oauth/authorize", asked)
+    return Redirect(approved["redirect_to"], status_code=303)
+
+
 router = Router(
     "/",
     route_handlers=[
@@ -615,6 +721,8 @@ router = Router(
         add_group,
         delete_group,
         channels,
+        authorize,
+        decide_authorization,
     ],
     exception_handlers={SignedOut: _to_sign_in, tether.APIError: _refused},
 )

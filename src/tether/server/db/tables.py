@@ -208,6 +208,8 @@ refresh_tokens = sa.Table(
     sa.Column("revoked_at", UTCDateTime(), nullable=True),
     _id("family_id", nullable=False),
     _created(),
+    sa.Column("read_only", sa.Boolean, nullable=True),
+    _id("client_id", nullable=True),
     sa.Index("ix_refresh_tokens_family_id", "family_id"),
 )
 
@@ -249,6 +251,9 @@ pairings = sa.Table(
     _id("device_id", nullable=True),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
     _created(),
+    _id("wants_org_id", nullable=True),
+    sa.Column("address", sa.String(100), nullable=True),
+    sa.Index("ix_pairings_wants_org", "wants_org_id", "status"),
 )
 
 # Telemetry. Points are laid out for ingest speed: an integer key in arrival order and one index
@@ -465,3 +470,22 @@ events = sa.Table(
     sa.Index("ix_events_project", "project_id", "id"),
 )
 """The journal: recent events, kept for a while (`realtime.journal`). Ids are time-ordered."""
+
+oauth_codes = sa.Table(
+    "oauth_codes",
+    metadata,
+    _id(primary_key=True),
+    _org(),
+    sa.Column("code_hash", sa.String(64), nullable=False),
+    _id("user_id", nullable=False),
+    _id("client_id", nullable=False),
+    sa.Column("redirect_uri", sa.String(2000), nullable=False),
+    sa.Column("code_challenge", sa.String(128), nullable=False),
+    sa.Column("read_only", sa.Boolean, nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("used_at", UTCDateTime(), nullable=True),
+    _id("family_id", nullable=True),
+    _created(),
+)
+"""OAuth authorization codes (`identity.oauth`): what a person let a registered app do, until
+the app exchanges the code once with its PKCE verifier. Stored hashed; short-lived."""

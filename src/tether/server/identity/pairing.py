@@ -3,6 +3,11 @@
 A device with no credentials asks for a code pair, shows the short user code, and polls the
 token endpoint with its device code. A signed-in user approves the user code, which creates the
 device in the user's organization; the next poll hands the device its own id and secret.
+
+A device may name the organization it means to join: that organization's fleet managers then
+see it waiting (`GET /pairing/pending`: its name, address and times, never its code). Approval
+still takes the code the device shows, so a stranger's request cannot be approved from the
+list; the answer to the device is the same whether the organization exists or not.
 """
 
 from __future__ import annotations
@@ -13,11 +18,11 @@ from typing import Annotated, Any
 
 import msgspec
 import sqlalchemy as sa
-from litestar import Request, Router, post
+from litestar import Request, Router, get, post
 from litestar.params import JSONBody
 
 from tether.server.db.engine import new_id, utcnow
-from tether.server.db.tables import pairings, resources
+from tether.server.db.tables import organizations, pairings, resources
 from tether.server.identity.credentials import Principal, digest, new_secret
 from tether.server.identity.policy import allow
 from tether.server.identity.sessions import TokenResponse, issue_session, resource_principal
@@ -33,6 +38,18 @@ POLL_INTERVAL = 2
 
 class PairingRequest(msgspec.Struct, forbid_unknown_fields=True):
     name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    organization: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+    """The organization the device means to join, by name: its people see the request."""
+
+
+class WaitingDevice(msgspec.Struct):
+    """A pairing request that named the caller's organization, waiting for its code."""
+
+    id: str
+    name: str | None
+    address: str | None
+    created_at: dt.datetime
+    expires_at: dt.datetime
 
 
 class PairingStarted(msgspec.Struct):
@@ -66,8 +83,16 @@ async def start(
     user_code = "".join(secrets.choice(_ALPHABET) for _ in range(8))
     now = utcnow()
     ttl = tether.settings.pairing_ttl
+    client = request.scope.get("client")
     async with tether.engine.begin() as conn:
         await conn.execute(pairings.delete().where(pairings.c.expires_at < now))
+        wants = None
+        if data.organization:
+            wants = (
+                await conn.execute(
+                    sa.select(organizations.c.id).where(organizations.c.name == data.organization)
+                )
+            ).scalar()
         await conn.execute(
             pairings.insert().values(
                 id=new_id(),
@@ -77,6 +102,8 @@ async def start(
                 name=data.name,
                 expires_at=now + dt.timedelta(seconds=ttl),
                 created_at=now,
+                wants_org_id=wants,
+                address=client[0][:100] if client else None,
             )
         )
     return PairingStarted(
@@ -123,6 +150,31 @@ async def approve(
     return device
 
 
+_WAITING = (
+    sa.select(pairings)
+    .where(
+        pairings.c.wants_org_id == sa.bindparam("org_id"),
+        pairings.c.status == "pending",
+        pairings.c.expires_at > sa.bindparam("now", type_=pairings.c.expires_at.type),
+    )
+    .order_by(pairings.c.created_at.desc())
+    .limit(100)
+)
+
+
+@get(
+    "/pairing/pending",
+    summary="Devices waiting to pair that named the caller's organization (without their codes)",
+    opt=allow("pairing", "read"),
+)
+async def pending(request: Request[Principal, Any, Any], tether: Tether) -> list[WaitingDevice]:
+    async with tether.reader.connect() as reads:
+        rows = await reads.execute(_WAITING, {"org_id": request.user.org_id, "now": utcnow()})
+        return [
+            WaitingDevice(r.id, r.name, r.address, r.created_at, r.expires_at) for r in rows.all()
+        ]
+
+
 async def claim(tether: Tether, device_code: str) -> TokenResponse:
     """The device's poll: pending, expired, or its credentials and a session."""
     async with tether.engine.begin() as conn:
@@ -160,4 +212,4 @@ async def claim(tether: Tether, device_code: str) -> TokenResponse:
         )
 
 
-router = Router("/", route_handlers=[start, approve])
+router = Router("/", route_handlers=[start, approve, pending])

@@ -95,11 +95,13 @@ async def issue_session(
     state: ServerState,
     principal: Principal,
     family_id: str | None = None,
+    client_id: str | None = None,
     **extra: Any,
 ) -> TokenResponse:
     """An access token plus a new refresh token for `principal`. A sign-in starts a family of
     refresh tokens (`family_id`, carried by its access tokens as `sid`); each refresh continues
-    it, and logout or the reuse of a spent refresh token revokes all of it."""
+    it, and logout or the reuse of a spent refresh token revokes all of it. The refresh token
+    keeps the principal's read-only narrowing and the app it was issued to (`client_id`)."""
     now = utcnow()
     refresh_id = new_id()
     family_id = family_id or refresh_id
@@ -116,6 +118,8 @@ async def issue_session(
             expires_at=now + dt.timedelta(seconds=state.settings.refresh_token_ttl),
             family_id=family_id,
             created_at=now,
+            read_only=principal.read_only or None,
+            client_id=client_id,
         )
     )
     return TokenResponse(
@@ -153,9 +157,10 @@ async def _revoke(
     await revoked.revoke(conn, [subject])
 
 
-async def user_principal(conn: Reads, user_id: str) -> Principal | None:
+async def user_principal(conn: Reads, user_id: str, **narrowed: Any) -> Principal | None:
+    """A user as a principal (None if gone), narrowed as `Principal.of_user` says."""
     row = (await conn.execute(USER_PRINCIPAL.where(users.c.id == user_id))).first()
-    return None if row is None else Principal.of_user(row)
+    return None if row is None else Principal.of_user(row, **narrowed)
 
 
 async def resource_principal(conn: Reads, resource_id: str, kind: str) -> Principal | None:

@@ -1,9 +1,10 @@
 """Signing in: the token endpoint.
 
 `POST /api/v1/auth/token` takes one of several grants (password, device, app, refresh_token,
-and the OAuth device-code grant used by pairing) and answers a short-lived access token, a
-refresh token and the identity (`sessions`). Failures say only "invalid credentials" and are
-rate limited per identity.
+the OAuth device-code grant used by pairing, and the authorization code an app got through
+`oauth`) as JSON or as a form (as OAuth clients send it), and answers a short-lived access
+token, a refresh token and the identity (`sessions`). Failures say only "invalid credentials"
+and are rate limited per identity.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tether.server.identity.credentials import (
     split_prefixed,
     verify_password,
 )
+from tether.server.identity.oauth import CODE_PREFIX, REFUSED, exchange, oauth_error
 from tether.server.identity.pairing import claim
 from tether.server.identity.sessions import (
     TokenResponse,
@@ -51,6 +53,7 @@ class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
         "device",
         "app",
         "refresh_token",
+        "authorization_code",
         "urn:ietf:params:oauth:grant-type:device_code",
     ]
     username: Text | None = None
@@ -62,6 +65,10 @@ class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
     api_key: Secret | None = None
     refresh_token: Secret | None = None
     device_code: Secret | None = None
+    code: Secret | None = None
+    code_verifier: Secret | None = None
+    redirect_uri: Annotated[str, msgspec.Meta(min_length=1, max_length=2000)] | None = None
+    client_id: Text | None = None
 
 
 async def _password_grant(conn: Reads, data: JSONBody[TokenRequest]) -> Principal | None:
@@ -79,9 +86,10 @@ async def _password_grant(conn: Reads, data: JSONBody[TokenRequest]) -> Principa
 
 async def _refresh_grant(
     conn: AsyncConnection, state: ServerState, token: str
-) -> tuple[Principal, str] | None:
+) -> tuple[Principal, str, str | None] | None:
     """Rotate a refresh token: the old one is spent, and whoever presents it again revokes its
-    whole family (RFC 9700, refresh token reuse detection). Answers the principal and family."""
+    whole family (RFC 9700, refresh token reuse detection). Answers the principal (narrowed as
+    the sign-in was), the family and the app it was issued to."""
     token_id = split_prefixed(REFRESH_TOKEN_PREFIX, token)
     if token_id is None:
         return None
@@ -99,11 +107,13 @@ async def _refresh_grant(
         await revoke_family(conn, state.revocations, row.family_id)
         return None
     principal: Principal | None
-    if row.principal_type == "user":
+    if row.principal_type == "user" and row.client_id:
+        principal = await user_principal(conn, row.principal_id, read_only=bool(row.read_only))
+    elif row.principal_type == "user":
         principal = await user_principal(conn, row.principal_id)
     else:
         principal = await resource_principal(conn, row.principal_id, row.principal_type)
-    return None if principal is None else (principal, row.family_id)
+    return None if principal is None else (principal, row.family_id, row.client_id)
 
 
 def _require(data: JSONBody[TokenRequest], *names: str) -> None:
@@ -114,7 +124,7 @@ def _require(data: JSONBody[TokenRequest], *names: str) -> None:
 
 @post(
     "/auth/token",
-    opt={"exclude_from_auth": True},
+    opt={"exclude_from_auth": True, "form_body": True},
     request_max_body_size=SIGN_IN_BODY,
     status_code=200,
     summary="Exchange credentials for an access token",
@@ -125,6 +135,24 @@ async def token(
     if data.grant_type == "urn:ietf:params:oauth:grant-type:device_code":
         _require(data, "device_code")
         return await claim(tether, data.device_code or "")
+    if data.grant_type == "authorization_code":
+        _require(data, "code", "code_verifier", "redirect_uri", "client_id")
+        code_id = split_prefixed(CODE_PREFIX, data.code or "")
+        issued = None
+        if code_id is not None:
+            async with tether.engine.begin() as conn:
+                issued = await exchange(
+                    conn,
+                    tether,
+                    code_id,
+                    data.code or "",
+                    data.client_id or "",
+                    data.redirect_uri or "",
+                    data.code_verifier or "",
+                )
+        if issued is None:
+            raise oauth_error("invalid_grant", REFUSED)
+        return issued
     if data.grant_type == "refresh_token":
         _require(data, "refresh_token")
         async with tether.engine.begin() as conn:
@@ -132,7 +160,9 @@ async def token(
         if found is None:
             raise unauthenticated("Invalid credentials.")
         async with tether.engine.begin() as conn:
-            return await issue_session(conn, tether, found[0], family_id=found[1])
+            return await issue_session(
+                conn, tether, found[0], family_id=found[1], client_id=found[2]
+            )
     if data.grant_type == "password":
         _require(data, "username", "password", "organization")
         account = f"user:{data.organization}:{data.username}"

@@ -43,6 +43,7 @@ from tether.server.db.tables import (
     zone_members,
 )
 from tether.server.identity.credentials import digest, new_secret
+from tether.server.identity.oauth import revoke_client
 from tether.server.identity.policy import allow
 from tether.server.identity.scope import resolve_scope
 from tether.server.identity.seen import online_since
@@ -440,6 +441,8 @@ async def _forget(conn: AsyncConnection, tether: ServerState, kind: Kind, row_id
         await revoke_principal(conn, tether.revocations, row_id)
     if kind.name == "device":
         await _forget_devices(conn, [row_id])
+    if kind.name == "app":
+        await revoke_client(conn, tether.revocations, row_id)
     if kind.name == "project":
         held = (
             await conn.execute(
