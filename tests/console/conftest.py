@@ -97,7 +97,11 @@ def wait_for_heading(browser: WebDriver, text: str) -> None:
     wait(browser).until(lambda b: heading_of(b) == text)
 
 
-def shot(browser: WebDriver, name: str) -> None:
-    """Save a screenshot of the page for the console's documentation."""
+def shot(browser: WebDriver, name: str, heading: str | None = None) -> None:
+    """Save a screenshot of the page for the console's documentation (scrolled to the section
+    under `heading`, when given)."""
     SHOTS.mkdir(parents=True, exist_ok=True)
+    if heading is not None:
+        section = browser.find_element(By.XPATH, f"//h2[text()='{heading}']")
+        browser.execute_script("arguments[0].scrollIntoView()", section)
     browser.save_screenshot(str(SHOTS / f"{name}.png"))

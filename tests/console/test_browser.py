@@ -488,7 +488,7 @@ def test_versions_events_and_a_device_history_from_the_overview(
         "fw 1.0.0 2",
         "fw 2.0.0 1",
     ]
-    shot(browser, "overview-events")
+    shot(browser, "overview-events", "Versions across the fleet")
     spread.find_element(By.LINK_TEXT, "2").click()
     wait_for_heading(browser, "Devices (2)")
     assert [r.text.split()[0] for r in browser.find_elements(By.CSS_SELECTOR, "tbody tr")] == [
@@ -510,7 +510,7 @@ def test_versions_events_and_a_device_history_from_the_overview(
     assert "autumn fw 2.0.0 installed flashed" in " ".join(page.split())
     assert "boot.log" in page
     assert "report created" in page
-    shot(browser, "device-history")
+    shot(browser, "device-history", "Software")
 
 
 class _Callbacks(http.server.BaseHTTPRequestHandler):

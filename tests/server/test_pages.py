@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
-from litestar import Litestar
-from litestar.testing import AsyncTestClient
 
 from tests.server.inprocess import settings_for, signed_in
 from tether.server.db import pages
@@ -18,7 +17,7 @@ from tether.server.db.tables import resources
 pytestmark = pytest.mark.anyio
 
 
-async def walk(http: AsyncTestClient[Litestar], url: str) -> tuple[list[int], list[str]]:
+async def walk(http: httpx.AsyncClient, url: str) -> tuple[list[int], list[str]]:
     """Every page of a list from `url`: the totals the pages gave and the names of the rows."""
     totals, names = [], []
     next_url: str | None = url

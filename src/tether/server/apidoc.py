@@ -82,6 +82,9 @@ QUERY: dict[str, tuple[dict[str, Any], str]] = {
         "Only devices that said they run this version of a package, as "
         "installed[REFERENCE]=VERSION (in their update check, or an installed report).",
     ),
+    "type": (_TEXT, "Events: only those of this type (device, deployment, report, ...)."),
+    "device_id": (_ID, "Events: only those about this device."),
+    "object_id": (_TEXT, "Events: only those about this object."),
     "response_type": ({"type": "string", "enum": ["code"]}, "OAuth: code."),
     "client_id": (_ID, "OAuth: the registered app's id."),
     "redirect_uri": (

@@ -670,7 +670,7 @@ _ASKED = (
 async def authorize(request: Request[Any, Any, Any]) -> Response[Any] | Template:
     """The consent page: which app asks to act for the person, and for what."""
     session = await signed_in(request)
-    asked = dict(request.query_params.items())
+    asked = {k: request.query_params[k] for k in _ASKED if k in request.query_params}
     consent, instead = await _authorization(request, session, asked)
     if instead is not None:
         return instead

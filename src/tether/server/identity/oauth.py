@@ -29,6 +29,7 @@ from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether.server.db.engine import new_id, utcnow
+from tether.server.db.pages import check_query
 from tether.server.db.reads import Reads
 from tether.server.db.tables import oauth_codes, refresh_tokens, resources
 from tether.server.identity.credentials import digest, digest_matches, make_prefixed
@@ -162,9 +163,6 @@ def _checked(data: AuthorizationRequest) -> bool:
 
 def _request_of(request: Request[Any, Any, Any]) -> AuthorizationRequest:
     params = {k: v for k, v in request.query_params.items() if k in _QUERY}
-    unknown = sorted(set(request.query_params) - set(_QUERY))
-    if unknown:
-        raise oauth_error("invalid_request", f"Unknown parameter(s): {', '.join(unknown)}.")
     try:
         return msgspec.convert(params, AuthorizationRequest)
     except msgspec.ValidationError as exc:
@@ -178,6 +176,7 @@ def _request_of(request: Request[Any, Any, Any]) -> AuthorizationRequest:
     opt=allow("app", "read", query=_QUERY),
 )
 async def consent(request: Request[Any, Any, Any], tether: Tether) -> Consent:
+    check_query(request)
     query = request.query_params
     async with tether.reader.connect() as reads:
         org_id = principal_of(request).org_id

@@ -118,6 +118,9 @@ _TABLE: list[Rule] = [
     Rule("update", "report", _who(*WRITERS, device=SELF), False, "a device's install progress"),
     Rule("report", "read", _who(*READERS, device=SELF), True, "update reports, as events"),
     Rule("channel", "listen", _who(*ROLES), True, "subscribe, members, events"),
+    Rule(
+        "event", "read", _who(*ROLES), True, "the journal of recent events, each to who may hear it"
+    ),
     Rule("channel", "broadcast", _who(*ROLES), False, "broadcast and respond"),
     Rule(
         "channel",

@@ -148,7 +148,7 @@ def _shown(principal: Any) -> Any:
     scoped_paths("/events"),
     tags=["events"],
     summary="Recent events, newest first: what changed in the organization",
-    opt=allow("session", "read", query=_FILTERS),
+    opt=allow("event", "read", query=_FILTERS),
 )
 async def recent(request: Request[Any, Any, Any], tether: Tether) -> Page[JournalEvent]:
     limit = page_limit(request, tether.settings)
