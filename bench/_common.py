@@ -101,13 +101,14 @@ def drop_database(url: str) -> None:
     asyncio.run(drop())
 
 
-async def grow_fleet(database_url: str, more: int) -> None:
+async def grow_fleet(database_url: str, more: int, installed: bool = False) -> None:
     """Add `more` devices like the first one, written straight into the database (SQLAlchemy
-    async URL), in batches: a fleet in seconds."""
+    async URL), in batches: a fleet in seconds. With `installed`, every device runs one of
+    three versions of a package, as if each had said so in an update check."""
     import sqlalchemy as sa
 
-    from tether.server.db.engine import create_engine, new_id
-    from tether.server.db.tables import resources
+    from tether.server.db.engine import create_engine, new_id, utcnow
+    from tether.server.db.tables import installed_packages, resources
 
     engine = create_engine(database_url)
     async with engine.begin() as conn:
@@ -122,4 +123,16 @@ async def grow_fleet(database_url: str, more: int) -> None:
                 for i in range(min(5000, more - start))
             ]
             await conn.execute(resources.insert(), batch)
+            if installed:
+                said = [
+                    {
+                        "device_id": device["id"],
+                        "reference": "com.acme.player",
+                        "version": f"1.{n % 3}.0",
+                        "org_id": first["org_id"],
+                        "updated_at": utcnow(),
+                    }
+                    for n, device in enumerate(batch)
+                ]
+                await conn.execute(installed_packages.insert(), said)
     await engine.dispose()

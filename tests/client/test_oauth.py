@@ -191,3 +191,33 @@ def test_read_only_tokens_cannot_approve_apps(
     flow = tether.OAuthFlow(server.url, app.id, CALLBACK)
     with tether.Client(server.url, token=token) as ro, pytest.raises(tether.PermissionDeniedError):
         ro.post("oauth/authorize", asked(flow))
+
+
+def test_a_person_sees_and_stops_the_apps_acting_for_them(
+    server: RunningServer, client: tether.Client, app: Any, make_tenant: Any
+) -> None:
+    flow = tether.OAuthFlow(server.url, app.id, CALLBACK)
+    with tether.Client(server.url, oauth=flow.grant(approve(client, flow))) as on_behalf:
+        on_behalf.devices.find()
+        on_behalf.get_auth()
+        listed = client.get("oauth/authorizations")
+        assert [(a["client_id"], a["client_name"], a["read_only"]) for a in listed] == [
+            (app.id, "Dashboard", True)
+        ]
+        client.post("users", {"username": "olga", "password": "olga-password-1"})
+        with tether.Client(
+            server.url,
+            username="olga",
+            password="olga-password-1",
+            organization=client.auth.identity["organization"]["name"],
+        ) as other:
+            assert other.get("oauth/authorizations") == []
+            with pytest.raises(tether.NotFoundError):
+                other.delete(f"oauth/authorizations/{listed[0]['id']}")
+        with make_tenant().client() as stranger, pytest.raises(tether.NotFoundError):
+            stranger.delete(f"oauth/authorizations/{listed[0]['id']}")
+        on_behalf.devices.find()
+        client.delete(f"oauth/authorizations/{listed[0]['id']}")
+        assert client.get("oauth/authorizations") == []
+        with pytest.raises(tether.AuthenticationError):
+            on_behalf.devices.find()

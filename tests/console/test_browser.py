@@ -428,6 +428,10 @@ def test_devices_filtered_by_location_and_project_then_moved_and_deleted_togethe
 def test_pages_fit_a_phone_and_the_sign_in_form_works_from_the_keyboard(
     browser: WebDriver, tenant: Tenant
 ) -> None:
+    with tenant.client() as admin:
+        device = admin.devices.create("a-device-with-a-rather-long-name-on-a-small-screen")
+        app = admin.apps.create("Phone app", {"redirect_uris": ["http://127.0.0.1/cb"]})
+    consent = tether.OAuthFlow(tenant.url, app.id, "http://127.0.0.1/cb").authorization_url
     browser.set_window_size(375, 812)
     try:
         browser.get(f"{tenant.url}/sign-in")
@@ -439,7 +443,9 @@ def test_pages_fit_a_phone_and_the_sign_in_form_works_from_the_keyboard(
             tenant.organization, Keys.TAB, "admin", Keys.TAB, tenant.password, Keys.ENTER
         )
         wait_for_heading(browser, "Overview")
-        for path in ("/", "/devices", "/updates", "/files", "/tokens", "/users"):
+        pages = ["/", "/devices", f"/devices/{device.id}", "/updates", "/files", "/tokens"]
+        pages += ["/users", "/pairing", consent.removeprefix(tenant.url)]
+        for path in pages:
             browser.get(f"{tenant.url}{path}")
             width = browser.execute_script("return document.documentElement.scrollWidth")
             wide = browser.execute_script(
@@ -532,11 +538,23 @@ def test_a_person_authorizes_an_app_on_the_consent_page(browser: WebDriver, tena
     callback = f"http://127.0.0.1:{app_server.server_address[1]}/callback"
     try:
         with tenant.client() as admin:
-            app = admin.apps.create("Fleet dashboard", {"redirect_uris": [callback]})
             admin.devices.create("seen-by-the-app")
-        browser.get(f"{tenant.url}/sign-in")
-        browser.delete_all_cookies()
-        flow = tether.OAuthFlow(tenant.url, app.id, callback, scope="read")
+        sign_in(browser, tenant)
+        browser.get(f"{tenant.url}/apps")
+        browser.find_element(By.NAME, "name").send_keys("Fleet dashboard")
+        browser.find_element(By.NAME, "redirect_uris").send_keys(callback)
+        browser.find_element(By.XPATH, "//button[text()='Register the app']").click()
+        registered = wait(browser, 10).until(
+            lambda b: b.find_elements(By.CSS_SELECTOR, "[role=status] code")
+        )
+        app_id = registered[0].text
+        assert (
+            callback in browser.find_element(By.CSS_SELECTOR, "[data-app='Fleet dashboard']").text
+        )
+        shot(browser, "apps")
+        browser.find_element(By.CSS_SELECTOR, ".signout button").click()
+        wait_for_heading(browser, "Sign in")
+        flow = tether.OAuthFlow(tenant.url, app_id, callback, scope="read")
         browser.get(flow.authorization_url)
         wait_for_heading(browser, "Sign in")
         browser.find_element(By.NAME, "organization").clear()
@@ -553,8 +571,15 @@ def test_a_person_authorizes_an_app_on_the_consent_page(browser: WebDriver, tena
         with tether.Client(tenant.url, oauth=grant) as on_behalf:
             assert [d.name for d in on_behalf.devices.find()] == ["seen-by-the-app"]
             assert on_behalf.get("auth/whoami")["read_only"] is True
+            browser.get(f"{tenant.url}/apps")
+            acting = browser.find_element(By.CSS_SELECTOR, "[data-authorized='Fleet dashboard']")
+            assert "read" in acting.text
+            acting.find_element(By.XPATH, ".//button[text()='Stop']").click()
+            wait(browser, 10).until(lambda b: "No app acts for you." in b.page_source)
+            with pytest.raises(tether.AuthenticationError):
+                on_behalf.devices.find()
 
-        denied = tether.OAuthFlow(tenant.url, app.id, callback, scope="write")
+        denied = tether.OAuthFlow(tenant.url, app_id, callback, scope="write")
         browser.get(denied.authorization_url)
         wait_for_heading(browser, "Authorize Fleet dashboard")
         browser.find_element(By.XPATH, "//button[text()='Deny']").click()

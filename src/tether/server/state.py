@@ -71,6 +71,9 @@ class ServerState:
     live_deployments: TimedCache = field(default_factory=lambda: TimedCache(5.0))
     """Each organization's active and paused deployments, for update checks; dropped here when
     this process changes one, and when another process says (through the backplane) it did."""
+    installed_spread: TimedCache = field(default_factory=lambda: TimedCache(5.0))
+    """The versions installed across each organization (or project), counted at most every few
+    seconds: a count over the whole fleet, shown on the console's overview and device list."""
     installed_noted: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     """What this process last wrote of each device's installed packages (`updates.installed`)."""
 

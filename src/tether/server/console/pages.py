@@ -130,6 +130,7 @@ async def overview(request: Request[Any, Any, Any]) -> Response[Any] | Template:
         packages = await client.get("packages", {"limit": 1})
         versions = await client.get("updates/installed")
         events = await client.get("events", {"limit": 20})
+        waiting = await client.get("pairing/pending") if session.may("pairing", "read") else None
     rollouts = [_rollout(d) for d in deployments["results"] if d["state"] in ("active", "paused")]
     return _page(
         "overview.html",
@@ -140,6 +141,7 @@ async def overview(request: Request[Any, Any, Any]) -> Response[Any] | Template:
         rollouts=rollouts,
         versions=versions,
         events=events["results"],
+        waiting=waiting,
     )
 
 
@@ -491,8 +493,10 @@ async def files(request: Request[Any, Any, Any]) -> Response[Any] | Template:
 async def file_task(request: Request[Any, Any, Any], op: FromPath[str]) -> Response[Any] | Template:
     """Move or remove a file or folder (a task on the server, waited for here)."""
     session, form = await posted(request)
+    if op not in ("move", "remove"):
+        return _page("refused.html", session, 404, message=f"No action {op!r}.")
     path = str(form.get("path", ""))
-    body: dict[str, Any] = {"op": {"move": "move", "remove": "remove"}.get(op, op), "path": path}
+    body: dict[str, Any] = {"op": op, "path": path}
     if op == "move":
         body["target"] = str(form.get("target", ""))
     async with api(request, session) as client:
@@ -570,17 +574,13 @@ GROUPS = {"projects": "project", "locations": "location", "zones": "zone"}
 """What divides a fleet: each has a page of its own, with its devices."""
 
 
-def _group(plural: str) -> str | None:
-    return GROUPS.get(plural)
-
-
 @get("/groups/{plural:str}", opt=OPEN, include_in_schema=False)
 async def groups(
     request: Request[Any, Any, Any], plural: FromPath[str]
 ) -> Response[Any] | Template:
     """Projects, locations or zones, with a form to add one."""
     session = await signed_in(request)
-    kind = _group(plural)
+    kind = GROUPS.get(plural)
     if kind is None:
         return _page("missing.html", session, 404, what="page")
     async with api(request, session) as client:
@@ -594,7 +594,7 @@ async def group(
 ) -> Response[Any] | Template:
     """One project, location or zone, and its devices."""
     session = await signed_in(request)
-    kind = _group(plural)
+    kind = GROUPS.get(plural)
     if kind is None:
         return _page("missing.html", session, 404, what="page")
     async with api(request, session) as client:
@@ -614,7 +614,7 @@ async def add_group(
     request: Request[Any, Any, Any], plural: FromPath[str]
 ) -> Response[Any] | Template:
     session, form = await posted(request)
-    if _group(plural) is None:
+    if GROUPS.get(plural) is None:
         return _page("missing.html", session, 404, what="page")
     async with api(request, session) as client:
         await client.post(plural, {"name": str(form.get("name", "")).strip()})
@@ -626,11 +626,79 @@ async def delete_group(
     request: Request[Any, Any, Any], plural: FromPath[str], item_id: FromPath[str]
 ) -> Response[Any] | Template:
     session, _ = await posted(request)
-    if _group(plural) is None:
+    if GROUPS.get(plural) is None:
         return _page("missing.html", session, 404, what="page")
     async with api(request, session) as client:
         await client.delete(f"{plural}/{item_id}")
     return Redirect(f"/groups/{plural}", status_code=303)
+
+
+@get("/apps", opt=OPEN, include_in_schema=False)
+async def apps(request: Request[Any, Any, Any]) -> Response[Any] | Template:
+    session = await signed_in(request)
+    return await _apps_page(request, session)
+
+
+async def _apps_page(
+    request: Request[Any, Any, Any],
+    session: Session,
+    made: dict[str, Any] | None = None,
+    error: str | None = None,
+    status: int = 200,
+) -> Template:
+    """Registered apps, their redirect URIs (OAuth clients), for admins a form to add one, and
+    the apps acting for this person, each to stop."""
+    async with api(request, session) as client:
+        listed = await client.get("apps", {"limit": 500, "sort": "name"})
+        authorized = await client.get("oauth/authorizations")
+    return _page(
+        "apps.html",
+        session,
+        status,
+        apps=listed["results"],
+        authorized=authorized,
+        made=made,
+        error=error,
+    )
+
+
+@post("/apps", opt=OPEN, include_in_schema=False)
+async def create_app(request: Request[Any, Any, Any]) -> Response[Any] | Template:
+    """A new app with its redirect URIs (one per line); its API key is shown once."""
+    session, form = await posted(request)
+    uris = [line.strip() for line in str(form.get("redirect_uris", "")).splitlines()]
+    document = {"redirect_uris": [u for u in uris if u]} if any(uris) else {}
+    body = {
+        "name": str(form.get("name", "")).strip(),
+        "document": document,
+        "read_only": form.get("read_only") == "on",
+    }
+    async with api(request, session) as client:
+        try:
+            made = await client.post("apps", body)
+        except tether.APIError as exc:
+            return await _apps_page(request, session, error=exc.message, status=exc.status)
+    return await _apps_page(request, session, made=made)
+
+
+@post("/apps/{app_id:str}/delete", opt=OPEN, include_in_schema=False, status_code=303)
+async def delete_app(request: Request[Any, Any, Any], app_id: FromPath[str]) -> Response[Any]:
+    """Delete an app: its key stops, and every sign-in it got through OAuth ends."""
+    session, _ = await posted(request)
+    async with api(request, session) as client:
+        await client.delete(f"apps/{quote(app_id, safe='')}")
+    return Redirect("/apps", status_code=303)
+
+
+@post("/apps/authorizations/{family_id:str}/revoke", opt=OPEN, include_in_schema=False)
+async def revoke_authorization(
+    request: Request[Any, Any, Any], family_id: FromPath[str]
+) -> Response[Any]:
+    """Stop an app acting for this person: its sign-in ends at once."""
+    session, _ = await posted(request)
+    async with api(request, session) as client:
+        await client.delete(f"oauth/authorizations/{quote(family_id, safe='')}")
+    return Redirect("/apps", status_code=303)
 
 
 _BAD_APP = frozenset({"invalid_client", "invalid_redirect_uri"})
@@ -723,6 +791,10 @@ router = Router(
         channels,
         authorize,
         decide_authorization,
+        apps,
+        create_app,
+        delete_app,
+        revoke_authorization,
     ],
     exception_handlers={SignedOut: _to_sign_in, tether.APIError: _refused},
 )

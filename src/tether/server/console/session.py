@@ -143,7 +143,6 @@ class Session:
 
     principal: Principal
     token: str
-    identity: dict[str, Any]
 
     @property
     def csrf(self) -> str:
@@ -167,8 +166,7 @@ async def session_of(request: Request[Any, Any, Any]) -> Session | None:
         return None
     if principal.type != "user":
         return None
-    identity = {"name": principal.name, "role": principal.role, "org": principal.org_id}
-    return Session(principal, token, identity)
+    return Session(principal, token)
 
 
 async def check_csrf(request: Request[Any, Any, Any], session: Session | None) -> Any:

@@ -24,8 +24,8 @@ from urllib.parse import urlencode, urlsplit
 
 import msgspec
 import sqlalchemy as sa
-from litestar import Request, Router, get, post
-from litestar.params import JSONBody
+from litestar import Request, Router, delete, get, post
+from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether.server.db.engine import new_id, utcnow
@@ -42,7 +42,7 @@ from tether.server.identity.sessions import (
     revoke_family,
     user_principal,
 )
-from tether.server.problems import Problem
+from tether.server.problems import Problem, not_found
 from tether.server.state import ServerState, Tether
 
 CODE_PREFIX = "tta_"
@@ -281,6 +281,85 @@ async def exchange(
     return await issue_session(conn, state, principal, family_id=family_id, client_id=client_id)
 
 
+class Authorization(msgspec.Struct):
+    """One sign-in an app got by a person's leave: until it is revoked or lapses."""
+
+    id: str
+    client_id: str
+    client_name: str | None
+    read_only: bool
+    created_at: dt.datetime
+    refreshed_at: dt.datetime
+
+
+_AUTHORIZED = (
+    sa.select(
+        refresh_tokens.c.family_id,
+        refresh_tokens.c.client_id,
+        resources.c.name.label("client_name"),
+        sa.func.max(sa.case((refresh_tokens.c.read_only.is_(True), 1), else_=0)).label("ro"),
+        sa.func.min(refresh_tokens.c.created_at).label("created_at"),
+        sa.func.max(refresh_tokens.c.created_at).label("refreshed_at"),
+    )
+    .join(resources, resources.c.id == refresh_tokens.c.client_id, isouter=True)
+    .where(
+        refresh_tokens.c.principal_id == sa.bindparam("user_id"),
+        refresh_tokens.c.client_id.is_not(None),
+    )
+    .group_by(refresh_tokens.c.family_id, refresh_tokens.c.client_id, resources.c.name)
+    .having(
+        sa.func.max(refresh_tokens.c.expires_at)
+        > sa.bindparam("now", type_=refresh_tokens.c.expires_at.type)
+    )
+    .having(sa.func.sum(sa.case((refresh_tokens.c.revoked_at.is_(None), 1), else_=0)) > 0)
+    .order_by(sa.func.min(refresh_tokens.c.created_at).desc())
+    .limit(200)
+)
+
+
+@get(
+    "/oauth/authorizations",
+    tags=["oauth"],
+    summary="The apps the caller has let act for them, still signed in",
+    opt=allow("oauth", "read"),
+)
+async def authorizations(request: Request[Any, Any, Any], tether: Tether) -> list[Authorization]:
+    principal = principal_of(request)
+    async with tether.reader.connect() as reads:
+        rows = await reads.execute(_AUTHORIZED, {"user_id": principal.id, "now": utcnow()})
+        return [
+            Authorization(
+                r.family_id, r.client_id, r.client_name, bool(r.ro), r.created_at, r.refreshed_at
+            )
+            for r in rows.all()
+        ]
+
+
+@delete(
+    "/oauth/authorizations/{family_id:str}",
+    tags=["oauth"],
+    summary="Stop an app acting for the caller: that sign-in ends at once",
+    opt=allow("oauth", "authorize"),
+)
+async def revoke_authorization(
+    family_id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
+) -> None:
+    principal = principal_of(request)
+    async with tether.engine.begin() as conn:
+        found = await conn.execute(
+            sa.select(refresh_tokens.c.id)
+            .where(
+                refresh_tokens.c.family_id == family_id,
+                refresh_tokens.c.principal_id == principal.id,
+                refresh_tokens.c.client_id.is_not(None),
+            )
+            .limit(1)
+        )
+        if found.first() is None:
+            raise not_found("authorization")
+        await revoke_family(conn, tether.revocations, family_id)
+
+
 async def revoke_client(conn: AsyncConnection, revoked: Revocations, client_id: str) -> None:
     """End every sign-in a deleted app got through OAuth."""
     families = await conn.execute(
@@ -293,4 +372,4 @@ async def revoke_client(conn: AsyncConnection, revoked: Revocations, client_id: 
     await conn.execute(oauth_codes.delete().where(oauth_codes.c.client_id == client_id))
 
 
-router = Router("/", route_handlers=[consent, approve])
+router = Router("/", route_handlers=[consent, approve, authorizations, revoke_authorization])

@@ -569,6 +569,8 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
             row = await load(conn, kind, org_id, project_id, item_id(request, kind))
             await _forget(conn, tether, kind, row.id)
             await conn.execute(resources.delete().where(resources.c.id == row.id))
+        if kind.name in ("device", "project"):
+            tether.installed_spread.drop(org_id)
         tether.bus.publish(Event(org_id, kind.name, "deleted", row.id, None))
 
     handlers: list[HTTPRouteHandler] = [

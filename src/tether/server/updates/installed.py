@@ -3,7 +3,9 @@ device's update history.
 
 A device says what it has installed in every update check, and a report of an installed
 version says it too. Checks are the hot path of a fleet, so each process remembers what it last
-wrote for a device and writes again only when that changes.
+wrote for a device and writes again only when that changes. The counts across the fleet are
+kept a few seconds per organization (dropped when this process writes), so pages that show them
+do not count the whole fleet each time; another process's writes show within those seconds.
 """
 
 # Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
@@ -93,6 +95,7 @@ async def note_check(
     if len(remembered) >= _REMEMBERED:
         remembered.clear()
     remembered[device_id] = key
+    tether.installed_spread.drop(org_id)
 
 
 async def note_installed(
@@ -111,6 +114,7 @@ async def note_installed(
         .on_conflict_do_update(index_elements=["device_id", "reference"], set_=values)
     )
     tether.installed_noted.pop(device_id, None)
+    tether.installed_spread.drop(org_id)
 
 
 _SPREAD = (
@@ -136,16 +140,27 @@ _SPREAD_IN_PROJECT = _SPREAD.join_from(
     opt=allow("package", "read", query=("reference",)),
 )
 async def spread(request: Request[Any, Any, Any], tether: Tether) -> list[VersionCount]:
+    """Counted over the whole fleet, so kept for a few seconds (`installed_spread`)."""
     check_query(request)
     reference = request.query_params.get("reference")
     async with tether.reader.connect() as reads:
         org_id, project_id = await resolve_scope(reads, request)
+        kept: dict[Any, list[VersionCount]] | None = tether.installed_spread.get(org_id)
+        if kept is None:
+            kept = {}
+            tether.installed_spread.put(org_id, kept)
+        counted = kept.get((project_id, reference))
+        if counted is not None:
+            return counted
         query = _SPREAD if project_id is None else _SPREAD_IN_PROJECT
         if reference is not None:
             query = query.where(installed_packages.c.reference == reference)
         params = {"org_id": org_id, "project_id": project_id}
         rows = (await reads.execute(query, params)).all()
-    return [VersionCount(row.reference, row.version, row.devices) for row in rows]
+    counted = kept[project_id, reference] = [
+        VersionCount(row.reference, row.version, row.devices) for row in rows
+    ]
+    return counted
 
 
 @get(
