@@ -75,6 +75,8 @@ class ServerState:
     """The versions installed across each organization (or project), counted at most every few
     seconds: a count over the whole fleet, shown on the console's overview and device list."""
     installed_noted: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    console_choices: TimedCache = field(default_factory=lambda: TimedCache(5.0))
+    """Each console session's device-list filter choices, kept a few seconds."""
     """What this process last wrote of each device's installed packages (`updates.installed`)."""
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:

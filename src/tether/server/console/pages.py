@@ -18,6 +18,7 @@ import tether
 from tether._version import __version__
 from tether.server.console.session import (
     SESSION_LIFETIME,
+    Api,
     Session,
     api,
     check_csrf,
@@ -27,6 +28,7 @@ from tether.server.console.session import (
     start_session,
     with_pre_session_csrf,
 )
+from tether.server.state import TimedCache
 
 OPEN = {"exclude_from_auth": True}
 PAGE = 50
@@ -66,11 +68,13 @@ async def signed_in(request: Request[Any, Any, Any]) -> Session:
 
 
 async def posted(request: Request[Any, Any, Any]) -> tuple[Session, Any]:
-    """The session and the form it posted, once the form's CSRF token checks out."""
+    """The session and the form it posted, once the form's CSRF token checks out (what the
+    session's pages keep is dropped: the form may change it)."""
     session = await session_of(request)
     form = await check_csrf(request, session)
     if session is None:
         raise SignedOut
+    request.app.state.tether.console_choices.drop(session.csrf)
     request.state.console_session = session
     return session, form
 
@@ -192,6 +196,22 @@ async def sign_out(request: Request[Any, Any, Any]) -> Response[Any]:
     return end_session(Redirect("/sign-in", status_code=303))
 
 
+async def _choices(request: Request[Any, Any, Any], session: Session, client: Api) -> Any:
+    """The device list's filter choices: locations, projects and installed versions. They
+    change far less often than the page is shown, so each session keeps them a few seconds
+    rather than asking the API three more times a page; a form the person posts drops them."""
+    kept: TimedCache = request.app.state.tether.console_choices
+    found = kept.get(session.csrf)
+    if found is None:
+        found = {
+            "locations": (await client.get("locations", {"limit": 200}))["results"],
+            "projects": (await client.get("projects", {"limit": 200}))["results"],
+            "versions": await client.get("updates/installed"),
+        }
+        kept.put(session.csrf, found)
+    return found
+
+
 SORTS = {
     "created": "oldest first",
     "-created": "newest first",
@@ -236,9 +256,7 @@ async def devices(request: Request[Any, Any, Any]) -> Response[Any] | Template:
             page = await client.get(listed, params)
         except (tether.BadRequestError, tether.NotFoundError) as exc:
             page, error = {"total": 0, "results": [], "next": None}, exc.message
-        locations = (await client.get("locations", {"limit": 200}))["results"]
-        projects = (await client.get("projects", {"limit": 200}))["results"]
-        versions = await client.get("updates/installed")
+        choices = await _choices(request, session, client)
     following = None
     if page["next"]:
         after = parse_qs(urlsplit(page["next"]).query).get("after", [""])[0]
@@ -252,10 +270,9 @@ async def devices(request: Request[Any, Any, Any]) -> Response[Any] | Template:
         search=search,
         presence=chosen["online"],
         chosen=chosen,
-        locations=locations,
-        projects=projects,
-        versions=versions,
         sorts=SORTS,
+        location_names={place["id"]: place["name"] for place in choices["locations"]},
+        **choices,
         following=following,
         error=error,
     )
