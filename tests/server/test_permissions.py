@@ -82,6 +82,7 @@ def made_up() -> dict[str, str]:
     fake = str(uuid.uuid4())
     names = {"group": "nope", "key": "nope", "path": "nope/none.txt", "reference": "nope"}
     named = ["project_id", *PLURALS, "user_id", "token_id", "task_id", "version_id", "deployments"]
+    named.append("family_id")
     ids = dict.fromkeys(named, fake)
     return ids | names | {"version": "9.9.9"}
 
