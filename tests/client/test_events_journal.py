@@ -12,7 +12,7 @@ from typing import Any
 import tether
 from tests.conftest import RunningServer, wait_for
 from tests.server.inprocess import settings_for, signed_in
-from tether.server.db.engine import new_id, utcnow
+from tether.server.db.engine import first_id_at, new_id, utcnow
 from tether.server.db.tables import events
 from tether.server.realtime import journal
 
@@ -106,7 +106,7 @@ def test_old_events_are_forgotten(tmp_path: Path) -> None:
             }
             async with state.engine.begin() as conn:
                 await conn.execute(events.delete())
-                await conn.execute(events.insert(), [old | {"id": journal.first_id_of(long_ago)}])
+                await conn.execute(events.insert(), [old | {"id": first_id_at(long_ago)}])
                 await conn.execute(events.insert(), [old | {"id": new_id(), "at": utcnow()}])
             assert await journal.prune(state) == 1
             listed = (await http.get("/api/v1/events")).json()

@@ -25,13 +25,23 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 T = TypeVar("T")
 
 
+def _time_bits(millis: int) -> int:
+    """The leading 48 bits of a version 7 UUID: milliseconds since the Unix epoch."""
+    return (millis & ((1 << 48) - 1)) << 80
+
+
 def new_id() -> str:
     """A time-ordered UUID (version 7 layout), so ids sort in creation order."""
     millis = time.time_ns() // 1_000_000
     rand = int.from_bytes(os.urandom(10), "big")
-    value = (millis & ((1 << 48) - 1)) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
+    value = _time_bits(millis) | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
     value |= 0b10 << 62 | rand & ((1 << 62) - 1)
     return str(uuid.UUID(int=value))
+
+
+def first_id_at(moment: dt.datetime) -> str:
+    """The smallest id `new_id` gives at `moment`: what sorts before it was made earlier."""
+    return str(uuid.UUID(int=_time_bits(int(moment.timestamp() * 1000))))
 
 
 class RowView:

@@ -13,14 +13,13 @@ applies), so a page may hold fewer events than asked for.
 import datetime as dt
 import functools
 import logging
-import uuid
 from typing import Any
 
 import msgspec
 import sqlalchemy as sa
 from litestar import Request, Router, get
 
-from tether.server.db.engine import new_id, utcnow
+from tether.server.db.engine import first_id_at, new_id, utcnow
 from tether.server.db.pages import Page, Sort, list_page, page_limit
 from tether.server.db.tables import events
 from tether.server.identity.policy import allow, may_hear
@@ -104,17 +103,11 @@ async def record(state: ServerState, bus: EventBus) -> None:
                 logger.exception("writing %d events to the journal failed", len(rows))
 
 
-def first_id_of(moment: dt.datetime) -> str:
-    """The smallest id `new_id` gives at `moment` (ids are time-ordered)."""
-    millis = int(moment.timestamp() * 1000)
-    return str(uuid.UUID(int=(millis & ((1 << 48) - 1)) << 80))
-
-
 async def prune(state: ServerState) -> int:
     """Forget events older than the retention."""
     cutoff = utcnow() - dt.timedelta(days=state.settings.events_retention_days)
     async with state.engine.begin() as conn:
-        gone = await conn.execute(events.delete().where(events.c.id < first_id_of(cutoff)))
+        gone = await conn.execute(events.delete().where(events.c.id < first_id_at(cutoff)))
     return gone.rowcount or 0
 
 
