@@ -1,5 +1,5 @@
 """The console's pages. Each reads and acts through the API (`session.api`) as the
-signed-in person; what the API refuses is shown on a page with its reason (`_refused`)."""
+signed-in person; what the API refuses is shown on a page with its reason (`layout.refused`)."""
 
 # Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
 
@@ -16,6 +16,16 @@ from litestar.response import Redirect, Template
 
 import tether
 from tether._version import __version__
+from tether.server.console import apps
+from tether.server.console.layout import (
+    OPEN,
+    SignedOut,
+    posted,
+    refused,
+    render,
+    signed_in,
+    to_sign_in,
+)
 from tether.server.console.session import (
     SESSION_LIFETIME,
     Api,
@@ -30,61 +40,7 @@ from tether.server.console.session import (
 )
 from tether.server.state import TimedCache
 
-OPEN = {"exclude_from_auth": True}
 PAGE = 50
-
-
-PAGE_HEADERS = {
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
-"""Every page: never inside another site's frame (a consent page or a form clicked through
-a disguise), and no URL of the console (its query) sent to other sites as a referrer."""
-
-
-def _page(template: str, session: Session | None, status: int = 200, **context: Any) -> Template:
-    return Template(
-        template_name=template,
-        context={"session": session, "version": __version__, **context},
-        media_type="text/html",
-        status_code=status,
-        headers=PAGE_HEADERS,
-    )
-
-
-class SignedOut(Exception):
-    """The page needs a session the request does not have: it goes to the sign-in form."""
-
-
-async def signed_in(request: Request[Any, Any, Any]) -> Session:
-    """The request's session (kept on the request for an error page's layout)."""
-    session = await session_of(request)
-    if session is None:
-        raise SignedOut
-    request.state.console_session = session
-    return session
-
-
-async def posted(request: Request[Any, Any, Any]) -> tuple[Session, Any]:
-    """The session and the form it posted, once the form's CSRF token checks out (what the
-    session's pages keep is dropped: the form may change it)."""
-    session = await session_of(request)
-    form = await check_csrf(request, session)
-    if session is None:
-        raise SignedOut
-    request.app.state.tether.console_choices.drop(session.csrf)
-    request.state.console_session = session
-    return session, form
-
-
-def _to_sign_in(request: Request[Any, Any, Any], _exc: SignedOut) -> Response[Any]:
-    """To the sign-in form, and (for a page, not a form) back to that page afterwards."""
-    if request.method != "GET":
-        return Redirect("/sign-in", status_code=303)
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return Redirect("/sign-in?" + urlencode({"next": here}), status_code=303)
 
 
 _LOCAL = re.compile(r"/(?!/)[!-\[\]-~]*")
@@ -97,12 +53,6 @@ def _local(target: str) -> str:
     return target if _LOCAL.fullmatch(target) else "/"
 
 
-def _refused(request: Request[Any, Any, Any], exc: tether.APIError) -> Response[Any]:
-    """What the API refused, said on a page of the console (with the API's reason)."""
-    session = getattr(request.state, "console_session", None)
-    return _page("refused.html", session, exc.status, message=exc.message)
-
-
 def _sign_in_page(
     request: Request[Any, Any, Any], error: str | None = None, after: str = "/"
 ) -> Response[Any]:
@@ -111,7 +61,7 @@ def _sign_in_page(
     csrf = pre_session_csrf(request)
     url = str(request.base_url).rstrip("/")
     status = 401 if error else 200
-    page = _page("sign_in.html", None, status, csrf=csrf, error=error, url=url, after=after)
+    page = render("sign_in.html", None, status, csrf=csrf, error=error, url=url, after=after)
     return with_pre_session_csrf(request, page, csrf)
 
 
@@ -136,7 +86,7 @@ async def overview(request: Request[Any, Any, Any]) -> Response[Any] | Template:
         events = await client.get("events", {"limit": 20})
         waiting = await client.get("pairing/pending") if session.may("pairing", "read") else None
     rollouts = [_rollout(d) for d in deployments["results"] if d["state"] in ("active", "paused")]
-    return _page(
+    return render(
         "overview.html",
         session,
         devices=devices["total"],
@@ -263,7 +213,7 @@ async def devices(request: Request[Any, Any, Any]) -> Response[Any] | Template:
         following = "/devices?" + urlencode(
             {k: v for k, v in chosen.items() if v} | {"after": after}
         )
-    return _page(
+    return render(
         "devices.html",
         session,
         page=page,
@@ -311,7 +261,7 @@ async def _device_page(
         try:
             found = await client.get(f"devices/{device_id}")
         except tether.NotFoundError:
-            return _page("missing.html", session, 404, what="device")
+            return render("missing.html", session, 404, what="device")
         latest = await client.get(f"devices/{device_id}/telemetry/latest")
         updates = await client.get(f"devices/{device_id}/updates")
         events = await client.get("events", {"device_id": device_id, "limit": 20})
@@ -321,7 +271,7 @@ async def _device_page(
             files = {"total": 0, "results": []}
     status = 422 if shown.get("error") else 200
     document = shown.pop("draft", None) or json.dumps(found["document"], indent=2)
-    return _page(
+    return render(
         "device.html",
         session,
         status,
@@ -397,7 +347,7 @@ async def _pairing_page(
     if session.may("pairing", "read"):
         async with api(request, session) as client:
             waiting = await client.get("pairing/pending")
-    return _page("pairing.html", session, status, approved=approved, error=error, waiting=waiting)
+    return render("pairing.html", session, status, approved=approved, error=error, waiting=waiting)
 
 
 @post("/pairing", opt=OPEN, include_in_schema=False)
@@ -431,7 +381,7 @@ async def _tokens_page(
     async with api(request, session) as client:
         listed = await client.get("tokens", {"limit": 500})
     live = [t for t in listed["results"] if not t.get("revoked_at")]
-    return _page("tokens.html", session, status, tokens=live, made=made, error=error)
+    return render("tokens.html", session, status, tokens=live, made=made, error=error)
 
 
 @post("/tokens", opt=OPEN, include_in_schema=False)
@@ -467,7 +417,7 @@ async def updates(request: Request[Any, Any, Any]) -> Response[Any] | Template:
         versions = await client.get("packages", {"limit": 200})
         rollouts = await client.get("deployments", {"limit": 200})
     shown = [_rollout(d) for d in rollouts["results"]]
-    return _page("updates.html", session, versions=versions, rollouts=shown)
+    return render("updates.html", session, versions=versions, rollouts=shown)
 
 
 def _rollout(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -486,7 +436,7 @@ async def change_rollout(
     session, _ = await posted(request)
     state = {"pause": "paused", "resume": "active", "abort": "aborted"}.get(action)
     if state is None:
-        return _page("refused.html", session, 404, message=f"No action {action!r}.")
+        return render("refused.html", session, 404, message=f"No action {action!r}.")
     async with api(request, session) as client:
         await client.call("PATCH", f"deployments/{deployment_id}", json={"state": state})
     return Redirect("/updates", status_code=303)
@@ -503,7 +453,7 @@ async def files(request: Request[Any, Any, Any]) -> Response[Any] | Template:
     crumbs = [("/", "/")]
     for part in [p for p in folder.split("/") if p]:
         crumbs.append((part, crumbs[-1][1].rstrip("/") + "/" + part))
-    return _page("files.html", session, folder=folder, page=page, crumbs=crumbs)
+    return render("files.html", session, folder=folder, page=page, crumbs=crumbs)
 
 
 @post("/files/{op:str}", opt=OPEN, include_in_schema=False)
@@ -511,7 +461,7 @@ async def file_task(request: Request[Any, Any, Any], op: FromPath[str]) -> Respo
     """Move or remove a file or folder (a task on the server, waited for here)."""
     session, form = await posted(request)
     if op not in ("move", "remove"):
-        return _page("refused.html", session, 404, message=f"No action {op!r}.")
+        return render("refused.html", session, 404, message=f"No action {op!r}.")
     path = str(form.get("path", ""))
     body: dict[str, Any] = {"op": op, "path": path}
     if op == "move":
@@ -524,7 +474,7 @@ async def file_task(request: Request[Any, Any, Any], op: FromPath[str]) -> Respo
             await asyncio.sleep(0.05)
             task = await client.get(f"files/tasks/{task['id']}")
     if task["status"] == "failed":
-        return _page("refused.html", session, 409, message=task.get("error") or "failed")
+        return render("refused.html", session, 409, message=task.get("error") or "failed")
     parent = path.rsplit("/", 1)[0] or "/"
     return Redirect(f"/files?{urlencode({'path': parent})}", status_code=303)
 
@@ -545,7 +495,9 @@ async def _users_page(
 ) -> Template:
     async with api(request, session) as client:
         listed = await client.get("users", {"limit": 500})
-    return _page("users.html", session, status, users=listed["results"], notice=notice, error=error)
+    return render(
+        "users.html", session, status, users=listed["results"], notice=notice, error=error
+    )
 
 
 @post("/users/{action:str}", opt=OPEN, include_in_schema=False)
@@ -573,7 +525,7 @@ async def change_users(
                 await client.delete(f"users/{user_id}")
                 notice = "User deleted."
             else:
-                return _page("refused.html", session, 404, message=f"No action {action!r}.")
+                return render("refused.html", session, 404, message=f"No action {action!r}.")
         except tether.APIError as exc:
             return await _users_page(request, session, error=exc.message, status=exc.status)
     return await _users_page(request, session, notice=notice)
@@ -584,7 +536,7 @@ async def channels(request: Request[Any, Any, Any]) -> Response[Any] | Template:
     """Listen to a channel, broadcast on it and watch the answers come in (over the page's own
     realtime socket)."""
     session = await signed_in(request)
-    return _page("channels.html", session)
+    return render("channels.html", session)
 
 
 GROUPS = {"projects": "project", "locations": "location", "zones": "zone"}
@@ -599,10 +551,10 @@ async def groups(
     session = await signed_in(request)
     kind = GROUPS.get(plural)
     if kind is None:
-        return _page("missing.html", session, 404, what="page")
+        return render("missing.html", session, 404, what="page")
     async with api(request, session) as client:
         listed = await client.get(plural, {"limit": 500})
-    return _page("groups.html", session, plural=plural, kind=kind, items=listed["results"])
+    return render("groups.html", session, plural=plural, kind=kind, items=listed["results"])
 
 
 @get("/groups/{plural:str}/{item_id:str}", opt=OPEN, include_in_schema=False)
@@ -613,17 +565,17 @@ async def group(
     session = await signed_in(request)
     kind = GROUPS.get(plural)
     if kind is None:
-        return _page("missing.html", session, 404, what="page")
+        return render("missing.html", session, 404, what="page")
     async with api(request, session) as client:
         try:
             item = await client.get(f"{plural}/{item_id}")
         except tether.NotFoundError:
-            return _page("missing.html", session, 404, what=kind)
+            return render("missing.html", session, 404, what=kind)
         if kind == "project":
             members = await client.get(f"projects/{item_id}/devices", {"limit": PAGE})
         else:
             members = await client.get("devices", {f"{kind}_id": item_id, "limit": PAGE})
-    return _page("group.html", session, plural=plural, kind=kind, item=item, members=members)
+    return render("group.html", session, plural=plural, kind=kind, item=item, members=members)
 
 
 @post("/groups/{plural:str}", opt=OPEN, include_in_schema=False)
@@ -632,7 +584,7 @@ async def add_group(
 ) -> Response[Any] | Template:
     session, form = await posted(request)
     if GROUPS.get(plural) is None:
-        return _page("missing.html", session, 404, what="page")
+        return render("missing.html", session, 404, what="page")
     async with api(request, session) as client:
         await client.post(plural, {"name": str(form.get("name", "")).strip()})
     return Redirect(f"/groups/{plural}", status_code=303)
@@ -644,137 +596,10 @@ async def delete_group(
 ) -> Response[Any] | Template:
     session, _ = await posted(request)
     if GROUPS.get(plural) is None:
-        return _page("missing.html", session, 404, what="page")
+        return render("missing.html", session, 404, what="page")
     async with api(request, session) as client:
         await client.delete(f"{plural}/{item_id}")
     return Redirect(f"/groups/{plural}", status_code=303)
-
-
-@get("/apps", opt=OPEN, include_in_schema=False)
-async def apps(request: Request[Any, Any, Any]) -> Response[Any] | Template:
-    session = await signed_in(request)
-    return await _apps_page(request, session)
-
-
-async def _apps_page(
-    request: Request[Any, Any, Any],
-    session: Session,
-    made: dict[str, Any] | None = None,
-    error: str | None = None,
-    status: int = 200,
-) -> Template:
-    """Registered apps, their redirect URIs (OAuth clients), for admins a form to add one, and
-    the apps acting for this person, each to stop."""
-    async with api(request, session) as client:
-        listed = await client.get("apps", {"limit": 500, "sort": "name"})
-        authorized = await client.get("oauth/authorizations")
-    return _page(
-        "apps.html",
-        session,
-        status,
-        apps=listed["results"],
-        authorized=authorized,
-        made=made,
-        error=error,
-    )
-
-
-@post("/apps", opt=OPEN, include_in_schema=False)
-async def create_app(request: Request[Any, Any, Any]) -> Response[Any] | Template:
-    """A new app with its redirect URIs (one per line); its API key is shown once."""
-    session, form = await posted(request)
-    uris = [line.strip() for line in str(form.get("redirect_uris", "")).splitlines()]
-    document = {"redirect_uris": [u for u in uris if u]} if any(uris) else {}
-    body = {
-        "name": str(form.get("name", "")).strip(),
-        "document": document,
-        "read_only": form.get("read_only") == "on",
-    }
-    async with api(request, session) as client:
-        try:
-            made = await client.post("apps", body)
-        except tether.APIError as exc:
-            return await _apps_page(request, session, error=exc.message, status=exc.status)
-    return await _apps_page(request, session, made=made)
-
-
-@post("/apps/{app_id:str}/delete", opt=OPEN, include_in_schema=False, status_code=303)
-async def delete_app(request: Request[Any, Any, Any], app_id: FromPath[str]) -> Response[Any]:
-    """Delete an app: its key stops, and every sign-in it got through OAuth ends."""
-    session, _ = await posted(request)
-    async with api(request, session) as client:
-        await client.delete(f"apps/{quote(app_id, safe='')}")
-    return Redirect("/apps", status_code=303)
-
-
-@post("/apps/authorizations/{family_id:str}/revoke", opt=OPEN, include_in_schema=False)
-async def revoke_authorization(
-    request: Request[Any, Any, Any], family_id: FromPath[str]
-) -> Response[Any]:
-    """Stop an app acting for this person: its sign-in ends at once."""
-    session, _ = await posted(request)
-    async with api(request, session) as client:
-        await client.delete(f"oauth/authorizations/{quote(family_id, safe='')}")
-    return Redirect("/apps", status_code=303)
-
-
-_BAD_APP = frozenset({"invalid_client", "invalid_redirect_uri"})
-"""Refusals shown here: the app's redirect URI is not known good, so nothing goes back there."""
-
-
-async def _authorization(
-    request: Request[Any, Any, Any], session: Session, asked: dict[str, str]
-) -> tuple[dict[str, Any] | None, Response[Any] | Template | None]:
-    """What the app asks (the API checks it), or where the browser goes instead: a page for
-    an unknown app or redirect URI, the app's redirect URI with the error for the rest."""
-    params = {k: v for k, v in asked.items() if k != "state"}
-    async with api(request, session) as client:
-        try:
-            return await client.get("oauth/authorize", params), None
-        except tether.APIError as exc:
-            if exc.status != 400 or exc.code in _BAD_APP:
-                return None, _page("refused.html", session, exc.status, message=exc.message)
-            error = {"error": exc.code, "error_description": exc.message}
-            return None, _back_to_app(asked, error)
-
-
-def _back_to_app(asked: dict[str, str], answer: dict[str, str]) -> Response[Any]:
-    """To the app's (checked) redirect URI with `answer` and its state."""
-    state = {"state": asked["state"]} if asked.get("state") else {}
-    uri = asked["redirect_uri"]
-    return Redirect(uri + ("&" if "?" in uri else "?") + urlencode(answer | state), status_code=303)
-
-
-_ASKED = (
-    *("response_type", "client_id", "redirect_uri", "scope", "state"),
-    *("code_challenge", "code_challenge_method"),
-)
-
-
-@get("/oauth/authorize", opt=OPEN, include_in_schema=False)
-async def authorize(request: Request[Any, Any, Any]) -> Response[Any] | Template:
-    """The consent page: which app asks to act for the person, and for what."""
-    session = await signed_in(request)
-    asked = {k: request.query_params[k] for k in _ASKED if k in request.query_params}
-    consent, instead = await _authorization(request, session, asked)
-    if instead is not None:
-        return instead
-    return _page("authorize.html", session, consent=consent, asked=asked)
-
-
-@post("/oauth/authorize", opt=OPEN, include_in_schema=False)
-async def decide_authorization(request: Request[Any, Any, Any]) -> Response[Any] | Template:
-    """Allow (a code for the app) or deny; either way the browser goes back to the app."""
-    session, form = await posted(request)
-    asked = {k: str(form[k]) for k in _ASKED if k in form}
-    _, instead = await _authorization(request, session, asked)
-    if instead is not None:
-        return instead
-    if form.get("decision") != "allow":
-        return _back_to_app(asked, {"error": "access_denied", "error_description": "Denied."})
-    async with api(request, session) as client:
-        approved = await client.post("oauth/authorize", asked)
-    return Redirect(approved["redirect_to"], status_code=303)
 
 
 router = Router(
@@ -806,14 +631,9 @@ router = Router(
         add_group,
         delete_group,
         channels,
-        authorize,
-        decide_authorization,
-        apps,
-        create_app,
-        delete_app,
-        revoke_authorization,
+        *apps.handlers,
     ],
-    exception_handlers={SignedOut: _to_sign_in, tether.APIError: _refused},
+    exception_handlers={SignedOut: to_sign_in, tether.APIError: refused},
 )
 """The console's pages; a page that needs a session sends the signed-out to sign in, and
 what the API refuses is said on a page."""
