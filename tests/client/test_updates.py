@@ -209,6 +209,18 @@ def test_failure_rate_aborts_the_deployment(admin: tether.Client) -> None:
     assert admin.updates.check([], device_id=devices[0]).available == []
 
 
+def test_failure_rate_is_decided_on_the_success_that_reaches_min_reports(
+    admin: tether.Client,
+) -> None:
+    publish(admin, "fw", "1.0.0", b"one")
+    admin.updates.deploy("fw", "1.0.0", failure_threshold=0.3, min_reports=2)
+    failed, succeeded = new_device(admin)["id"], new_device(admin)["id"]
+    first = admin.updates.report("fw", "1.0.0", "failed", "flash error", device_id=failed)
+    assert first["deployment_state"] == "active"
+    second = admin.updates.report("fw", "1.0.0", "installed", device_id=succeeded)
+    assert second["deployment_state"] == "aborted"
+
+
 def test_server_held_key_signs_and_the_device_verifies(
     server: RunningServer, admin: tether.Client, downloads: Path
 ) -> None:

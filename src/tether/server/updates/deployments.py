@@ -302,7 +302,8 @@ async def record_report(
     reason: str | None,
 ) -> str:
     """Store a device's report on a deployment; abort the deployment when its failure rate
-    reaches the threshold. Returns the deployment's state afterwards."""
+    reaches the threshold, decided on every report that finishes a device (a success can be the
+    one that reaches `min_reports`). Returns the deployment's state afterwards."""
     now = utcnow()
     values = {"state": state, "reason": reason, "updated_at": now}
     await conn.execute(
@@ -311,7 +312,8 @@ async def record_report(
         .on_conflict_do_update(index_elements=["deployment_id", "device_id"], set_=values)
     )
     threshold = deployment.failure_threshold
-    if state != "failed" or threshold is None or deployment.state not in LIVE_STATES:
+    finishing = state in ("installed", "failed")
+    if not finishing or threshold is None or deployment.state not in LIVE_STATES:
         return str(deployment.state)
     counts = await counts_of(conn, deployment.id)
     finished = counts["installed"] + counts["failed"]
