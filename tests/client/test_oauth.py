@@ -221,3 +221,78 @@ def test_a_person_sees_and_stops_the_apps_acting_for_them(
         assert client.get("oauth/authorizations") == []
         with pytest.raises(tether.AuthenticationError):
             on_behalf.devices.find()
+
+
+def test_an_apps_credentials_mint_nothing_that_outlives_the_app(
+    server: RunningServer, client: tether.Client, app: Any
+) -> None:
+    flow = tether.OAuthFlow(server.url, app.id, CALLBACK, scope="write")
+    other = client.apps.create("Other", {"redirect_uris": [CALLBACK]})
+    other_flow = tether.OAuthFlow(server.url, other.id, CALLBACK, scope="write")
+    with tether.Client(server.url, oauth=flow.grant(approve(client, flow))) as acting:
+        assert acting.get("auth/whoami")["client_id"] == app.id
+        acting.devices.create("an app may still run the fleet")
+        refused = [
+            lambda: acting.post("tokens", {"name": "forever"}),
+            lambda: acting.post("oauth/authorize", asked(other_flow)),
+            lambda: acting.post(
+                "auth/password",
+                {"current_password": "x", "new_password": "another-password-1"},
+            ),
+            lambda: acting.post("users", {"username": "mole", "password": "mole-password-1"}),
+            lambda: acting.post("apps", {"name": "backdoor"}),
+        ]
+        for attempt in refused:
+            with pytest.raises(tether.PermissionDeniedError, match="outlive the app"):
+                attempt()
+        refreshed = acting.get_auth().refresh_token
+    assert refreshed is not None
+    with tether.Client(
+        server.url, oauth=tether.OAuthGrant(app.id, refresh_token=refreshed)
+    ) as again, pytest.raises(tether.PermissionDeniedError):
+        again.post("tokens", {"name": "after a refresh"})
+
+
+def test_a_read_only_app_gets_read_only_tokens_whatever_it_asks(
+    server: RunningServer, client: tether.Client
+) -> None:
+    reader = client.post(
+        "apps", {"name": "Viewer", "read_only": True, "document": {"redirect_uris": [CALLBACK]}}
+    )
+    flow = tether.OAuthFlow(server.url, reader["id"], CALLBACK, scope="write")
+    assert client.get("oauth/authorize", asked(flow))["read_only"] is True
+    with tether.Client(server.url, oauth=flow.grant(approve(client, flow))) as acting:
+        assert acting.get("auth/whoami")["read_only"] is True
+        with pytest.raises(tether.PermissionDeniedError):
+            acting.devices.create("no")
+
+
+@pytest.mark.parametrize(
+    "redirect_uri",
+    ["http://[::1/cb", "http://127.0.0.1:99999/callback", "http://127.0.0.1:abc/callback"],
+)
+def test_malformed_redirect_uris_are_refused_not_crashed_on(
+    server: RunningServer, client: tether.Client, app: Any, redirect_uri: str
+) -> None:
+    good = asked(tether.OAuthFlow(server.url, app.id, CALLBACK))
+    for call in (client.get, client.post):
+        with pytest.raises(tether.BadRequestError) as refused:
+            call("oauth/authorize", good | {"redirect_uri": redirect_uri})
+        assert refused.value.code == "invalid_redirect_uri"
+
+
+def test_a_code_no_longer_exchanges_once_its_redirect_uri_is_removed(
+    server: RunningServer, client: tether.Client, app: Any
+) -> None:
+    flow = tether.OAuthFlow(server.url, app.id, CALLBACK)
+    grant = flow.grant(approve(client, flow))
+    client.patch(f"apps/{app.id}", {"document": {"redirect_uris": ["http://127.0.0.1/other"]}})
+    form = {
+        "grant_type": "authorization_code",
+        "code": grant.code,
+        "code_verifier": grant.code_verifier,
+        "redirect_uri": CALLBACK,
+        "client_id": app.id,
+    }
+    refused = httpx.post(f"{server.url}/api/v1/auth/token", json=form)
+    assert (refused.status_code, refused.json()["code"]) == (400, "invalid_grant")

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
@@ -61,6 +62,8 @@ def permitted(caller: Caller, rule: Rule, target: str | None, path: str) -> bool
     who = caller.identity
     if who.get("read_only") and not rule.reads:
         return False
+    if who.get("client_id") and not rule.delegable:
+        return False
     project = who.get("project_id")
     if project and rule.resource != "session":
         if not re.match(rf"^/api/v1/projects/{re.escape(project)}(/|$)", path):
@@ -94,6 +97,20 @@ def _sign_in(url: str, **credentials: Any) -> tuple[str, dict[str, Any]]:
         return auth.token, client.get("auth/whoami")
 
 
+def _oauth_token(url: str, admin: tether.Client, person_token: str) -> str:
+    """A write-scope access token an app got through OAuth, acting for the person."""
+    callback = "http://127.0.0.1/callback"
+    app = admin.post("apps", {"name": "acting", "document": {"redirect_uris": [callback]}})
+    flow = tether.OAuthFlow(url, app["id"], callback, scope="write")
+    query = dict(parse_qsl(urlsplit(flow.authorization_url).query))
+    with tether.Client(url, token=person_token) as person:
+        back = person.post("oauth/authorize", query)["redirect_to"]
+    with tether.Client(url, oauth=flow.grant(back)) as acting:
+        token = acting.get_auth().token
+    assert token is not None
+    return token
+
+
 @pytest.fixture
 def callers(
     server: RunningServer, make_tenant: Callable[[], Tenant]
@@ -125,6 +142,7 @@ def callers(
             admin_a.post("users", {"username": role, "password": password, "role": role})
             token, _ = _sign_in(url, username=role, password=password, organization=a.organization)
             add(role, token, ids_a, ids_b)
+        add("app acting for a member", _oauth_token(url, admin_a, token), ids_a, ids_b)
         add(
             "read-only token",
             admin_a.post("tokens", {"name": "ro", "read_only": True})["token"],

@@ -90,6 +90,9 @@ class Principal:
     token_id: str | None = None
     issued_at: float = 0.0
     session_id: str | None = None
+    client_id: str | None = None
+    """The app a person let act for them through OAuth, when this credential came that way:
+    it may not mint credentials or change what outlives the app (`Rule.delegable`)."""
 
     @property
     def is_admin(self) -> bool:
@@ -139,6 +142,8 @@ class Principal:
             claims["su"] = True
         if self.session_id:
             claims["sid"] = self.session_id
+        if self.client_id:
+            claims["cid"] = self.client_id
         return claims
 
     @classmethod
@@ -154,6 +159,7 @@ class Principal:
             is_superuser=bool(claims.get("su")),
             issued_at=float(claims["iat"]),
             session_id=claims.get("sid"),
+            client_id=claims.get("cid"),
         )
 
 

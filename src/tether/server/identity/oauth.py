@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import re
 from typing import Annotated, Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import SplitResult, urlencode, urlsplit
 
 import msgspec
 import sqlalchemy as sa
@@ -74,9 +74,11 @@ class AuthorizationRequest(msgspec.Struct, forbid_unknown_fields=True):
     state: Text | None = None
 
 
-class Client(msgspec.Struct):
+class Client(msgspec.Struct, omit_defaults=True):
     id: str
     name: str
+    read_only: bool = False
+    """A read-only app: what it gets through OAuth is read-only too, whatever it asks for."""
 
 
 class Consent(msgspec.Struct):
@@ -98,22 +100,35 @@ def oauth_error(error: str, description: str, status: int = 400) -> Problem:
     return Problem(status, description, code=error)
 
 
+def _parsed(uri: str) -> SplitResult | None:
+    """`uri` split into its parts, or None when it cannot be a URL (an unclosed `[`, a port
+    that is no number or out of range)."""
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 (raises for a malformed or out-of-range port)
+    except ValueError:
+        return None
+    return parts
+
+
 def redirect_matches(given: str, registered: list[Any]) -> bool:
     """Whether `given` is one of the app's redirect URIs: exactly, or a loopback URI that
-    differs only in its port."""
+    differs only in its port. A URI that does not parse, or has a fragment, never matches."""
+    parts = _parsed(given)
+    if parts is None or parts.fragment:
+        return False
     if given in registered:
         return True
-    parts = urlsplit(given)
     if parts.scheme != "http" or parts.netloc.rsplit(":", 1)[0] not in _LOOPBACK:
         return False
     for each in registered:
-        other = urlsplit(str(each))
-        if (other.scheme, other.hostname, other.path, other.query) == (
-            "http",
-            parts.hostname,
-            parts.path,
-            parts.query,
-        ) and other.netloc.rsplit(":", 1)[0] in _LOOPBACK:
+        other = _parsed(str(each))
+        if (
+            other is not None
+            and (other.scheme, other.hostname, other.path, other.query)
+            == ("http", parts.hostname, parts.path, parts.query)
+            and other.netloc.rsplit(":", 1)[0] in _LOOPBACK
+        ):
             return True
     return False
 
@@ -124,7 +139,9 @@ async def _client(reads: Reads, org_id: str, client_id: str, redirect_uri: str) 
     URI is not known good. Every other error goes back to the app."""
     row = (
         await reads.execute(
-            sa.select(resources.c.id, resources.c.name, resources.c.document).where(
+            sa.select(
+                resources.c.id, resources.c.name, resources.c.document, resources.c.read_only
+            ).where(
                 resources.c.id == client_id[:36],
                 resources.c.org_id == org_id,
                 resources.c.kind == "app",
@@ -139,9 +156,9 @@ async def _client(reads: Reads, org_id: str, client_id: str, redirect_uri: str) 
             "invalid_client",
             "This app lists no redirect_uris in its document: it is no OAuth client.",
         )
-    if urlsplit(redirect_uri).fragment or not redirect_matches(redirect_uri, registered):
+    if not redirect_matches(redirect_uri, registered):
         raise oauth_error("invalid_redirect_uri", "redirect_uri is not one of the app's.")
-    return Client(row.id, row.name)
+    return Client(row.id, row.name, bool(row.read_only))
 
 
 def _checked(data: AuthorizationRequest) -> bool:
@@ -184,7 +201,7 @@ async def consent(request: Request[Any, Any, Any], tether: Tether) -> Consent:
             reads, org_id, query.get("client_id", ""), query.get("redirect_uri", "")
         )
     data = _request_of(request)
-    read_only = _checked(data)
+    read_only = _checked(data) or client.read_only
     return Consent(client, data.redirect_uri, "read" if read_only else "write", read_only)
 
 
@@ -203,7 +220,7 @@ async def approve(
         raise Problem(403, "Only a person may approve an app.", code="forbidden")
     async with tether.reader.connect() as reads:
         client = await _client(reads, principal.org_id, data.client_id, data.redirect_uri)
-    read_only = _checked(data) or principal.read_only
+    read_only = _checked(data) or principal.read_only or client.read_only
     code_id = new_id()
     code = make_prefixed(CODE_PREFIX, code_id)
     now = utcnow()
@@ -268,11 +285,13 @@ async def exchange(
         or not _pkce_matches(verifier, row.code_challenge)
     ):
         return None
-    app = await conn.execute(
-        sa.select(resources.c.id).where(resources.c.id == client_id, resources.c.kind == "app")
-    )
-    principal = await user_principal(conn, row.user_id, read_only=bool(row.read_only))
-    if app.first() is None or principal is None or principal.org_id != row.org_id:
+    try:
+        app = await _client(conn, row.org_id, client_id, redirect_uri)
+    except Problem:
+        return None
+    read_only = bool(row.read_only) or app.read_only
+    principal = await user_principal(conn, row.user_id, read_only=read_only)
+    if principal is None or principal.org_id != row.org_id:
         return None
     family_id = new_id()
     await conn.execute(

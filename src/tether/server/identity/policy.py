@@ -6,9 +6,11 @@ names its rule (`opt=allow(resource, action)`) and the `authorize` guard applies
 socket asks `decide` for its operations and `may_hear` for each event it would deliver.
 `docs/permissions.md` is generated from this table.
 
-On top of the table, two narrowings hold for every principal at once: a read-only credential
-(a read-only API token or app) may only do what the table marks as a read, and a project-bound
-credential stays inside its project's URLs and cannot change the project itself.
+On top of the table, three narrowings hold for every principal at once: a read-only credential
+(a read-only API token or app) may only do what the table marks as a read, a project-bound
+credential stays inside its project's URLs and cannot change the project itself, and a
+credential an app got through OAuth takes only the rules marked `delegable` (nothing that
+would outlive the app or widen its grant).
 """
 
 from __future__ import annotations
@@ -62,18 +64,22 @@ class Rule:
     reads: bool = False
     """Whether the action only reads, so read-only credentials may take it."""
     summary: str = ""
+    delegable: bool = True
+    """Whether an app acting for a person through OAuth may take it. Not for what would
+    outlive the app or widen its grant: minting tokens or apps, consenting to apps, passwords,
+    users and roles."""
 
 
 RESOURCE_KINDS = ("thing", "location", "zone", "experience", "feed", "content")
 
 _TABLE: list[Rule] = [
     Rule("session", "read", _who(*ROLES), True, "whoami and the caller's organization"),
-    Rule("organization", "create", _who("admin", reach=OPERATOR), False, "new tenants"),
+    Rule("organization", "create", _who("admin", reach=OPERATOR), False, "new tenants", False),
     Rule("user", "read", _who(*PEOPLE), True, "list the organization's users"),
-    Rule("user", "write", _who("admin"), False, "create, change and delete users"),
+    Rule("user", "write", _who("admin"), False, "create, change and delete users", False),
     Rule("token", "read", _who(*PEOPLE), True, "list one's own API tokens"),
-    Rule("token", "write", _who(*PEOPLE), False, "mint and revoke one's own API tokens"),
-    Rule("password", "change", _who(*PEOPLE), False, "change one's own password"),
+    Rule("token", "write", _who(*PEOPLE), False, "mint and revoke one's own API tokens", False),
+    Rule("password", "change", _who(*PEOPLE), False, "change one's own password", False),
     Rule("device", "read", _who(*READERS, device=SELF), True),
     Rule("device", "manage", _who(*FLEET), False, "create and delete devices"),
     Rule("device", "update", _who(*WRITERS, device=SELF), False, "change a device's record"),
@@ -81,7 +87,7 @@ _TABLE: list[Rule] = [
     Rule("pairing", "approve", _who(*FLEET), False, "approve a pairing code"),
     Rule("pairing", "read", _who(*FLEET), True, "see devices waiting to pair (never their codes)"),
     Rule("app", "read", _who(*PEOPLE), True),
-    Rule("app", "write", _who("admin"), False, "create, change, re-key and delete apps"),
+    Rule("app", "write", _who("admin"), False, "create, change, re-key and delete apps", False),
     Rule("oauth", "read", _who(*PEOPLE), True, "the apps one has let act for oneself"),
     Rule(
         "oauth",
@@ -89,6 +95,7 @@ _TABLE: list[Rule] = [
         _who(*PEOPLE),
         False,
         "let a registered app act for oneself, or stop it",
+        False,
     ),
     Rule("project", "read", _who(*ROLES), True),
     Rule("project", "write", _who(*FLEET), False, "create and change projects"),
@@ -164,6 +171,13 @@ def decide(
     rule = RULES[(resource, action)]
     if principal.read_only and not rule.reads:
         raise Problem(403, "This credential is read-only.", code="read_only")
+    if principal.client_id and not rule.delegable:
+        raise Problem(
+            403,
+            "An app acting for a person may not do this: it would outlive the app or widen "
+            "its grant.",
+            code="forbidden",
+        )
     if principal.project_id and resource not in _ANYWHERE:
         match = _PROJECT_PATH.match(path or "")
         if match is None or match.group(1) != principal.project_id:
@@ -315,11 +329,13 @@ def permissions_markdown() -> str:
         "  narrowed: a read-only token (or read-only app) may only take the actions marked",
         "  *read* below, and a project token stays inside `/api/v1/projects/{id}/…` and cannot",
         "  change or delete its project.",
+        "- An app acting for a person through OAuth acts as that person, except for what",
+        "  *by apps* marks no: what would outlive the app or widen its grant.",
         "- Realtime: a socket hears an event only when its principal may read the object",
         "  the event is about.",
         "",
-        "| resource | action | read | " + " | ".join(ROLES) + " | what |",
-        "| --- | --- | :-: | " + " | ".join(":-:" for _ in ROLES) + " | --- |",
+        "| resource | action | read | " + " | ".join(ROLES) + " | by apps | what |",
+        "| --- | --- | :-: | " + " | ".join(":-:" for _ in ROLES) + " | :-: | --- |",
     ]
     for rule in _TABLE:
         cells = [marks.get(rule.who[r], "") if r in rule.who else "no" for r in ROLES]
@@ -327,6 +343,6 @@ def permissions_markdown() -> str:
         lines.append(
             f"| {rule.resource} | {rule.action} | {read} | "
             + " | ".join(cells)
-            + f" | {rule.summary} |"
+            + f" | {'' if rule.delegable else 'no'} | {rule.summary} |"
         )
     return "\n".join(lines) + "\n"

@@ -53,6 +53,8 @@ class Identity(msgspec.Struct, omit_defaults=True):
     is_admin: bool = False
     is_superuser: bool = False
     token_id: str | None = None
+    client_id: str | None = None
+    """The app acting for the person, when this sign-in came through OAuth."""
 
 
 class TokenResponse(msgspec.Struct, omit_defaults=True):
@@ -87,6 +89,7 @@ async def identity_of(conn: Reads, principal: Principal) -> Identity:
         is_admin=principal.is_admin,
         is_superuser=principal.is_superuser,
         token_id=principal.token_id,
+        client_id=principal.client_id,
     )
 
 
@@ -105,7 +108,9 @@ async def issue_session(
     now = utcnow()
     refresh_id = new_id()
     family_id = family_id or refresh_id
-    principal = dataclasses.replace(principal, session_id=family_id)
+    principal = dataclasses.replace(
+        principal, session_id=family_id, client_id=client_id or principal.client_id
+    )
     access, expires = state.tokens.issue(principal, now)
     refresh = make_prefixed(REFRESH_TOKEN_PREFIX, refresh_id)
     await conn.execute(
