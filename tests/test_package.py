@@ -59,6 +59,7 @@ def test_public_names_are_pinned() -> None:
             "AsyncUpdateCheck",
             "AsyncUpdates",
             "AsyncZone",
+            "Answer",
             "AuthPayload",
             "AuthorizationError",
             "AuthenticationError",

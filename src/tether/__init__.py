@@ -35,6 +35,7 @@ from tether._exceptions import (
 )
 from tether._version import __version__
 from tether.client import (
+    Answer,
     AsyncBroadcast,
     AsyncChannel,
     AsyncClient,
@@ -102,6 +103,7 @@ from tether.signing import SigningKey
 
 __all__ = [
     "APIError",
+    "Answer",
     "AsyncBroadcast",
     "AsyncChannel",
     "AsyncClient",

@@ -116,6 +116,65 @@ def test_broadcast_reaches_subscribers_and_collects_responses(
     asyncio.run(main())
 
 
+def test_only_a_socket_a_broadcast_reached_may_answer_it_once(
+    server: RunningServer, tenant: Tenant
+) -> None:
+    mine = token_of(tenant)
+    with tenant.client() as admin:
+        device = admin.post("devices", {"name": "forger"})
+        me = admin.get("auth/whoami")["id"]
+    forger_token = _device_token(server, device)
+
+    async def main() -> None:
+        async with (
+            socket(server, mine) as caster,
+            socket(server, mine) as listener,
+            socket(server, forger_token) as forger,
+        ):
+            await send(listener, op="subscribe", id=1, channel=f"device.{device['id']}")
+            await receive(listener, "ack")
+            ids = []
+            for n in (2, 3):
+                channel = f"device.{device['id']}"
+                await send(
+                    caster, op="broadcast", id=n, channel=channel, name="q", timeout=0.5
+                )
+                got = await receive(listener, "broadcast")
+                ids.append(got["broadcast"])
+                assert got["timeout"] == 0.5
+                await send(forger, op="respond", broadcast=got["broadcast"], payload="forged")
+                refused = await receive(forger)
+                assert (refused["op"], refused["code"]) == ("error", "not_asked")
+                if n == 2:
+                    await send(listener, op="respond", broadcast=got["broadcast"], payload="real")
+                    await send(listener, op="respond", broadcast=got["broadcast"], payload="again")
+                    assert (await receive(listener, "error"))["code"] == "not_asked"
+                done = await receive(caster, "responses")
+                if n == 2:
+                    assert done["responses"] == ["real"]
+                    assert done["answers"] == [
+                        {"from": {"type": "user", "id": me, "name": "admin"}, "payload": "real"}
+                    ]
+                else:
+                    assert done["responses"] == []
+                    assert done["answers"] == []
+            node_a, secret_a = ids[0].split(".")
+            node_b, secret_b = ids[1].split(".")
+            assert node_a == node_b
+            assert len(secret_a) >= 16
+            assert secret_a != secret_b
+
+    asyncio.run(main())
+
+
+def _device_token(server: RunningServer, device: dict[str, Any]) -> str:
+    import httpx
+
+    grant = {"grant_type": "device", "device_id": device["id"], "device_secret": device["secret"]}
+    answer = httpx.post(f"{server.url}/api/v1/auth/token", json=grant)
+    return str(answer.json()["access_token"])
+
+
 def test_bad_frames_and_read_only_tokens_get_error_frames(
     server: RunningServer, tenant: Tenant
 ) -> None:

@@ -1,5 +1,6 @@
 """The Tether SDK: needs only httpx and websockets, never the server's dependencies."""
 
+from tether.client._answers import Answer
 from tether.client._async_client import AsyncClient
 from tether.client._async_files import AsyncFiles, AsyncFileTask
 from tether.client._async_realtime import (
@@ -59,6 +60,7 @@ from tether.client._telemetry import Outbox, Reading, RejectedEntry
 from tether.client._updates import Package
 
 __all__ = [
+    "Answer",
     "AsyncBroadcast",
     "AsyncChannel",
     "AsyncClient",

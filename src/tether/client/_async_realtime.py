@@ -21,6 +21,7 @@ from tether._exceptions import (
     RealtimeError,
     TetherError,
 )
+from tether.client._answers import Answer
 from tether.client._flows import pause
 from tether.client._workers import (
     _async_future,
@@ -52,6 +53,8 @@ class AsyncBroadcast:
         self.channel: str = frame["channel"]
         self.id: str = frame["broadcast"]
         self.sent_at: float = float(frame.get("sent_at") or time.time())
+        self.timeout: float | None = frame.get("timeout")
+        """Seconds the broadcaster waits for answers (an answer after that is refused)."""
 
     async def respond(self, value: Any = None) -> None:
         await self._realtime.send({"op": "respond", "broadcast": self.id, "payload": value})
@@ -143,13 +146,20 @@ class AsyncChannel:
         return {"channel": self.name, "system": self.system, "consumer": self.consumer, **extra}
 
     async def broadcast(self, name: str, payload: Any = None, timeout: float = 0.1) -> list[Any]:
-        """Send to every subscriber (in the whole cluster); the responses that came back
-        within `timeout` seconds."""
+        """Send to every subscriber (in the whole cluster); the payloads of the answers that
+        came back within `timeout` seconds (`collect` also says who gave each)."""
+        return [answer.payload for answer in await self.collect(name, payload, timeout)]
+
+    async def collect(
+        self, name: str, payload: Any = None, timeout: float = 0.1
+    ) -> list[Answer]:
+        """Send to every subscriber (in the whole cluster); the answers that came back within
+        `timeout` seconds, each with who gave it."""
         reply = await self._realtime.request(
             self._frame(op="broadcast", name=name, payload=payload, timeout=timeout),
             timeout + 10,
         )
-        return list(reply["responses"])
+        return [Answer.of(each) for each in reply.get("answers", ())]
 
     async def listen(self, name: str, timeout: float = 10, max_age: float = 60) -> AsyncListener:
         """Subscribe to broadcasts called `name` ("*" for every name); NetworkError if the

@@ -29,11 +29,11 @@ class Node(Protocol):
 
     node: str
 
-    def deliver(self, key: ChannelKey, frame: dict[str, Any]) -> int: ...
+    def deliver_broadcast(self, key: ChannelKey, frame: dict[str, Any]) -> int: ...
 
     def delivered(self, broadcast_id: str, node: str, count: int) -> None: ...
 
-    def respond(self, org_id: str, broadcast_id: str, payload: Any) -> None: ...
+    def answered(self, org_id: str, broadcast_id: str, answer: dict[str, Any]) -> None: ...
 
     def tell_watchers(self, key: ChannelKey, frame: dict[str, Any]) -> None: ...
 
@@ -68,8 +68,9 @@ class Backplane:
     async def broadcast(self, key: ChannelKey, frame: dict[str, Any]) -> None:
         """Hand a broadcast frame to the other nodes; raises `BackplaneDown`."""
 
-    def respond(self, origin: str, org_id: str, broadcast_id: str, payload: Any) -> None:
-        """Carry a response to the node whose broadcast it answers."""
+    def respond(self, origin: str, org_id: str, broadcast_id: str, answer: dict[str, Any]) -> None:
+        """Carry an answer (who gave it, and its payload) to the node whose broadcast it
+        answers."""
 
     def presence(self, key: ChannelKey, frame: dict[str, Any], client: Member, change: str) -> None:
         """Tell the other nodes that `client` joined or left `key`."""

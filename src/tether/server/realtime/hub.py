@@ -13,11 +13,16 @@ Frames are JSON objects with an `op`. From the client:
     {"op": "who",         "id": 5, "channel": "lobby"}
 
 From the server: `ack` (with the request's id), `error` (id, code, message: the socket stays
-open), `broadcast` (channel, name, payload, broadcast id, sent_at), `responses` (id, list) when a
+open), `broadcast` (channel, name, payload, broadcast id, sent_at, timeout), `responses` (id,
+the payloads as `responses` and, in `answers`, each with `from`: who gave it) when a
 broadcast's time is up or everyone answered, `event` (type, action, id, document), `members`
 (the answer to `who`: type, id and name of each identity subscribed) and `presence` (channel
 and `joined` or `left` with a member) as others come and go, to the subscribers that asked for
 it with `"presence": true` (sent to everyone, a thousand joins would be half a million frames).
+
+A broadcast's id is unguessable, and only a socket it was delivered to may answer it, once,
+until its timeout: the node that delivered it keeps who got it (`_Asked`), so no other socket of
+the organization can slip in an answer.
 
 One process keeps its sockets' channels in a `Hub`; its `Backplane`
 (`tether.server.realtime.backplane`) carries broadcasts, delivery counts, responses, presence
@@ -30,7 +35,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
+import heapq
+import secrets
 import time
 import uuid
 from collections import deque
@@ -169,6 +175,19 @@ class Client:
         self.gone.set()
 
 
+ANSWER_GRACE = 1.0
+"""Seconds past its timeout that a broadcast still takes answers in flight (they reach a
+broadcaster that stopped waiting, and are dropped there)."""
+
+
+@dataclass
+class _Asked:
+    """The sockets of this node a broadcast was delivered to and that have not answered."""
+
+    clients: set[Client]
+    expires: float
+
+
 @dataclass
 class _Pending:
     """A broadcast waiting for answers: how many sockets got it, on which nodes, and what
@@ -195,9 +214,10 @@ class Hub:
         self.node = node or uuid.uuid4().hex[:12]
         self._channels: dict[ChannelKey, set[Client]] = {}
         self._pending: dict[str, _Pending] = {}
+        self._asked: dict[str, _Asked] = {}
+        self._expiring: list[tuple[float, str]] = []
         self.clients: set[Client] = set()
         self.backplane: Backplane = LocalBackplane()
-        self._numbers = itertools.count(1)
         self.hearing: list[Callable[[Event], None]] = []
         """Called with each event another server process published (to drop what this one
         keeps of the object, say)."""
@@ -266,18 +286,27 @@ class Hub:
             if client is not skip and key in client.watching:
                 client.offer(encoded)
 
-    def deliver(self, key: ChannelKey, frame: dict[str, Any], skip: Client | None = None) -> int:
-        """Hand a frame to this process's subscribers of `key` (but `skip`); how many took it."""
-        members = self._channels.get(key, ())
+    def deliver_broadcast(self, key: ChannelKey, frame: dict[str, Any]) -> int:
+        """Hand a broadcast to this process's subscribers of `key`, and keep who got it (until
+        its timeout) as the only sockets that may answer it; how many took it."""
+        now = time.monotonic()
+        while self._expiring and self._expiring[0][0] <= now:
+            self._asked.pop(heapq.heappop(self._expiring)[1], None)
         encoded = _text(frame)
-        return sum(client.offer(encoded) for client in list(members) if client is not skip)
+        taken = {client for client in list(self._channels.get(key, ())) if client.offer(encoded)}
+        if taken:
+            expires = now + float(frame["timeout"]) + ANSWER_GRACE
+            self._asked[frame["broadcast"]] = _Asked(taken, expires)
+            heapq.heappush(self._expiring, (expires, frame["broadcast"]))
+        return len(taken)
 
     async def broadcast(
         self, key: ChannelKey, name: str, payload: Any, timeout: float
-    ) -> list[Any]:
-        """Deliver to every subscriber of `key` (on every node); return the responses that
-        arrive within `timeout` seconds, sooner when every subscriber has answered."""
-        broadcast_id = f"{self.node}.{next(self._numbers)}"
+    ) -> list[dict[str, Any]]:
+        """Deliver to every subscriber of `key` (on every node); return the answers (who gave
+        each, and its payload) that arrive within `timeout` seconds, sooner when every
+        subscriber has answered."""
+        broadcast_id = f"{self.node}.{secrets.token_urlsafe(16)}"
         nodes = await self.backplane.nodes()
         pending = _Pending(key[0], nodes | {self.node})
         self._pending[broadcast_id] = pending
@@ -290,10 +319,11 @@ class Hub:
             "payload": payload,
             "broadcast": broadcast_id,
             "sent_at": time.time(),
+            "timeout": timeout,
         }
         try:
             await self.backplane.broadcast(key, frame)
-            self.delivered(broadcast_id, self.node, self.deliver(key, frame))
+            self.delivered(broadcast_id, self.node, self.deliver_broadcast(key, frame))
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
                     await pending.done.wait()
@@ -307,15 +337,29 @@ class Hub:
             pending.delivered[node] = count
             pending.check()
 
-    def respond(self, org_id: str, broadcast_id: str, payload: Any) -> None:
+    def respond(self, client: Client, broadcast_id: str, payload: Any) -> bool:
+        """A socket's answer to a broadcast: carried to the broadcaster with who gave it, if
+        the broadcast was delivered to this socket and it has not answered yet."""
+        asked = self._asked.get(broadcast_id)
+        if asked is None or client not in asked.clients:
+            return False
+        asked.clients.discard(client)
+        if not asked.clients:
+            del self._asked[broadcast_id]
+        answer = {"from": client.member, "payload": payload}
         origin = broadcast_id.split(".", 1)[0]
-        if origin != self.node:
-            self.backplane.respond(origin, org_id, broadcast_id, payload)
-            return
+        if origin == self.node:
+            self.answered(client.principal.org_id, broadcast_id, answer)
+        else:
+            self.backplane.respond(origin, client.principal.org_id, broadcast_id, answer)
+        return True
+
+    def answered(self, org_id: str, broadcast_id: str, answer: dict[str, Any]) -> None:
+        """An answer to one of this node's broadcasts, checked where it was given."""
         pending = self._pending.get(broadcast_id)
         if pending is None or pending.org_id != org_id:
             return
-        pending.responses.append(payload)
+        pending.responses.append(answer)
         pending.check()
 
     def revoked(self, subject: str, when: float) -> None:
@@ -419,7 +463,12 @@ def _handle(hub: Hub, client: Client, frame: Frame) -> dict[str, Any] | None:
         _permit(client, "broadcast")
         if not frame.broadcast:
             raise FrameError("invalid", "respond needs the broadcast id")
-        hub.respond(client.principal.org_id, frame.broadcast, frame.payload)
+        if not hub.respond(client, frame.broadcast, frame.payload):
+            raise FrameError(
+                "not_asked",
+                "That broadcast was not delivered to this socket, was answered already, or its "
+                "time is up.",
+            )
         return None
     if frame.op == "events":
         client.events = set(frame.types or [])
@@ -437,10 +486,11 @@ async def _answer(hub: Hub, client: Client, frame: Frame) -> dict[str, Any]:
             raise FrameError("invalid", f"timeout must be 0 to {MAX_TIMEOUT} seconds")
         key = _channel_key(client, frame)
         try:
-            responses = await hub.broadcast(key, frame.name, frame.payload, frame.timeout)
+            answers = await hub.broadcast(key, frame.name, frame.payload, frame.timeout)
         except BackplaneDown as exc:
             raise _unavailable(exc) from None
-        return {"op": "responses", "id": frame.id, "responses": responses}
+        responses = [answer["payload"] for answer in answers]
+        return {"op": "responses", "id": frame.id, "responses": responses, "answers": answers}
     key = _channel_key(client, frame)
     try:
         members = await hub.backplane.members(key, hub.members(key))

@@ -88,8 +88,8 @@ class RedisBackplane(Backplane):
         message = {"origin": self.hub.node, "key": list(key), "frame": frame}
         await self._ask(self.redis.publish(self.BROADCASTS, msgspec.json.encode(message)))
 
-    def respond(self, origin: str, org_id: str, broadcast_id: str, payload: Any) -> None:
-        message = {"op": "response", "org": org_id, "broadcast": broadcast_id, "payload": payload}
+    def respond(self, origin: str, org_id: str, broadcast_id: str, answer: dict[str, Any]) -> None:
+        message = {"op": "response", "org": org_id, "broadcast": broadcast_id, "answer": answer}
         self._send(origin, message)
 
     def _presence_key(self, key: ChannelKey) -> str:
@@ -249,7 +249,7 @@ class RedisBackplane(Backplane):
             if message["origin"] == self.hub.node:
                 return
             frame = message["frame"]
-            count = self.hub.deliver(_key(message["key"]), frame)
+            count = self.hub.deliver_broadcast(_key(message["key"]), frame)
             self._send(
                 message["origin"],
                 {
@@ -262,7 +262,7 @@ class RedisBackplane(Backplane):
         elif message.get("op") == "delivered":
             self.hub.delivered(message["broadcast"], message["node"], int(message["count"]))
         elif message.get("op") == "response":
-            self.hub.respond(message["org"], message["broadcast"], message["payload"])
+            self.hub.answered(message["org"], message["broadcast"], message["answer"])
 
 
 def _key(sent: list[Any]) -> ChannelKey:
