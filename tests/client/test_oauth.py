@@ -247,9 +247,12 @@ def test_an_apps_credentials_mint_nothing_that_outlives_the_app(
                 attempt()
         refreshed = acting.get_auth().refresh_token
     assert refreshed is not None
-    with tether.Client(
-        server.url, oauth=tether.OAuthGrant(app.id, refresh_token=refreshed)
-    ) as again, pytest.raises(tether.PermissionDeniedError):
+    with (
+        tether.Client(
+            server.url, oauth=tether.OAuthGrant(app.id, refresh_token=refreshed)
+        ) as again,
+        pytest.raises(tether.PermissionDeniedError),
+    ):
         again.post("tokens", {"name": "after a refresh"})
 
 

@@ -136,9 +136,7 @@ def test_only_a_socket_a_broadcast_reached_may_answer_it_once(
             ids = []
             for n in (2, 3):
                 channel = f"device.{device['id']}"
-                await send(
-                    caster, op="broadcast", id=n, channel=channel, name="q", timeout=0.5
-                )
+                await send(caster, op="broadcast", id=n, channel=channel, name="q", timeout=0.5)
                 got = await receive(listener, "broadcast")
                 ids.append(got["broadcast"])
                 assert got["timeout"] == 0.5

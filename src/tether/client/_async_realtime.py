@@ -150,9 +150,7 @@ class AsyncChannel:
         came back within `timeout` seconds (`collect` also says who gave each)."""
         return [answer.payload for answer in await self.collect(name, payload, timeout)]
 
-    async def collect(
-        self, name: str, payload: Any = None, timeout: float = 0.1
-    ) -> list[Answer]:
+    async def collect(self, name: str, payload: Any = None, timeout: float = 0.1) -> list[Answer]:
         """Send to every subscriber (in the whole cluster); the answers that came back within
         `timeout` seconds, each with who gave it."""
         reply = await self._realtime.request(

@@ -23,7 +23,9 @@ def upgrade() -> None:
     with op.batch_alter_table("file_tasks") as batch:
         batch.add_column(sa.Column("lease_owner", sa.String(length=40), nullable=True))
         batch.add_column(
-            sa.Column("lease_until", tether.server.db.tables.UTCDateTime(timezone=True), nullable=True)
+            sa.Column(
+                "lease_until", tether.server.db.tables.UTCDateTime(timezone=True), nullable=True
+            )
         )
 
 
