@@ -171,3 +171,93 @@ def test_realtime_survives_redis_down_at_start_and_restarted(
         for process in nodes:
             process.kill()
             process.wait(30)
+
+
+SOCKETS = 2000
+
+
+def test_thousands_of_subscriptions_cost_no_redis_connection_each(
+    server: RunningServer, own_redis: OwnRedis, tmp_path: Path
+) -> None:
+    """5,000 subscriptions across 2,000 sockets on one process, and one socket flooding
+    `subscribe`: Redis keeps a handful of connections from the process, health stays ok,
+    every socket gets a broadcast and its answer comes back, and after they all close
+    realtime still works."""
+    import redis
+
+    own_redis.start()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    node = serve(port, tmp_path / "data", server.database_url, own_redis.url)
+    probe = redis.Redis.from_url(own_redis.url)
+    try:
+        wait_for(lambda: health(url)["status"] == "ok", 20, "the node to reach Redis")
+        org, user, password = OPERATOR
+        grant = {"grant_type": "password", "username": user, "password": password}
+        token = httpx.post(f"{url}/api/v1/auth/token", json=grant | {"organization": org}).json()[
+            "access_token"
+        ]
+        headers = {"Authorization": f"Bearer {token}"}
+        realtime = url.replace("http://", "ws://") + "/api/v1/realtime"
+
+        async def subscribed(n: int) -> ClientConnection:
+            ws = await connect(realtime, additional_headers=headers, max_queue=None)
+            channels = ["all", f"own.{n}"] + (["half"] if n % 2 == 0 else [])
+            for i, channel in enumerate(channels):
+                await ws.send(json.dumps({"op": "subscribe", "id": i, "channel": channel}))
+            for _ in channels:
+                assert (await receive(ws))["op"] == "ack"
+            return ws
+
+        async def answer_once(ws: ClientConnection, n: int) -> None:
+            got = await receive(ws, "broadcast")
+            reply = {"op": "respond", "broadcast": got["broadcast"], "payload": n}
+            await ws.send(json.dumps(reply))
+
+        async def main() -> None:
+            sockets: list[ClientConnection] = []
+            for start in range(0, SOCKETS, 200):
+                sockets += await asyncio.gather(*(subscribed(n) for n in range(start, start + 200)))
+            async with connect(realtime, additional_headers=headers) as flood:
+                for i in range(300):
+                    await flood.send(json.dumps({"op": "subscribe", "id": i, "channel": f"f{i}"}))
+                replies = [await receive(flood) for _ in range(300)]
+                assert [r["op"] for r in replies].count("ack") == 100
+                assert {r["code"] for r in replies if r["op"] == "error"} == {"too_many_channels"}
+
+                state = await asyncio.to_thread(health, url)
+                assert state["status"] == "ok", state
+                held = len(probe.client_list()) - 1
+                assert held <= 16, f"the process holds {held} Redis connections"
+
+                answering = [
+                    asyncio.create_task(answer_once(ws, n)) for n, ws in enumerate(sockets)
+                ]
+                message = {"op": "broadcast", "id": "all", "channel": "all", "name": "roll"}
+                await flood.send(json.dumps(message | {"timeout": 20}))
+                done = await asyncio.wait_for(receive(flood, "responses"), 30)
+                await asyncio.gather(*answering)
+                assert sorted(done["responses"]) == list(range(SOCKETS))
+
+                await flood.send(json.dumps({"op": "who", "id": "who", "channel": "half"}))
+                members = (await receive(flood, "members"))["members"]
+                assert [m["type"] for m in members] == ["user"]
+                (half,) = probe.keys('tether:rt:presence:*"half"*')
+                assert probe.hlen(half) == SOCKETS // 2, "every subscription reached Redis"
+
+                await asyncio.gather(*(ws.close() for ws in sockets))
+                await asyncio.to_thread(
+                    wait_for, lambda: health(url)["status"] == "ok", 20, "health after the close"
+                )
+                async with connect(realtime, additional_headers=headers) as listener:
+                    await listener.send(json.dumps({"op": "subscribe", "id": 1, "channel": "c"}))
+                    assert (await receive(listener))["op"] == "ack"
+                    answering = [asyncio.create_task(answer_once(listener, 7))]
+                    replied, took = await broadcast(flood, 2)
+                    assert replied["responses"] == [7], replied
+                    assert took < 3
+
+        asyncio.run(main())
+    finally:
+        node.kill()
+        node.wait(30)

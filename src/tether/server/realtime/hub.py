@@ -66,6 +66,8 @@ from tether.server.realtime.stepped import DONE, Steps, finish, step
 MAX_FRAME = 64 * 1024
 QUEUE = 1000
 MAX_TIMEOUT = 30.0
+MAX_CHANNELS = 100
+"""Channels one socket may be subscribed to at once."""
 SLOW_CONSUMER = 4008
 REVOKED = 4001
 """Close code of a socket whose credential was revoked (token revoked, principal deleted,
@@ -241,6 +243,12 @@ class Hub:
             client.watching.add(key)
         if key in client.channels:
             return
+        if len(client.channels) >= MAX_CHANNELS:
+            raise FrameError(
+                "too_many_channels",
+                f"A socket may be subscribed to at most {MAX_CHANNELS} channels; unsubscribe "
+                "from one first, or open another socket.",
+            )
         self._channels.setdefault(key, set()).add(client)
         client.channels.add(key)
         self._presence(key, client, "joined")

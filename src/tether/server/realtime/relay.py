@@ -6,6 +6,11 @@ trying with backoff (0.1 s doubling to 5 s), reports why in `problem` (which `/a
 shows), refuses broadcasts at once with `BackplaneDown` instead of waiting on a dead socket,
 and once Redis answers again re-announces this node and its subscribers' presence, which a
 restarted Redis no longer holds.
+
+A process holds a bounded pool of Redis connections (`POOL`) however many sockets it serves:
+one for its pub/sub subscription, and one writer that sends what needs no answer (presence,
+events, delivery counts, responses) in pipelined batches, so that a flood of subscriptions
+costs round trips, never connections.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable
 from typing import Any
 
@@ -29,6 +35,12 @@ FIRST_RETRY = 0.1
 LAST_RETRY = 5.0
 TIMEOUT = 2.0
 """Seconds a Redis connect or command may take before Redis counts as unreachable."""
+POOL = 16
+"""Redis connections a process holds at most; a command waits (up to `TIMEOUT`) for a free one."""
+BATCH = 1000
+"""Commands the writer sends in one pipeline."""
+BACKLOG = 100_000
+"""Commands waiting for the writer at most; beyond it, they are dropped (and logged)."""
 
 
 class RedisBackplane(Backplane):
@@ -47,13 +59,22 @@ class RedisBackplane(Backplane):
         import redis.asyncio
 
         self.hub = hub
-        self.redis: Any = redis.asyncio.from_url(
-            url, socket_connect_timeout=TIMEOUT, socket_timeout=TIMEOUT
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            url,
+            max_connections=POOL,
+            timeout=TIMEOUT,
+            socket_connect_timeout=TIMEOUT,
+            socket_timeout=TIMEOUT,
         )
+        self.redis: Any = redis.asyncio.Redis(connection_pool=pool)
         self.problem = "not connected to Redis yet"
         self._connected_before = False
         """Whether Redis was reached before (so a new connection restores realtime)."""
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._outgoing: deque[tuple[str, tuple[Any, ...]]] = deque()
+        """Commands for the writer: (method name, arguments)."""
+        self._wake = asyncio.Event()
+        self._writing = False
+        """Whether the writer runs (a connection is up), so that queued commands will go."""
         self._first = asyncio.Event()
         """Set once the first connection attempt has ended, either way."""
 
@@ -99,11 +120,11 @@ class RedisBackplane(Backplane):
         """Tell the other nodes' subscribers, and keep the cluster-wide member list."""
         store = self._presence_key(key)
         if change == "joined":
-            self._spawn(self.redis.hset(store, self._field(client), self._member(client)))
+            self._later("hset", store, self._field(client), self._member(client))
         else:
-            self._spawn(self.redis.hdel(store, self._field(client)))
+            self._later("hdel", store, self._field(client))
         message = {"origin": self.hub.node, "key": list(key), "frame": frame}
-        self._spawn(self.redis.publish(self.PRESENCE, msgspec.json.encode(message)))
+        self._later("publish", self.PRESENCE, msgspec.json.encode(message))
 
     def _field(self, client: Member) -> str:
         return f"{self.hub.node}:{id(client)}"
@@ -126,32 +147,40 @@ class RedisBackplane(Backplane):
             member = msgspec.json.decode(value)
             seen.setdefault((member["type"], member["id"]), member)
         if dead:
-            self._spawn(self.redis.hdel(store, *dead))
+            self._later("hdel", store, *dead)
         return list(seen.values())
 
     def event(self, event: Event) -> None:
         message = {"origin": self.hub.node, "event": msgspec.structs.asdict(event)}
-        self._spawn(self.redis.publish(self.EVENTS, msgspec.json.encode(message)))
+        self._later("publish", self.EVENTS, msgspec.json.encode(message))
 
     def _send(self, node: str, message: dict[str, Any]) -> None:
-        self._spawn(self.redis.publish(self._inbox(node), msgspec.json.encode(message)))
+        self._later("publish", self._inbox(node), msgspec.json.encode(message))
 
-    def _spawn(self, work: Awaitable[Any]) -> None:
-        """Run a Redis command in the background; while Redis is down it is dropped (what it
-        carried is re-announced on reconnection, or was only worth its moment)."""
-        if self.problem is not None:
-            if asyncio.iscoroutine(work):
-                work.close()
+    def _later(self, command: str, *args: Any) -> None:
+        """Hand a command nobody waits on to the writer. While no connection is up it is
+        dropped: what it carried is re-announced on reconnection, or was only worth its moment."""
+        if not self._writing:
             return
-        task = asyncio.get_running_loop().create_task(self._quietly(work))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if len(self._outgoing) >= BACKLOG:
+            logger.warning("Redis writer backlog full: dropped a %s", command)
+            return
+        self._outgoing.append((command, args))
+        self._wake.set()
 
-    async def _quietly(self, work: Awaitable[Any]) -> None:
-        try:
-            await work
-        except Exception as exc:
-            self._lost(exc)
+    async def _write(self) -> None:
+        """Send queued commands in pipelined batches on one connection, until one fails
+        (which ends the connection's life in `_relay`)."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._outgoing:
+                count = min(BATCH, len(self._outgoing))
+                batch = [self._outgoing.popleft() for _ in range(count)]
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for command, args in batch:
+                        getattr(pipe, command)(*args)
+                    await pipe.execute()
 
     def _lost(self, exc: BaseException) -> str:
         """Note that Redis is unreachable (logged once per outage); the reason."""
@@ -160,6 +189,12 @@ class RedisBackplane(Backplane):
             logger.warning("realtime across nodes stopped: %s", reason)
         self.problem = reason
         return reason
+
+    def _restored(self) -> None:
+        if self.problem is not None and self._connected_before:
+            logger.warning("realtime across nodes restored")
+        self._connected_before = True
+        self.problem = None
 
     async def run(self) -> None:
         """Relay until cancelled, reconnecting with backoff whenever Redis goes away."""
@@ -184,24 +219,24 @@ class RedisBackplane(Backplane):
         """One connection's life: subscribe, announce, then handle messages until it fails."""
         await self.redis.connection_pool.disconnect()
         pubsub = self.redis.pubsub()
-        beating: asyncio.Task[None] | None = None
+        helpers: list[asyncio.Task[None]] = []
         try:
             await pubsub.subscribe(
                 self.BROADCASTS, self.EVENTS, self.PRESENCE, self._inbox(self.hub.node)
             )
+            self._writing = True
             await self._announce()
-            if self.problem is not None and self._connected_before:
-                logger.warning("realtime across nodes restored")
-            self._connected_before = True
-            self.problem = None
+            self._restored()
             self._first.set()
-            beating = asyncio.get_running_loop().create_task(self._heartbeat())
+            loop = asyncio.get_running_loop()
+            helpers = [loop.create_task(self._heartbeat()), loop.create_task(self._write())]
             while True:
                 message = await pubsub.get_message(
                     ignore_subscribe_messages=True, timeout=self.HEARTBEAT
                 )
-                if beating.done():
-                    beating.result()
+                for helper in helpers:
+                    if helper.done():
+                        helper.result()
                 if message is None or message.get("type") != "message":
                     continue
                 try:
@@ -209,8 +244,10 @@ class RedisBackplane(Backplane):
                 except Exception:
                     logger.exception("bad realtime relay message")
         finally:
-            if beating is not None:
-                beating.cancel()
+            self._writing = False
+            self._outgoing.clear()
+            for helper in helpers:
+                helper.cancel()
             try:
                 await pubsub.aclose()
             except Exception:
@@ -219,15 +256,22 @@ class RedisBackplane(Backplane):
     async def _announce(self) -> None:
         """Put this node and its subscribers back in Redis (a restarted Redis is empty)."""
         await self.redis.zadd(self.NODES, {self.hub.node: time.time()})
-        for key, client in self.hub.subscriptions():
-            await self.redis.hset(
-                self._presence_key(key), self._field(client), self._member(client)
-            )
+        subscriptions = self.hub.subscriptions()
+        for start in range(0, len(subscriptions), BATCH):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key, client in subscriptions[start : start + BATCH]:
+                    pipe.hset(self._presence_key(key), self._field(client), self._member(client))
+                await pipe.execute()
 
     async def _heartbeat(self) -> None:
+        """Keep this node in the live set; once Redis answers again after a command failed
+        while the subscription held, announce again and say realtime is back."""
         while True:
             await asyncio.sleep(self.HEARTBEAT)
             await self.redis.zadd(self.NODES, {self.hub.node: time.time()})
+            if self.problem is not None:
+                await self._announce()
+                self._restored()
 
     async def _leave(self) -> None:
         try:
