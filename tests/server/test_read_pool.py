@@ -92,7 +92,8 @@ def test_a_heavy_telemetry_query_leaves_health_and_realtime_answering(
                 assert (await http.get("/api/v1/health")).status_code == 200
                 health.append(time.perf_counter() - began)
                 began = time.perf_counter()
-                await send(ws, op="subscribe", id=n, channel=f"c{n}")
+                op = "unsubscribe" if n % 2 else "subscribe"
+                await send(ws, op=op, id=n, channel=f"c{n // 2}")
                 assert await receive(ws) == {"op": "ack", "id": n}
                 frames.append(time.perf_counter() - began)
                 n += 1

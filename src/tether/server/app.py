@@ -161,6 +161,7 @@ async def _background(state: ServerState) -> AsyncIterator[None]:
     state.spawn(_hourly(lambda: journal.prune(state), "forgot %d events past their retention"))
     state.spawn(state.revocations.follow())
     state.spawn(state.seen.follow(lambda: state.hub.connected("device")))
+    state.spawn(state.installed.follow())
     state.revocations.listeners.append(state.hub.revoked)
     state.spawn(_hourly(state.limiter.prune, "forgot %d ended sign-in windows"))
     if state.settings.redis_url:

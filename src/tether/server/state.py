@@ -22,6 +22,7 @@ from tether.server.identity.signin_limits import LoginLimiter
 from tether.server.realtime.events import EventBus
 from tether.server.realtime.hub import Hub
 from tether.server.settings import Settings
+from tether.server.updates.noted import InstalledWrites
 
 
 class TimedCache:
@@ -74,10 +75,13 @@ class ServerState:
     installed_spread: TimedCache = field(default_factory=lambda: TimedCache(5.0))
     """The versions installed across each organization (or project), counted at most every few
     seconds: a count over the whole fleet, shown on the console's overview and device list."""
-    installed_noted: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
     console_choices: TimedCache = field(default_factory=lambda: TimedCache(5.0))
     """Each console session's device-list filter choices, kept a few seconds."""
-    """What this process last wrote of each device's installed packages (`updates.installed`)."""
+    installed: InstalledWrites = field(init=False)
+    """What devices said they have installed in their checks, written behind in batches."""
+
+    def __post_init__(self) -> None:
+        self.installed = InstalledWrites(self.engine, self.installed_spread)
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run `work` after the request returns; kept until done, cancelled at shutdown."""

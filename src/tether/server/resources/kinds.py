@@ -440,7 +440,7 @@ async def _forget(conn: AsyncConnection, tether: ServerState, kind: Kind, row_id
     if kind.credential:
         await revoke_principal(conn, tether.revocations, row_id)
     if kind.name == "device":
-        await _forget_devices(conn, [row_id])
+        await _forget_devices(conn, tether, [row_id])
     if kind.name == "app":
         await revoke_client(conn, tether.revocations, row_id)
     if kind.name == "project":
@@ -451,7 +451,7 @@ async def _forget(conn: AsyncConnection, tether: ServerState, kind: Kind, row_id
         ).all()
         for credential_id in [r.id for r in held if KINDS[r.kind].credential]:
             await revoke_principal(conn, tether.revocations, credential_id)
-        await _forget_devices(conn, [r.id for r in held if r.kind == "device"])
+        await _forget_devices(conn, tether, [r.id for r in held if r.kind == "device"])
         await conn.execute(resources.delete().where(resources.c.project_id == row_id))
         for table in (data_items, files, file_tasks):
             await conn.execute(table.delete().where(table.c.scope == row_id))
@@ -461,8 +461,12 @@ async def _forget(conn: AsyncConnection, tether: ServerState, kind: Kind, row_id
             await conn.execute(resources.update().where(column == row_id).values({field: None}))
 
 
-async def _forget_devices(conn: AsyncConnection, device_ids: list[str]) -> None:
+async def _forget_devices(
+    conn: AsyncConnection, tether: ServerState, device_ids: list[str]
+) -> None:
     """A deleted device's telemetry, update reports and installed packages."""
+    for device_id in device_ids:
+        tether.installed.forget(device_id)
     for start in range(0, len(device_ids), 500):
         batch = device_ids[start : start + 500]
         for table in (
@@ -500,6 +504,8 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
         documents = document_filters(params)
         installed = installed_filters(params) if kind.name == "device" else {}
         sort = sort_of(params.get("sort"))
+        if installed:
+            await tether.installed.flush()
         async with tether.reader.connect() as conn:
             org_id, project_id = await resolve_scope(conn, request, kind.in_projects)
             query = scoped_resources(

@@ -29,7 +29,7 @@ from tether.server.problems import invalid, not_found
 from tether.server.realtime.events import Event
 from tether.server.state import ServerState, Tether
 from tether.server.updates.deployments import ReportState, record_report
-from tether.server.updates.installed import note_check, note_installed
+from tether.server.updates.installed import note_installed
 from tether.server.updates.packages import LIVE_STATES, checked_version
 from tether.server.updates.rules import Test, compile_rules, in_rollout, properties_of
 
@@ -252,7 +252,7 @@ async def check(
     project_id = request.path_params.get("project_id")
     props = await _properties(tether, principal, project_id, device_id, data.properties, needed)
     if principal.type == "device":
-        await note_check(tether, org_id, device_id, installed)
+        tether.installed.note(org_id, device_id, installed)
     resumed = await _resumed(tether, device_id, [d.id for d in live if d.state == "paused"])
     assigned: dict[str, _Live] = {}
     for d in live:

@@ -2,8 +2,11 @@
 device's update history.
 
 A device says what it has installed in every update check, and a report of an installed
-version says it too. Checks are the hot path of a fleet, so each process remembers what it last
-wrote for a device and writes again only when that changes. The counts across the fleet are
+version says it too. Checks are the hot path of a fleet, so a check writes nothing itself: each
+process remembers what it last noted for a device, and what changed is written behind, in one
+transaction for many devices every half second (`noted.InstalledWrites`). What reads installed
+packages here (the counts, a device's history, the `installed[...]` filter) writes what is
+pending first; another process's pending changes show within that half second. The counts are
 kept a few seconds per organization (dropped when this process writes), so pages that show them
 do not count the whole fleet each time; another process's writes show within those seconds.
 """
@@ -31,9 +34,6 @@ from tether.server.identity.policy import allow
 from tether.server.identity.scope import resolve_scope, scoped_paths
 from tether.server.resources.kinds import KINDS, load
 from tether.server.state import ServerState, Tether
-
-_REMEMBERED = 100_000
-"""How many devices' installed packages a process remembers, to skip writing them again."""
 
 
 class VersionCount(msgspec.Struct):
@@ -65,39 +65,6 @@ class DeviceUpdates(msgspec.Struct):
     reports: list[Report]
 
 
-async def note_check(
-    tether: ServerState, org_id: str, device_id: str, installed: dict[str, str]
-) -> None:
-    """Record what a device said it has installed in its own check, when that changed."""
-    remembered = tether.installed_noted
-    key = tuple(sorted(installed.items()))
-    if remembered.get(device_id) == key:
-        return
-    now = utcnow()
-    async with tether.engine.begin() as conn:
-        await conn.execute(
-            installed_packages.delete().where(installed_packages.c.device_id == device_id)
-        )
-        if installed:
-            await conn.execute(
-                installed_packages.insert(),
-                [
-                    {
-                        "device_id": device_id,
-                        "reference": reference,
-                        "org_id": org_id,
-                        "version": version,
-                        "updated_at": now,
-                    }
-                    for reference, version in installed.items()
-                ],
-            )
-    if len(remembered) >= _REMEMBERED:
-        remembered.clear()
-    remembered[device_id] = key
-    tether.installed_spread.drop(org_id)
-
-
 async def note_installed(
     tether: ServerState,
     conn: AsyncConnection,
@@ -113,7 +80,7 @@ async def note_installed(
         .values(device_id=device_id, reference=reference, **values)
         .on_conflict_do_update(index_elements=["device_id", "reference"], set_=values)
     )
-    tether.installed_noted.pop(device_id, None)
+    tether.installed.forget(device_id)
     tether.installed_spread.drop(org_id)
 
 
@@ -143,6 +110,7 @@ async def spread(request: Request[Any, Any, Any], tether: Tether) -> list[Versio
     """Counted over the whole fleet, so kept for a few seconds (`installed_spread`)."""
     check_query(request)
     reference = request.query_params.get("reference")
+    await tether.installed.flush()
     async with tether.reader.connect() as reads:
         org_id, project_id = await resolve_scope(reads, request)
         kept: dict[Any, list[VersionCount]] | None = tether.installed_spread.get(org_id)
@@ -172,6 +140,7 @@ async def spread(request: Request[Any, Any, Any], tether: Tether) -> list[Versio
 async def history(request: Request[Any, Any, Any], tether: Tether) -> DeviceUpdates:
     check_query(request)
     device_id = request.path_params["id"]
+    await tether.installed.flush()
     async with tether.reader.connect() as reads:
         org_id, project_id = await resolve_scope(reads, request)
         await load(reads, KINDS["device"], org_id, project_id, device_id)
