@@ -132,6 +132,57 @@ def test_the_sign_in_limit_holds_per_client_address(server: RunningServer, tenan
     assert statuses == [401] * 100 + [429] * 10
 
 
+def _from(address: str) -> httpx.Client:
+    """A client whose requests come from `address` (a loopback alias), so limits counted here
+    leave the suite's other callers on 127.0.0.1 their budget."""
+    return httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=30)
+
+
+def test_strangers_guessing_a_device_secret_never_lock_the_device_out(
+    server: RunningServer, tenant: Tenant
+) -> None:
+    with tenant.client() as admin:
+        device = admin.post("devices", {"name": "guessed"})
+    wrong = httpx.BasicAuth(device["id"], "wrong-secret")
+    right = httpx.BasicAuth(device["id"], device["secret"])
+    token = {"grant_type": "device", "device_id": device["id"], "device_secret": "wrong"}
+    with _from("127.0.0.3") as stranger, _from("127.0.0.7") as another:
+        basic = [stranger.get(f"{server.url}{API}/devices", auth=wrong) for _ in range(7)]
+        posts = [another.post(f"{server.url}{API}/auth/token", json=token) for _ in range(7)]
+        also = stranger.post(f"{server.url}{API}/auth/token", json=token)
+    assert [r.status_code for r in basic] == [401] * 5 + [429] * 2
+    assert [r.status_code for r in posts] == [401] * 5 + [429] * 2
+    assert also.status_code == 429, "Basic and sign-in share the budget of a secret and address"
+    assert httpx.get(f"{server.url}{API}/devices/{device['id']}", auth=right).status_code == 200
+    with tether.Client(server.url, device_id=device["id"], device_secret=device["secret"]) as real:
+        assert real.get(f"devices/{device['id']}")["name"] == "guessed"
+
+
+def test_pairing_codes_cannot_be_guessed_flooded_or_claimed_by_another_organization(
+    server: RunningServer, tenant: Tenant, make_tenant: Any
+) -> None:
+    url = f"{server.url}{API}/pairing"
+    named = {"name": "kiosk", "organization": tenant.organization}
+    with _from("127.0.0.4") as device:
+        started = device.post(url, json=named).json()
+    with make_tenant().client() as stranger:
+        guesses = [started["user_code"]] + [f"BCDF{n:04d}" for n in range(6)]
+        headers = bearer(stranger.get_auth().token)
+        misses = [
+            httpx.post(f"{url}/approve", json={"user_code": code}, headers=headers).status_code
+            for code in guesses
+        ]
+    assert misses == [404] * 5 + [429] * 2
+    with tenant.client() as admin:
+        assert admin.post("pairing/approve", {"user_code": started["user_code"]})["name"] == "kiosk"
+        with _from("127.0.0.5") as flood, _from("127.0.0.6") as more:
+            answers = [flood.post(url, json=named).status_code for _ in range(105)]
+            answers += [more.post(url, json=named).status_code for _ in range(20)]
+        assert answers == [201] * 100 + [429] * 5 + [201] * 20
+        listed = admin.get("pairing/pending")
+        assert len(listed) == 99, "the organization lists 100 requests a window, kiosk's included"
+
+
 def test_only_admins_change_what_an_app_may_do(server: RunningServer, tenant: Tenant) -> None:
     with tenant.client() as admin:
         app = admin.post("apps", {"name": "reader", "read_only": True})

@@ -28,6 +28,7 @@ from tether.server.identity.credentials import (
     digest_matches,
     split_prefixed,
 )
+from tether.server.identity.signin_limits import secret_key
 from tether.server.problems import Problem
 from tether.server.state import ServerState
 
@@ -108,7 +109,9 @@ async def principal_for_secret(state: ServerState, key: str, secret: str) -> Pri
     return Principal.of_resource(row)
 
 
-async def authenticate(state: ServerState, authorization: str) -> Principal:
+async def authenticate(
+    state: ServerState, authorization: str, address: str | None = None
+) -> Principal:
     scheme, _, value = authorization.partition(" ")
     scheme = scheme.lower()
     value = value.strip()
@@ -127,7 +130,7 @@ async def authenticate(state: ServerState, authorization: str) -> Principal:
             raise unauthenticated("Malformed Basic credentials.") from None
         if "\x00" in key or "\x00" in secret:
             raise unauthenticated("Invalid credentials.")
-        limit_key = f"basic:{key}"
+        limit_key = secret_key(key, address)
         state.limiter.check(limit_key)
         if key.startswith(API_TOKEN_PREFIX):
             principal = await principal_for_api_token(state, key)
@@ -158,7 +161,8 @@ class AuthenticationMiddleware(AbstractAuthenticationMiddleware):
         header = _authorization(connection.scope["headers"]) or session_credential(connection.scope)
         if not header:
             raise unauthenticated()
-        principal = await authenticate(state, header)
+        client = connection.scope.get("client")
+        principal = await authenticate(state, header, client[0] if client else None)
         if principal.type == "device":
             state.seen.saw(principal.id)
         return AuthenticationResult(user=principal, auth=header)

@@ -8,6 +8,10 @@ A device may name the organization it means to join: that organization's fleet m
 see it waiting (`GET /pairing/pending`: its name, address and times, never its code). Approval
 still takes the code the device shows, so a stranger's request cannot be approved from the
 list; the answer to the device is the same whether the organization exists or not.
+
+Guessing is bounded: starts are counted per client address (429 over its sign-in budget), an
+organization lists at most that many new requests a window (more pair only by code), an approver
+may miss five codes a window, and a code that named an organization is approved only there.
 """
 
 from __future__ import annotations
@@ -84,6 +88,8 @@ async def start(
     now = utcnow()
     ttl = tether.settings.pairing_ttl
     client = request.scope.get("client")
+    budget = tether.limiter.max_per_address
+    await tether.limiter.failed(f"pairing:{client[0] if client else ''}", budget)
     async with tether.engine.begin() as conn:
         await conn.execute(pairings.delete().where(pairings.c.expires_at < now))
         wants = None
@@ -93,6 +99,9 @@ async def start(
                     sa.select(organizations.c.id).where(organizations.c.name == data.organization)
                 )
             ).scalar()
+    if wants is not None and not await tether.limiter.counted(f"pairing-org:{wants}", budget):
+        wants = None
+    async with tether.engine.begin() as conn:
         await conn.execute(
             pairings.insert().values(
                 id=new_id(),
@@ -126,10 +135,19 @@ async def approve(
 ) -> ResourceOut:
     principal = request.user
     code = normalise_code(data.user_code)
+    guesses = f"pairing-approve:{principal.id}"
+    tether.limiter.check(guesses)
+    async with tether.reader.connect() as reads:
+        row = (await reads.execute(sa.select(pairings).where(pairings.c.user_code == code))).first()
+    if (
+        row is None
+        or row.status != "pending"
+        or row.expires_at <= utcnow()
+        or row.wants_org_id not in (None, principal.org_id)
+    ):
+        await tether.limiter.failed(guesses)
+        raise Problem(404, "No pending pairing has this code.", code="not_found")
     async with tether.engine.begin() as conn:
-        row = (await conn.execute(sa.select(pairings).where(pairings.c.user_code == code))).first()
-        if row is None or row.status != "pending" or row.expires_at <= utcnow():
-            raise Problem(404, "No pending pairing has this code.", code="not_found")
         device = await insert_resource(
             conn,
             org_id=principal.org_id,

@@ -37,6 +37,7 @@ from tether.server.identity.sessions import (
     revoke_family,
     user_principal,
 )
+from tether.server.identity.signin_limits import secret_key
 from tether.server.inputs import SIGN_IN_BODY
 from tether.server.problems import Problem
 from tether.server.state import ServerState, Tether
@@ -163,17 +164,17 @@ async def token(
             return await issue_session(
                 conn, tether, found[0], family_id=found[1], client_id=found[2]
             )
+    client = request.scope.get("client")
+    address = client[0] if client else None
     if data.grant_type == "password":
         _require(data, "username", "password", "organization")
         account = f"user:{data.organization}:{data.username}"
     elif data.grant_type == "device":
         _require(data, "device_id", "device_secret")
-        account = f"basic:{data.device_id}"
+        account = secret_key(data.device_id or "", address)
     else:
         _require(data, "app_id", "api_key")
-        account = f"basic:{data.app_id}"
-    client = request.scope.get("client")
-    address = client[0] if client else None
+        account = secret_key(data.app_id or "", address)
     await tether.limiter.attempt(account, address)
     principal: Principal | None
     if data.grant_type == "password":

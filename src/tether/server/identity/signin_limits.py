@@ -4,8 +4,12 @@ An attempt is counted (one atomic upsert) before the password is verified, so a 
 concurrent guesses cannot all pass the check before any failure is recorded, and every server
 process sharing the database shares the budget. A success gives its attempt back: an account's
 count starts again, an address's drops by one, so a fleet behind one address that signs in
-successfully is never throttled. HTTP Basic with key:secret, checked on every request, counts
-only failures (its secrets are 256-bit random values, not guessable passwords).
+successfully is never throttled.
+
+Device and app secrets are 256-bit random values, not guessable passwords: their failures are
+counted per secret *and caller address* (`secret_key`), so strangers who know a device's id can
+throttle only themselves, never lock the real device out. HTTP Basic, checked on every request,
+counts only failures.
 """
 
 from __future__ import annotations
@@ -46,6 +50,12 @@ def _address_key(address: str) -> str:
     return f"addr:{address}"
 
 
+def secret_key(key: str, address: str | None) -> str:
+    """The limit key of a device's or app's secret tried from `address` (the account alone
+    only when the address is unknown)."""
+    return f"basic:{key}" if address is None else f"basic:{key}@{address}"
+
+
 class LoginLimiter:
     """At most `max_failures` attempts per account and `max_per_address` per client address
     in each `window` seconds."""
@@ -76,9 +86,19 @@ class LoginLimiter:
         for key, limit in self._keys(account, address):
             await self._add(key, limit)
 
-    async def failed(self, key: str) -> None:
-        """Count a failure that was not reserved beforehand (HTTP Basic); 429 once over."""
-        await self._add(key, self.max_failures)
+    async def failed(self, key: str, limit: int | None = None) -> None:
+        """Count a failure that was not reserved beforehand (HTTP Basic); 429 once over
+        `limit` (default: the per-identity budget)."""
+        await self._add(key, self.max_failures if limit is None else limit)
+
+    async def counted(self, key: str, limit: int) -> bool:
+        """Count one use of `key`: whether it is still within `limit` for this window (never
+        raises; for budgets whose excess is ignored rather than refused)."""
+        try:
+            await self._add(key, limit)
+        except Problem:
+            return False
+        return True
 
     def check(self, key: str) -> None:
         """Refuse at once a key this process saw go over budget (no database round trip)."""
