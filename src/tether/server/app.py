@@ -205,9 +205,15 @@ def create_app(
         reclaimed = await asyncio.to_thread(blobs.reclaim)
         if reclaimed:
             logger.info("removed %d temporary files of stopped servers", reclaimed)
-        engine = create_engine(settings.resolved_database_url, settings.database_pool_size)
+        engine = create_engine(
+            settings.resolved_database_url, settings.database_pool_size, settings.database_wait
+        )
         reader = Reader(
-            engine, settings.database_pool_size, settings.read_pool_size, settings.read_timeout
+            engine,
+            settings.database_pool_size,
+            settings.read_pool_size,
+            settings.read_timeout,
+            settings.database_wait,
         )
         try:
             key, admin = await prepare(engine, settings, sealer)

@@ -10,6 +10,7 @@ import logging
 from typing import Any
 
 import msgspec
+import sqlalchemy.exc
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -102,6 +103,29 @@ class ProblemDocument(msgspec.Struct, omit_defaults=True):
     retry_after: int | None = None
 
 
+_OVERLOADED_STATES = frozenset({"53000", "53300", "57P03"})
+"""PostgreSQL's insufficient_resources, too_many_connections and cannot_connect_now."""
+
+
+def _database_overloaded(exc: BaseException) -> bool:
+    """Whether `exc` means the database has no connection for this request now (the pool's
+    wait ran out, PostgreSQL refused one more, SQLite's lock stayed taken): worth a retry."""
+    if isinstance(exc, sqlalchemy.exc.TimeoutError):
+        return True
+    cause: BaseException | None = exc
+    for _ in range(5):
+        if cause is None:
+            return False
+        if getattr(cause, "sqlstate", None) in _OVERLOADED_STATES:
+            return True
+        if isinstance(cause, sqlalchemy.exc.OperationalError) and "database is locked" in str(
+            cause
+        ):
+            return True
+        cause = getattr(cause, "orig", None) or cause.__cause__
+    return False
+
+
 def _document(
     request: Request[Any, Any, Any], exc: Exception
 ) -> tuple[ProblemDocument, dict[str, str]]:
@@ -145,6 +169,11 @@ def _document(
         if status == 400 and "json" in str(exc.detail).lower():
             code, detail = "malformed", "The body is not valid JSON."
         headers.update(exc.headers or {})
+    elif _database_overloaded(exc):
+        logger.warning("database overloaded on %s %s: %s", request.method, request.url.path, exc)
+        status, code, retry_after = 503, "unavailable", 1
+        detail = "The database is busy; try again shortly."
+        headers["Retry-After"] = "1"
     else:
         logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
         status, code, detail = (

@@ -84,9 +84,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "database_pool_size",
         int,
-        20,
-        "PostgreSQL connections per server process for reads, and as many for writes; "
-        "requests beyond that wait for a free one rather than open and close new ones.",
+        10,
+        "PostgreSQL connections per server process for reads, and as many for writes (so 20 a "
+        "process); requests beyond that wait for a free one rather than open and close new ones.",
+    ),
+    Setting(
+        "database_wait",
+        float,
+        30.0,
+        "Seconds a request waits for a free database connection before it is answered 503 "
+        "with Retry-After.",
     ),
     Setting(
         "read_pool_size",
@@ -239,6 +246,7 @@ class Settings:
         for name in (
             "port",
             "database_pool_size",
+            "database_wait",
             "read_pool_size",
             "read_timeout",
             "access_token_ttl",

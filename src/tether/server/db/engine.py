@@ -68,14 +68,15 @@ SQLITE_NEEDED = (3, 38)
 """For JSON's `->` (document filters) and RETURNING."""
 
 
-def create_engine(url: str, pool_size: int = 20) -> AsyncEngine:
+def create_engine(url: str, pool_size: int = 10, pool_timeout: float = 30.0) -> AsyncEngine:
     """The engine for transactions; SQLite gets WAL mode, foreign keys and a busy timeout.
 
     On SQLite it has one connection: SQLite takes one writer at a time anyway, and writers on
     separate connections find out by polling the lock with sleeps, which cost more than the
     writes. Transactions queue for the connection instead. A PostgreSQL pool has no overflow:
     a connection opened for a burst and closed after it costs a server process fork, far more
-    than waiting for a pooled one."""
+    than waiting for a pooled one. A request that waits `pool_timeout` seconds for one gets 503
+    with Retry-After (see problems.py)."""
     if url.startswith("sqlite"):
         if sqlite3.sqlite_version_info < SQLITE_NEEDED:
             raise RuntimeError(
@@ -83,10 +84,16 @@ def create_engine(url: str, pool_size: int = 20) -> AsyncEngine:
                 f"this Python has {sqlite3.sqlite_version}. Use a Python built with a newer "
                 "SQLite, or PostgreSQL (TETHER_DATABASE_URL)."
             )
-        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_size=1, max_overflow=0)
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": 30},
+            pool_size=1,
+            max_overflow=0,
+            pool_timeout=pool_timeout,
+        )
         on_connect(engine.sync_engine, "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON")
         return engine
-    return create_async_engine(url, pool_size=pool_size, max_overflow=0)
+    return create_async_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=pool_timeout)
 
 
 def _alembic_config(connection: Connection) -> Any:

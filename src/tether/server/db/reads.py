@@ -218,7 +218,12 @@ class Reader:
     `connect()` is for any read; `point()` only for point lookups by key (see the module)."""
 
     def __init__(
-        self, engine: AsyncEngine, pool_size: int = 20, threads: int = 4, timeout: float = 10.0
+        self,
+        engine: AsyncEngine,
+        pool_size: int = 10,
+        threads: int = 4,
+        timeout: float = 10.0,
+        pool_timeout: float = 30.0,
     ) -> None:
         self._inline: sa.Engine | None = None
         self._shared: _InlineReads | None = None
@@ -233,7 +238,11 @@ class Reader:
                 self._threads = _SqlitePool(threaded, threads, timeout)
         else:
             self._pool = create_async_engine(
-                url, isolation_level="AUTOCOMMIT", pool_size=pool_size, max_overflow=0
+                url,
+                isolation_level="AUTOCOMMIT",
+                pool_size=pool_size,
+                max_overflow=0,
+                pool_timeout=pool_timeout,
             )
         self._own_pool = self._pool is not engine
 

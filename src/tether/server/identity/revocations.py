@@ -84,12 +84,13 @@ class Revocations:
 
     async def follow(self) -> None:
         """Read the other processes' revocations as they come, and forget old ones."""
-        await self.load(time.time() - self.keep)
+        since = time.time() - self.keep
         last_prune = time.monotonic()
         while True:
             started = time.time()
             try:
-                await self.load(started - POLL - _OVERLAP)
+                await self.load(since)
+                since = started - POLL - _OVERLAP
                 if time.monotonic() - last_prune > 3600:
                     await self.prune()
                     last_prune = time.monotonic()
