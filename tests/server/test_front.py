@@ -28,6 +28,8 @@ def test_the_root_is_a_page_not_a_404(server: RunningServer) -> None:
 def test_the_api_docs_load_everything_from_this_server(server: RunningServer) -> None:
     docs = httpx.get(f"{server.url}/api/v1/docs")
     assert docs.status_code == 200
+    assert docs.headers["X-Frame-Options"] == "DENY", "no other site may frame the docs"
+    assert docs.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
     linked = re.findall(r"""(?:src|href)=["']([^"']+)["']""", docs.text)
     assert linked, docs.text
     assert not [url for url in linked if "//" in url], linked

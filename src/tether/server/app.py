@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 from litestar import Litestar, Request, Router, get
+from litestar.datastructures import ResponseHeader
 from litestar.di import Provide
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
@@ -283,6 +284,10 @@ def create_app(
             ),
         ],
         request_max_body_size=MAX_JSON_BODY,
+        response_headers=[
+            ResponseHeader(name="X-Frame-Options", value="DENY"),
+            ResponseHeader(name="Content-Security-Policy", value="frame-ancestors 'none'"),
+        ],
         openapi_config=OpenAPIConfig(
             title="Tether",
             version=__version__,
