@@ -8,6 +8,7 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import pytest
@@ -16,6 +17,8 @@ from websockets.exceptions import InvalidStatus
 
 import tether
 from tests.conftest import Tenant
+from tests.server.inprocess import settings_for
+from tether.server.app import create_app
 from tether.server.identity.cookies import CSRF_HEADER, SESSION_COOKIE, csrf_of
 
 
@@ -120,3 +123,31 @@ def test_an_app_is_not_approved_without_the_session_csrf_token(tenant: Tenant) -
         )
         assert allowed.status_code == 303
         assert allowed.headers["location"].startswith(f"{callback}?code=tta_")
+
+
+@pytest.mark.anyio
+async def test_over_https_a_planted_csrf_cookie_cannot_sign_a_victim_in(tmp_path: Path) -> None:
+    """Login CSRF: over HTTPS the signed-out form's cookie is `__Host-` prefixed, which a
+    sibling subdomain cannot set, so a planted plain cookie and its value in a forged form do
+    not sign the victim in as the attacker."""
+    app = create_app(settings_for(tmp_path))
+    transport = httpx.ASGITransport(app=app)
+    form = {"organization": "main", "username": "admin", "password": "admin-password"}
+    async with (
+        app.lifespan(),
+        httpx.AsyncClient(transport=transport, base_url="https://testserver") as browser,
+    ):
+        page = await browser.get("/sign-in")
+        assert "__Host-tether_csrf" in page.headers["set-cookie"]
+        assert "Secure" in page.headers["set-cookie"]
+        browser.cookies.clear()
+        browser.cookies.set("tether_csrf", "planted", domain="testserver")
+        forged = await browser.post("/sign-in", data=form | {"csrf": "planted"})
+        assert forged.status_code == 403
+        assert SESSION_COOKIE not in forged.cookies
+        browser.cookies.clear()
+        page = await browser.get("/sign-in")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token is not None
+        signed = await browser.post("/sign-in", data=form | {"csrf": token[1]})
+        assert signed.status_code == 303, signed.text

@@ -31,6 +31,17 @@ from tether.server.problems import Problem
 from tether.server.state import ServerState
 
 CSRF_COOKIE = "tether_csrf"
+"""The signed-out form's double-submit cookie over plain HTTP (a developer's loopback); over
+HTTPS it is `__Host-tether_csrf`, which a browser takes only from this very origin over HTTPS,
+so a sibling subdomain or a network attacker cannot plant one to sign a victim in as
+themselves."""
+
+
+def csrf_cookie(request: Request[Any, Any, Any]) -> str:
+    """The name of the signed-out CSRF cookie for this request's scheme."""
+    return f"__Host-{CSRF_COOKIE}" if _secure(request) else CSRF_COOKIE
+
+
 SESSION_LIFETIME = 12 * 3600
 INTERNAL = "http://console.internal"
 """The base URL of the in-process API calls (they never leave the process)."""
@@ -174,7 +185,7 @@ async def check_csrf(request: Request[Any, Any, Any], session: Session | None) -
     the session's (or, signed out, the CSRF cookie's); 403 otherwise."""
     form = await request.form()
     sent = str(form.get("csrf", ""))
-    expected = session.csrf if session else request.cookies.get(CSRF_COOKIE, "")
+    expected = session.csrf if session else request.cookies.get(csrf_cookie(request), "")
     if not expected or not hmac.compare_digest(sent, expected):
         detail = "The form's CSRF token is missing or wrong; reload the page."
         raise Problem(403, detail, code="csrf")
@@ -183,14 +194,19 @@ async def check_csrf(request: Request[Any, Any, Any], session: Session | None) -
 
 def pre_session_csrf(request: Request[Any, Any, Any]) -> str:
     """The double-submit token of a signed-out form: the cookie's, or a new one."""
-    return request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    return request.cookies.get(csrf_cookie(request)) or secrets.token_urlsafe(24)
 
 
 def with_pre_session_csrf(
     request: Request[Any, Any, Any], response: Response[Any], value: str
 ) -> Response[Any]:
     response.set_cookie(
-        CSRF_COOKIE, value, httponly=True, samesite="lax", secure=_secure(request), path="/"
+        csrf_cookie(request),
+        value,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request),
+        path="/",
     )
     return response
 
@@ -207,7 +223,7 @@ def start_session(
         secure=_secure(request),
         path="/",
     )
-    response.delete_cookie(CSRF_COOKIE, path="/")
+    response.delete_cookie(csrf_cookie(request), path="/")
     return response
 
 
