@@ -28,7 +28,7 @@ from tether.server.identity.credentials import (
     digest_matches,
     split_prefixed,
 )
-from tether.server.identity.signin_limits import secret_key
+from tether.server.identity.signin_limits import client_address, secret_key
 from tether.server.problems import Problem
 from tether.server.state import ServerState
 
@@ -161,8 +161,7 @@ class AuthenticationMiddleware(AbstractAuthenticationMiddleware):
         header = _authorization(connection.scope["headers"]) or session_credential(connection.scope)
         if not header:
             raise unauthenticated()
-        client = connection.scope.get("client")
-        principal = await authenticate(state, header, client[0] if client else None)
+        principal = await authenticate(state, header, client_address(connection.scope))
         if principal.type == "device":
             state.seen.saw(principal.id)
         return AuthenticationResult(user=principal, auth=header)

@@ -30,6 +30,7 @@ from tether.server.db.tables import organizations, pairings, resources
 from tether.server.identity.credentials import Principal, digest, new_secret
 from tether.server.identity.policy import allow
 from tether.server.identity.sessions import TokenResponse, issue_session, resource_principal
+from tether.server.identity.signin_limits import client_address
 from tether.server.inputs import SIGN_IN_BODY
 from tether.server.problems import Problem
 from tether.server.realtime.events import Event
@@ -87,21 +88,18 @@ async def start(
     user_code = "".join(secrets.choice(_ALPHABET) for _ in range(8))
     now = utcnow()
     ttl = tether.settings.pairing_ttl
-    client = request.scope.get("client")
+    address = client_address(request.scope)
     budget = tether.limiter.max_per_address
-    await tether.limiter.failed(f"pairing:{client[0] if client else ''}", budget)
-    async with tether.engine.begin() as conn:
-        await conn.execute(pairings.delete().where(pairings.c.expires_at < now))
-        wants = None
-        if data.organization:
-            wants = (
-                await conn.execute(
-                    sa.select(organizations.c.id).where(organizations.c.name == data.organization)
-                )
-            ).scalar()
+    await tether.limiter.failed(f"pairing:{address or ''}", budget)
+    wants = None
+    if data.organization:
+        async with tether.reader.connect() as reads:
+            named = sa.select(organizations.c.id).where(organizations.c.name == data.organization)
+            wants = (await reads.execute(named)).scalar()
     if wants is not None and not await tether.limiter.counted(f"pairing-org:{wants}", budget):
         wants = None
     async with tether.engine.begin() as conn:
+        await conn.execute(pairings.delete().where(pairings.c.expires_at < now))
         await conn.execute(
             pairings.insert().values(
                 id=new_id(),
@@ -112,7 +110,7 @@ async def start(
                 expires_at=now + dt.timedelta(seconds=ttl),
                 created_at=now,
                 wants_org_id=wants,
-                address=client[0][:100] if client else None,
+                address=address[:100] if address else None,
             )
         )
     return PairingStarted(

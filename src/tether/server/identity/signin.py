@@ -37,7 +37,7 @@ from tether.server.identity.sessions import (
     revoke_family,
     user_principal,
 )
-from tether.server.identity.signin_limits import secret_key
+from tether.server.identity.signin_limits import client_address, secret_key
 from tether.server.inputs import SIGN_IN_BODY
 from tether.server.problems import Problem
 from tether.server.state import ServerState, Tether
@@ -164,8 +164,7 @@ async def token(
             return await issue_session(
                 conn, tether, found[0], family_id=found[1], client_id=found[2]
             )
-    client = request.scope.get("client")
-    address = client[0] if client else None
+    address = client_address(request.scope)
     if data.grant_type == "password":
         _require(data, "username", "password", "organization")
         account = f"user:{data.organization}:{data.username}"

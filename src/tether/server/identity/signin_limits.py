@@ -50,6 +50,13 @@ def _address_key(address: str) -> str:
     return f"addr:{address}"
 
 
+def client_address(scope: Any) -> str | None:
+    """The address a request came from (the one a trusted proxy forwarded), which the limits
+    count; None when the server was not told."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
 def secret_key(key: str, address: str | None) -> str:
     """The limit key of a device's or app's secret tried from `address` (the account alone
     only when the address is unknown)."""
@@ -87,8 +94,9 @@ class LoginLimiter:
             await self._add(key, limit)
 
     async def failed(self, key: str, limit: int | None = None) -> None:
-        """Count a failure that was not reserved beforehand (HTTP Basic); 429 once over
-        `limit` (default: the per-identity budget)."""
+        """Count a failure that was not reserved beforehand (HTTP Basic), or a use of a budget
+        that counts every use (pairing starts); 429 once over `limit` (default: the
+        per-identity budget)."""
         await self._add(key, self.max_failures if limit is None else limit)
 
     async def counted(self, key: str, limit: int) -> bool:

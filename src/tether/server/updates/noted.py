@@ -47,16 +47,15 @@ class InstalledWrites:
         """Devices whose installed packages changed since the last write: org id, packages."""
         self._writing = asyncio.Lock()
 
-    def note(self, org_id: str, device_id: str, installed: dict[str, str]) -> bool:
-        """Keep what a device said it has installed, to write soon; whether it changed."""
+    def note(self, org_id: str, device_id: str, installed: dict[str, str]) -> None:
+        """Keep what a device said it has installed, to write soon when it changed."""
         key = tuple(sorted(installed.items()))
         if self._remembered.get(device_id) == key:
-            return False
+            return
         if len(self._remembered) >= _REMEMBERED:
             self._remembered.clear()
         self._remembered[device_id] = key
         self._pending[device_id] = (org_id, key)
-        return True
 
     def forget(self, device_id: str) -> None:
         """A device's installed packages were written another way (a report), or it was
