@@ -13,7 +13,8 @@ import tether
 from tests.conftest import RunningServer, Tenant
 from tether.server.db.engine import create_engine
 from tether.server.db.tables import resources
-from tether.server.resources.kinds import KINDS, scope_params, scoped_resources
+from tether.server.resources.kinds import KINDS, scope_params
+from tether.server.resources.queries import scoped_resources
 from tether.server.settings import Settings
 
 

@@ -14,7 +14,7 @@ from tether.server.db.engine import create_engine
 from tether.server.db.prepared import prepare
 from tether.server.db.reads import Reader, fetch
 from tether.server.db.tables import resources
-from tether.server.resources.kinds import scoped_resources
+from tether.server.resources.queries import scoped_resources
 from tether.server.settings import Settings
 
 

@@ -42,7 +42,8 @@ from tether.server.identity.seen import Seen
 from tether.server.identity.signin_limits import LoginLimiter
 from tether.server.inputs import MAX_JSON_BODY, RefuseNul, TetherRequest
 from tether.server.realtime import journal
-from tether.server.realtime.hub import forward_events, realtime
+from tether.server.realtime.forwarding import forward_events
+from tether.server.realtime.hub import realtime
 from tether.server.realtime.relay import RedisBackplane
 from tether.server.resources import data, kinds
 from tether.server.settings import Settings

@@ -12,6 +12,8 @@ from tether._version import __version__
 from tether.server.console.session import Session, check_csrf, session_of
 
 OPEN = {"exclude_from_auth": True}
+PAGE = 50
+"""Rows a console list shows at a time."""
 
 
 PAGE_HEADERS = {

@@ -4,11 +4,10 @@ signed-in person; what the API refuses is shown on a page with its reason (`layo
 # Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
 
 import asyncio
-import json
 import re
 import socket
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 from litestar import Request, Response, Router, get, post
 from litestar.params import FromPath
@@ -16,9 +15,10 @@ from litestar.response import Redirect, Template
 
 import tether
 from tether._version import __version__
-from tether.server.console import apps
+from tether.server.console import apps, devices
 from tether.server.console.layout import (
     OPEN,
+    PAGE,
     SignedOut,
     posted,
     refused,
@@ -28,7 +28,6 @@ from tether.server.console.layout import (
 )
 from tether.server.console.session import (
     SESSION_LIFETIME,
-    Api,
     Session,
     api,
     check_csrf,
@@ -38,10 +37,6 @@ from tether.server.console.session import (
     start_session,
     with_pre_session_csrf,
 )
-from tether.server.state import TimedCache
-
-PAGE = 50
-
 
 _LOCAL = re.compile(r"/(?!/)[!-\[\]-~]*")
 """A path of this site: printable, no spaces, controls or backslashes (which browsers drop or
@@ -144,188 +139,6 @@ async def sign_out(request: Request[Any, Any, Any]) -> Response[Any]:
         async with api(request, session) as client:
             await client.delete(f"tokens/{session.principal.token_id}")
     return end_session(Redirect("/sign-in", status_code=303))
-
-
-async def _choices(request: Request[Any, Any, Any], session: Session, client: Api) -> Any:
-    """The device list's filter choices: locations, projects and installed versions. They
-    change far less often than the page is shown, so each session keeps them a few seconds
-    rather than asking the API three more times a page; a form the person posts drops them."""
-    kept: TimedCache = request.app.state.tether.console_choices
-    found = kept.get(session.csrf)
-    if found is None:
-        found = {
-            "locations": (await client.get("locations", {"limit": 200}))["results"],
-            "projects": (await client.get("projects", {"limit": 200}))["results"],
-            "versions": await client.get("updates/installed"),
-        }
-        kept.put(session.csrf, found)
-    return found
-
-
-SORTS = {
-    "created": "oldest first",
-    "-created": "newest first",
-    "name": "name, A to Z",
-    "-name": "name, Z to A",
-}
-
-
-@get("/devices", opt=OPEN, include_in_schema=False)
-async def devices(request: Request[Any, Any, Any]) -> Response[Any] | Template:
-    """Devices, a page at a time, found by name or by a document field (`field=value`), by
-    presence, location, project or installed version, in the order chosen."""
-    session = await signed_in(request)
-    query = request.query_params
-    chosen = {
-        name: query.get(name, "").strip()
-        for name in ("q", "online", "location", "project", "installed", "sort")
-    }
-    search = chosen["q"]
-    params: dict[str, Any] = {"limit": PAGE}
-    if query.get("after"):
-        params["after"] = query["after"]
-    if chosen["online"] in ("true", "false"):
-        params["online"] = chosen["online"]
-    if chosen["location"]:
-        params["location_id"] = chosen["location"]
-    if chosen["sort"] in SORTS:
-        params["sort"] = chosen["sort"]
-    reference, _, version = chosen["installed"].partition("=")
-    if version:
-        params[f"installed[{reference}]"] = version
-    if "=" in search:
-        field, _, value = search.partition("=")
-        params[f"document[{field.strip()}]"] = value.strip()
-    elif search:
-        params["name"] = search
-    error = None
-    project = chosen["project"]
-    listed = f"projects/{quote(project, safe='')}/devices" if project else "devices"
-    async with api(request, session) as client:
-        try:
-            page = await client.get(listed, params)
-        except (tether.BadRequestError, tether.NotFoundError) as exc:
-            page, error = {"total": 0, "results": [], "next": None}, exc.message
-        choices = await _choices(request, session, client)
-    following = None
-    if page["next"]:
-        after = parse_qs(urlsplit(page["next"]).query).get("after", [""])[0]
-        following = "/devices?" + urlencode(
-            {k: v for k, v in chosen.items() if v} | {"after": after}
-        )
-    return render(
-        "devices.html",
-        session,
-        page=page,
-        search=search,
-        presence=chosen["online"],
-        chosen=chosen,
-        sorts=SORTS,
-        location_names={place["id"]: place["name"] for place in choices["locations"]},
-        **choices,
-        following=following,
-        error=error,
-    )
-
-
-@post("/devices", opt=OPEN, include_in_schema=False)
-async def bulk(request: Request[Any, Any, Any]) -> Response[Any] | Template:
-    """Delete the chosen devices, or move them to a location (or out of any)."""
-    session, form = await posted(request)
-    chosen = form.getall("device") if "device" in form else []
-    action = form.get("action", "")
-    async with api(request, session) as client:
-        for device_id in chosen:
-            if action == "delete":
-                await client.delete(f"devices/{quote(str(device_id), safe='')}")
-            elif action == "move":
-                target = {"location_id": form.get("location") or None}
-                await client.call("PATCH", f"devices/{quote(str(device_id), safe='')}", json=target)
-    back = str(form.get("back") or "")
-    return Redirect(back if back.startswith("/devices?") else "/devices", status_code=303)
-
-
-@get("/devices/{device_id:str}", opt=OPEN, include_in_schema=False)
-async def device(
-    request: Request[Any, Any, Any], device_id: FromPath[str]
-) -> Response[Any] | Template:
-    session = await signed_in(request)
-    return await _device_page(request, session, device_id)
-
-
-async def _device_page(
-    request: Request[Any, Any, Any], session: Session, device_id: str, **shown: Any
-) -> Response[Any] | Template:
-    """A device's page, with what the last action showed (`secret`, `error`, `draft`)."""
-    async with api(request, session) as client:
-        try:
-            found = await client.get(f"devices/{device_id}")
-        except tether.NotFoundError:
-            return render("missing.html", session, 404, what="device")
-        latest = await client.get(f"devices/{device_id}/telemetry/latest")
-        updates = await client.get(f"devices/{device_id}/updates")
-        events = await client.get("events", {"device_id": device_id, "limit": 20})
-        try:
-            files = await client.get(f"files/list/devices/{device_id}", {"limit": 100})
-        except tether.NotFoundError:
-            files = {"total": 0, "results": []}
-    status = 422 if shown.get("error") else 200
-    document = shown.pop("draft", None) or json.dumps(found["document"], indent=2)
-    return render(
-        "device.html",
-        session,
-        status,
-        device=found,
-        latest=sorted(latest["values"].items()),
-        document=document,
-        updates=updates,
-        events=events["results"],
-        files=files,
-        **shown,
-    )
-
-
-@post("/devices/{device_id:str}/document", opt=OPEN, include_in_schema=False)
-async def edit_document(
-    request: Request[Any, Any, Any], device_id: FromPath[str]
-) -> Response[Any] | Template:
-    """Replace a device's document with the JSON object typed in."""
-    session, form = await posted(request)
-    draft = str(form.get("document", ""))
-    try:
-        document = json.loads(draft)
-    except ValueError as exc:
-        return await _device_page(
-            request, session, device_id, error=f"Not JSON: {exc}", draft=draft
-        )
-    if not isinstance(document, dict):
-        error = "The document is a JSON object: {...}."
-        return await _device_page(request, session, device_id, error=error, draft=draft)
-    async with api(request, session) as client:
-        try:
-            await client.call("PATCH", f"devices/{device_id}", json={"document": document})
-        except tether.APIError as exc:
-            return await _device_page(request, session, device_id, error=exc.message, draft=draft)
-    return Redirect(f"/devices/{device_id}", status_code=303)
-
-
-@post("/devices/{device_id:str}/secret", opt=OPEN, include_in_schema=False)
-async def rotate_secret(
-    request: Request[Any, Any, Any], device_id: FromPath[str]
-) -> Response[Any] | Template:
-    """Issue the device a new secret (shown once); the old one and its sessions stop."""
-    session, _ = await posted(request)
-    async with api(request, session) as client:
-        rotated = await client.post(f"devices/{device_id}/secret")
-    return await _device_page(request, session, device_id, secret=rotated["secret"])
-
-
-@post("/devices/{device_id:str}/delete", opt=OPEN, include_in_schema=False, status_code=303)
-async def delete_device(request: Request[Any, Any, Any], device_id: FromPath[str]) -> Response[Any]:
-    session, _ = await posted(request)
-    async with api(request, session) as client:
-        await client.delete(f"devices/{device_id}")
-    return Redirect("/devices", status_code=303)
 
 
 @get("/pairing", opt=OPEN, include_in_schema=False)
@@ -609,10 +422,6 @@ router = Router(
         sign_in_form,
         sign_in,
         sign_out,
-        devices,
-        bulk,
-        device,
-        delete_device,
         pairing_form,
         approve_pairing,
         tokens,
@@ -624,13 +433,12 @@ router = Router(
         file_task,
         users,
         change_users,
-        edit_document,
-        rotate_secret,
         groups,
         group,
         add_group,
         delete_group,
         channels,
+        *devices.handlers,
         *apps.handlers,
     ],
     exception_handlers={SignedOut: to_sign_in, tether.APIError: refused},

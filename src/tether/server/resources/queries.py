@@ -1,0 +1,147 @@
+"""How a list of resources is selected: what a row shows (zone ids folded in), the
+statement of one kind in the caller's scope narrowed by its filters, and the list's query
+parameters (presence, installed packages, sort) turned into what that statement binds."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+from tether.server.db.pages import BY_ID, Sort
+from tether.server.db.tables import installed_packages, resources, zone_members
+from tether.server.inputs import invalid_parameter
+from tether.server.resources.documents import narrowed_by
+
+
+class comma_list(FunctionElement[str]):
+    """Strings of a group joined by commas: `aggregate_strings` without its per-execution
+    rendering of the separator, which showed up on the hot path."""
+
+    type = sa.String()
+    inherit_cache = True
+
+
+@compiles(comma_list, "sqlite")
+def _comma_list_sqlite(element: comma_list, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"group_concat({compiler.process(element.clauses, **kw)}, ',')"
+
+
+@compiles(comma_list)
+def _comma_list(element: comma_list, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"string_agg({compiler.process(element.clauses, **kw)}, ',')"
+
+
+ZONE_LIST = (
+    sa.select(comma_list(zone_members.c.zone_id))
+    .where(zone_members.c.member_id == resources.c.id)
+    .scalar_subquery()
+    .label("zone_list")
+)
+
+
+_SHOWN = [c for c in resources.c if c.name not in ("org_id", "secret_hash")]
+
+
+def select_resources() -> sa.Select[Any]:
+    """What the API shows of resources, with their zone ids folded in, so one query answers a
+    get or a page."""
+    return sa.select(*_SHOWN, ZONE_LIST)
+
+
+@functools.cache
+def scoped_resources(
+    in_project: bool,
+    filters: tuple[str, ...] = (),
+    documents: tuple[tuple[str, int], ...] = (),
+    online: bool | None = None,
+    installed: int = 0,
+) -> sa.Select[Any]:
+    """Resources of one kind in the caller's scope, bound by `scope_params`, narrowed by
+    `filters` (each bound as its own name), by document filters of the shapes `documents`
+    (bound by `documents.bound`), by presence (`online_since`) and by `installed` packages
+    (`installed_filters`). Built once per shape: building and hashing a statement costs
+    more than running it on the hot path."""
+    query = select_resources().where(
+        resources.c.org_id == sa.bindparam("org_id"), resources.c.kind == sa.bindparam("kind")
+    )
+    if in_project:
+        query = query.where(resources.c.project_id == sa.bindparam("project_id"))
+    for field in filters:
+        if field in ("zone_id", "member_id"):
+            this, other = (
+                ("member_id", "zone_id") if field == "zone_id" else ("zone_id", "member_id")
+            )
+            members = sa.select(zone_members.c[this]).where(
+                zone_members.c[other] == sa.bindparam(field)
+            )
+            query = query.where(resources.c.id.in_(members))
+        else:
+            query = query.where(resources.c[field] == sa.bindparam(field))
+    if online is not None:
+        since: Any = sa.bindparam("online_since", type_=resources.c.seen_at.type)
+        seen = resources.c.seen_at
+        query = query.where(seen >= since if online else sa.or_(seen.is_(None), seen < since))
+    for i in range(installed):
+        running = sa.select(installed_packages.c.device_id).where(
+            installed_packages.c.org_id == sa.bindparam("org_id"),
+            installed_packages.c.reference == sa.bindparam(f"installed_reference_{i}"),
+            installed_packages.c.version == sa.bindparam(f"installed_version_{i}"),
+        )
+        query = query.where(resources.c.id.in_(running))
+    return narrowed_by(query, resources.c.document, documents)
+
+
+def presence_filter(raw: str | None) -> bool | None:
+    """The `online` filter of a device list: true, false, or absent."""
+    if raw is None:
+        return None
+    if raw not in ("true", "false"):
+        raise invalid_parameter("online", "is true or false")
+    return raw == "true"
+
+
+_INSTALLED = re.compile(r"^installed\[(.{1,200})\]$")
+MAX_INSTALLED_FILTERS = 3
+
+
+def installed_filters(params: Mapping[str, str]) -> dict[str, str]:
+    """The `installed[REFERENCE]=VERSION` filters of a device list, bound for
+    `scoped_resources`: devices that said they run that version of that package."""
+    bound: dict[str, str] = {}
+    for key, value in params.items():
+        match = _INSTALLED.match(key)
+        if key == "installed" or (key.startswith("installed[") and match is None):
+            raise invalid_parameter(key, "takes a package: installed[REFERENCE]=VERSION")
+        if match is None:
+            continue
+        if not 1 <= len(value) <= 100:
+            raise invalid_parameter(key, "is a version of 1 to 100 characters")
+        i = len(bound) // 2
+        bound |= {f"installed_reference_{i}": match[1], f"installed_version_{i}": value}
+    if len(bound) > 2 * MAX_INSTALLED_FILTERS:
+        raise invalid_parameter("installed", f"takes at most {MAX_INSTALLED_FILTERS} packages")
+    return bound
+
+
+SORTS = {
+    "created": BY_ID,
+    "-created": Sort(None, descending=True),
+    "name": Sort(resources.c.name),
+    "-name": Sort(resources.c.name, descending=True),
+}
+"""The orders a list may ask for (`sort=`): oldest first (ids are time-ordered) by default."""
+
+
+def sort_of(raw: str | None) -> Sort:
+    if raw is None:
+        return BY_ID
+    if raw not in SORTS:
+        raise invalid_parameter("sort", f"is one of {', '.join(SORTS)}")
+    return SORTS[raw]
