@@ -9,6 +9,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 import tether
 from tests.conftest import RunningServer, wait_for
 from tests.server.inprocess import settings_for, signed_in
@@ -114,3 +116,53 @@ def test_old_events_are_forgotten(tmp_path: Path) -> None:
             assert listed["results"][0]["at"] > long_ago.isoformat()
 
     asyncio.run(main())
+
+
+def test_the_total_counts_only_events_the_caller_may_hear(tmp_path: Path) -> None:
+    """An app may not read apps, so app events are neither shown to it nor counted: a total
+    that counted them told an app how much happened that it may not see."""
+
+    async def main() -> None:
+        async with signed_in(settings_for(tmp_path)) as (http, state):
+            org = (await http.get("/api/v1/auth/whoami")).json()["organization"]["id"]
+            app = (await http.post("/api/v1/apps", json={"name": "kiosk"})).json()
+            await wait_for_async(lambda: _journal_has(http, "app"))
+            hidden = [
+                {
+                    "id": new_id(),
+                    "org_id": org,
+                    "at": utcnow(),
+                    "type": "app",
+                    "action": "created",
+                    "object_id": f"a{n}",
+                    "device_id": None,
+                    "project_id": None,
+                    "document": None,
+                }
+                for n in range(5)
+            ]
+            shown = hidden[0] | {"id": new_id(), "type": "thing", "object_id": "t"}
+            async with state.engine.begin() as conn:
+                await conn.execute(events.insert(), [*hidden, shown])
+            as_app = httpx.BasicAuth(app["id"], app["secret"])
+            del http.headers["Authorization"]
+            listed = (await http.get("/api/v1/events", auth=as_app)).json()
+            assert [e["object_id"] for e in listed["results"]] == ["t"]
+            assert listed["total"] == 1
+            one = (await http.get("/api/v1/events", params={"limit": 1}, auth=as_app)).json()
+            assert one["total"] == 1
+            assert one["next"] is None
+
+    asyncio.run(main())
+
+
+async def _journal_has(http: httpx.AsyncClient, type: str) -> bool:
+    listed = (await http.get("/api/v1/events", params={"type": type})).json()
+    return bool(listed["results"])
+
+
+async def wait_for_async(condition: Any, timeout: float = 10) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await condition():
+        assert asyncio.get_running_loop().time() < deadline, "the journal wrote nothing"
+        await asyncio.sleep(0.02)

@@ -154,3 +154,44 @@ def test_objects_moving_in_a_location_or_project(tenant: Tenant) -> None:
         assert {(f["action"], f["id"], f["document"]["kind"]) for f in seen} == {
             ("moved", made["id"], "device")
         }
+
+
+def test_project_credentials_use_their_project_realtime(
+    tenant: Tenant, server: RunningServer
+) -> None:
+    """Project tokens, devices and apps connect (to their project's socket, as the rest of the
+    API serves them inside their project), and a project's channels are its own: the
+    organization's sockets of the same channel name do not hear them."""
+    with tenant.client() as admin:
+        project = admin.projects.create("rt")
+        token = admin.post("tokens", {"name": "p", "project_id": project.id})["token"]
+        device = admin.post(f"projects/{project.id}/devices", {"name": "pd"})
+        app = admin.post(f"projects/{project.id}/apps", {"name": "pa"})
+        with (
+            tether.Client(server.url, token=token) as by_token,
+            tether.Client(
+                server.url, device_id=device["id"], device_secret=device["secret"]
+            ) as by_device,
+            tether.Client(server.url, app_id=app["id"], api_key=app["secret"]) as by_app,
+        ):
+            heard = [c.get_channel("room").listen("hi", timeout=10) for c in (by_device, by_app)]
+            org_wide = admin.get_channel("room").listen("hi", timeout=10)
+            answers = []
+
+            def answer(listener: Any, who: str) -> None:
+                got = listener.wait(timeout=10)
+                assert got is not None
+                got.respond(who)
+
+            workers = [
+                threading.Thread(target=answer, args=(listener, who))
+                for listener, who in zip(heard, ("device", "app"), strict=True)
+            ]
+            for worker in workers:
+                worker.start()
+            answers = by_token.get_channel("room").broadcast("hi", timeout=10)
+            for worker in workers:
+                worker.join(10)
+            assert sorted(answers) == ["app", "device"]
+            assert org_wide.wait(timeout=0.3) is None
+            assert admin.get_channel("room").broadcast("hi", timeout=0.3) == []

@@ -294,3 +294,23 @@ def test_a_consumer_that_stops_reading_is_disconnected_not_waited_for(
             assert closed.value.rcvd.code == 4008
 
     asyncio.run(main())
+
+
+def test_a_project_socket_needs_a_project_of_the_callers_organization(
+    server: RunningServer, tenant: Tenant, make_tenant: Any
+) -> None:
+    with make_tenant().client() as other:
+        theirs = other.projects.create("theirs").id
+    mine = token_of(tenant)
+    base = server.url.replace("http://", "ws://") + "/api/v1/projects"
+
+    async def refused(url: str) -> int:
+        header = {"Authorization": f"Bearer {mine}"}
+        with pytest.raises(websockets.exceptions.InvalidStatus) as caught:
+            async with connect(url, additional_headers=header):
+                pass
+        return caught.value.response.status_code
+
+    # Refused before the handshake completes: the server answers 403 whatever the reason.
+    assert asyncio.run(refused(f"{base}/{theirs}/realtime")) == 403
+    assert asyncio.run(refused(f"{base}/nope/realtime")) == 403

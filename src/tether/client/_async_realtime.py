@@ -218,8 +218,9 @@ class AsyncRealtime:
     def _urls(self) -> list[str]:
         """The socket URL on the client's server, then on each failover server, starting
         with the one that answered last."""
-        primary = self._client._session.resolve("/api/v1/realtime")
-        urls = [primary, *(f"{base}/api/v1/realtime" for base in self._client.failover_urls)]
+        session = self._client._session
+        path = session.resolve("realtime").removeprefix(session.url)
+        urls = [session.url + path, *(base + path for base in self._client.failover_urls)]
         urls = ["ws" + url.removeprefix("http") for url in urls]
         return urls[self._current :] + urls[: self._current]
 

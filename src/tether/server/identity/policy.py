@@ -297,6 +297,19 @@ def may_hear(principal: Principal, event_type: str, event_id: str, document: Any
     return allowed(principal, resource, "read", event_id)
 
 
+def heard_types(principal: Principal) -> tuple[frozenset[str], bool]:
+    """What `may_hear` could let through for `principal`, by event type alone: the plain
+    types whose objects it may read, and whether movement events (`location.<id>`, about a
+    device or thing) may be. The journal narrows its query by these, so a page's total counts
+    no event the caller could never be shown."""
+    plain = frozenset(
+        resource
+        for (resource, action) in RULES
+        if action == "read" and allowed(principal, resource, "read", principal.id)
+    )
+    return plain, allowed(principal, "device", "read") and allowed(principal, "thing", "read")
+
+
 def _field(document: Any, name: str) -> Any:
     if isinstance(document, Mapping):
         return document.get(name)

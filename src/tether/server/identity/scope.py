@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from litestar import Request
+from litestar.connection import ASGIConnection
 
 from tether.server.db.reads import Reads, fetch
 from tether.server.db.tables import resources
@@ -29,13 +30,13 @@ def scoped_paths(suffix: str) -> list[str]:
     return [suffix, f"/projects/{{project_id:str}}{suffix}"]
 
 
-def principal_of(request: Request[Any, Any, Any]) -> Principal:
+def principal_of(request: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     """Who is calling, as the authentication middleware found it."""
     return request.user  # type: ignore[no-any-return]
 
 
 async def resolve_scope(
-    conn: Reads, request: Request[Any, Any, Any], in_projects: bool = True
+    conn: Reads, request: ASGIConnection[Any, Any, Any, Any], in_projects: bool = True
 ) -> tuple[str, str | None]:
     """The caller's organization and, under `/projects/{project_id}/…`, the project (404 if not
     one of the organization's projects). What lives only organization-wide (`in_projects`

@@ -33,7 +33,7 @@ class Node(Protocol):
 
     def delivered(self, broadcast_id: str, node: str, count: int) -> None: ...
 
-    def answered(self, org_id: str, broadcast_id: str, answer: dict[str, Any]) -> None: ...
+    def answered(self, space: str, broadcast_id: str, answer: dict[str, Any]) -> None: ...
 
     def tell_watchers(self, key: ChannelKey, frame: dict[str, Any]) -> None: ...
 
@@ -68,7 +68,7 @@ class Backplane:
     async def broadcast(self, key: ChannelKey, frame: dict[str, Any]) -> None:
         """Hand a broadcast frame to the other nodes; raises `BackplaneDown`."""
 
-    def respond(self, origin: str, org_id: str, broadcast_id: str, answer: dict[str, Any]) -> None:
+    def respond(self, origin: str, space: str, broadcast_id: str, answer: dict[str, Any]) -> None:
         """Carry an answer (who gave it, and its payload) to the node whose broadcast it
         answers."""
 

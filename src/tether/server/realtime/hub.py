@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import heapq
 import secrets
 import time
@@ -51,6 +52,7 @@ from litestar.types import WebSocketSendEvent
 
 from tether.server.identity.credentials import Principal
 from tether.server.identity.policy import allow, decide, may_hear
+from tether.server.identity.scope import resolve_scope, scoped_paths
 from tether.server.inputs import decode_json
 from tether.server.problems import Problem
 from tether.server.realtime.backplane import (
@@ -121,6 +123,19 @@ class Client:
     too_slow: bool = False
     revoked: bool = False
     _flushing: asyncio.Task[None] | None = None
+
+    @property
+    def space(self) -> str:
+        """The namespace of this socket's channels: its organization's, or a project's own
+        when the socket was opened under `/projects/{id}/realtime`."""
+        project_id = self.principal.project_id
+        return f"{self.principal.org_id}/{project_id}" if project_id else self.principal.org_id
+
+    @property
+    def path(self) -> str:
+        """The URL the policy's project narrowing sees this socket at."""
+        project_id = self.principal.project_id
+        return f"/api/v1/projects/{project_id}/realtime" if project_id else REALTIME_PATH
 
     @property
     def member(self) -> dict[str, str]:
@@ -195,7 +210,9 @@ class _Pending:
     """A broadcast waiting for answers: how many sockets got it, on which nodes, and what
     came back. Done when every node has said how many it reached and that many answered."""
 
-    org_id: str
+    space: str
+    """The channel namespace the broadcast went out in (`Client.space`): only answers from
+    there count."""
     nodes: set[str]
     delivered: dict[str, int] = field(default_factory=dict)
     responses: list[Any] = field(default_factory=list)
@@ -357,15 +374,15 @@ class Hub:
         answer = {"from": client.member, "payload": payload}
         origin = broadcast_id.split(".", 1)[0]
         if origin == self.node:
-            self.answered(client.principal.org_id, broadcast_id, answer)
+            self.answered(client.space, broadcast_id, answer)
         else:
-            self.backplane.respond(origin, client.principal.org_id, broadcast_id, answer)
+            self.backplane.respond(origin, client.space, broadcast_id, answer)
         return True
 
-    def answered(self, org_id: str, broadcast_id: str, answer: dict[str, Any]) -> None:
+    def answered(self, space: str, broadcast_id: str, answer: dict[str, Any]) -> None:
         """An answer to one of this node's broadcasts, checked where it was given."""
         pending = self._pending.get(broadcast_id)
-        if pending is None or pending.org_id != org_id:
+        if pending is None or pending.space != space:
             return
         pending.responses.append(answer)
         pending.check()
@@ -409,7 +426,7 @@ def _channel_key(client: Client, frame: Frame) -> ChannelKey:
     name = frame.channel
     if not isinstance(name, str) or not 1 <= len(name) <= 200:
         raise FrameError("invalid", "channel must be a name of 1 to 200 characters")
-    return (client.principal.org_id, name, frame.system, frame.consumer)
+    return (client.space, name, frame.system, frame.consumer)
 
 
 def decode_frame(text: str) -> Frame:
@@ -479,7 +496,7 @@ def _unavailable(exc: BackplaneDown) -> FrameError:
 def _permit(client: Client, action: str) -> None:
     """The policy's word on a channel operation, as an error frame when it says no."""
     try:
-        decide(client.principal, "channel", action, path=REALTIME_PATH)
+        decide(client.principal, "channel", action, path=client.path)
     except Problem as exc:
         raise FrameError(exc.code, exc.detail) from None
 
@@ -543,10 +560,18 @@ def _ending(client: Client) -> tuple[int, str] | None:
     return None
 
 
-@websocket("/realtime", opt=allow("channel", "listen"))
+@websocket(scoped_paths("/realtime"), opt=allow("channel", "listen"))
 async def realtime(socket: WebSocket[Any, Any, Any]) -> None:
-    hub: Hub = socket.app.state.tether.hub
-    client = Client(principal=socket.user, send=socket.send)
+    """The realtime socket. Under `/projects/{id}/realtime` it is the project's: its
+    channels are the project's own and it hears only the project's events, whoever opened it."""
+    tether = socket.app.state.tether
+    hub: Hub = tether.hub
+    principal: Principal = socket.user
+    async with tether.reader.connect() as reads:
+        _, project_id = await resolve_scope(reads, socket)
+    if project_id is not None:
+        principal = dataclasses.replace(principal, project_id=project_id)
+    client = Client(principal=principal, send=socket.send)
     await socket.accept()
     hub.clients.add(client)
     reader = asyncio.create_task(_read_loop(socket, hub, client))

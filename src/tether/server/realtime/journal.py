@@ -22,7 +22,7 @@ from litestar import Request, Router, get
 from tether.server.db.engine import first_id_at, new_id, utcnow
 from tether.server.db.pages import Page, Sort, list_page, page_limit
 from tether.server.db.tables import events
-from tether.server.identity.policy import allow, may_hear
+from tether.server.identity.policy import allow, heard_types, may_hear
 from tether.server.identity.scope import principal_of, resolve_scope, scoped_paths
 from tether.server.inputs import invalid_parameter
 from tether.server.realtime.events import Event, EventBus
@@ -116,10 +116,14 @@ _FILTERS = ("type", "device_id", "object_id")
 
 
 @functools.cache
-def _query(filters: tuple[str, ...]) -> sa.Select[Any]:
+def _query(filters: tuple[str, ...], types: frozenset[str], movements: bool) -> sa.Select[Any]:
     """The journal of an organization (`org_id`), narrowed by the `filters` named (each bound
-    by its own name; `project_id` under a project's path)."""
-    query = sa.select(events).where(events.c.org_id == sa.bindparam("org_id"))
+    by its own name; `project_id` under a project's path) and to the event types a caller
+    may hear (`policy.heard_types`)."""
+    heard: sa.ColumnElement[bool] = events.c.type.in_([sa.literal(t) for t in sorted(types)])
+    if movements:
+        heard = sa.or_(heard, events.c.type.like("location.%"), events.c.type.like("project.%"))
+    query = sa.select(events).where(events.c.org_id == sa.bindparam("org_id"), heard)
     for name in filters:
         query = query.where(events.c[name] == sa.bindparam(name))
     return query
@@ -159,7 +163,7 @@ async def recent(request: Request[Any, Any, Any], tether: Tether) -> Page[Journa
         page = await list_page(
             reads,
             request,
-            _query(tuple(sorted(given))),
+            _query(tuple(sorted(given)), *heard_types(principal)),
             events.c.id,
             limit,
             _shown(principal),

@@ -109,8 +109,8 @@ class RedisBackplane(Backplane):
         message = {"origin": self.hub.node, "key": list(key), "frame": frame}
         await self._ask(self.redis.publish(self.BROADCASTS, msgspec.json.encode(message)))
 
-    def respond(self, origin: str, org_id: str, broadcast_id: str, answer: dict[str, Any]) -> None:
-        message = {"op": "response", "org": org_id, "broadcast": broadcast_id, "answer": answer}
+    def respond(self, origin: str, space: str, broadcast_id: str, answer: dict[str, Any]) -> None:
+        message = {"op": "response", "org": space, "broadcast": broadcast_id, "answer": answer}
         self._send(origin, message)
 
     def _presence_key(self, key: ChannelKey) -> str:
