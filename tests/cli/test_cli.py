@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -139,6 +140,9 @@ def test_real_processes_from_first_start_to_a_device(tmp_path: Path) -> None:
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=30)
+    assert f"console:  {url}/" in output
+    assert f"Sign in to the console at {url}/" in output
+    assert '"GET /api/v1/openapi.json HTTP/1.1" 200' in output
     assert "created organization 'main' with admin 'admin'" in output
     assert "tether login" in output
 
@@ -203,8 +207,11 @@ def test_files_commands(tenant: Tenant, tmp_path: Path) -> None:
     out = cli("files", "sync", str(local), ":/pics/photo.jpg")
     sent = int(out.split("sent ")[1].split(" ")[0])
     assert sent < 100_000
-    cli("files", "sync", ":/pics/photo.jpg", str(tmp_path / "back.jpg"))
+    down = cli("files", "sync", ":/pics/photo.jpg", str(tmp_path / "back.jpg"))
     assert (tmp_path / "back.jpg").read_bytes() == bytes(edited)
+    fetched, size = (int(n) for n in down.split("fetched ")[1].split(" bytes for "))
+    assert fetched < 100_000
+    assert size == len(edited)
     assert "succeeded" in cli("files", "rm", "/backup")
     bad = runner.invoke(app, ["files", "put", str(local), "../escape"], env=env)
     assert bad.exit_code == 1
@@ -238,13 +245,19 @@ def test_listen_and_broadcast_as_real_processes(tenant: Tenant, tmp_path: Path) 
                 timeout=60,
             )
             assert done.returncode == 0, done.stderr
-            return json.loads(done.stdout) == [{"ok": True}]
+            answers = json.loads(done.stdout)
+            if answers:
+                assert answers[0]["from"]["type"] == "user"
+                assert answers[0]["from"]["name"] == "admin"
+                assert "1 answer in 1.0 s" in done.stderr
+            return [a["payload"] for a in answers] == [{"ok": True}]
 
         wait_for(answered, timeout=60, what="the listener to answer")
-        out, _ = listener.communicate(timeout=30)
+        out, said = listener.communicate(timeout=30)
     finally:
         listener.kill()
     assert json.loads(out.splitlines()[0]) == {"name": "volume", "payload": {"level": 3}}
+    assert "Listening to 'volume' on channel 'kiosk'" in said
     bad = runner.invoke(
         app, ["broadcast", "kiosk", "volume", "{nope"], env={"TETHER_URL": tenant.url}
     )
@@ -311,6 +324,21 @@ def test_packages_and_deployments_commands(tenant: Tenant, tmp_path: Path) -> No
     assert checked == [
         {"list": "available", "reference": "fw", "version": "1.4.0", "size": 200_000}
     ]
+    assert "fw" in cli("deployments", "list").split("\n")[1]
+    reported = json.loads(
+        cli("updates", "report", "fw", "1.4.0", "failed", "--reason", "disk full",
+            "--device", device, "--json")
+    )
+    assert reported == {"deployment_id": created["id"], "deployment_state": "active"}
+    assert [d["failed"] for d in json.loads(cli("deployments", "list", "--json"))] == [1]
+    bad_state = runner.invoke(app, ["updates", "report", "fw", "1.4.0", "done"], env=env)
+    assert bad_state.exit_code == 1
+    assert "downloading, installed, failed" in bad_state.output
+    nothing = runner.invoke(
+        app, ["updates", "check", "--device", device, "--installed", "fw=1.4.0"], env=env
+    )
+    assert nothing.exit_code == 0
+    assert "Nothing to install" in nothing.output
     bad_rule = runner.invoke(
         app, ["deployments", "create", "fw", "1.4.0", "--rule", "{nope"], env=env
     )
@@ -321,11 +349,12 @@ def test_packages_and_deployments_commands(tenant: Tenant, tmp_path: Path) -> No
 def test_tables_show_whole_the_values_people_copy(
     tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """At 80 columns, ids and the shown-once token are printed whole, not cut to an ellipsis."""
+    """On a terminal of 80 columns, ids and the shown-once token are printed whole, not cut to
+    an ellipsis."""
     login(tenant)
     made = json.loads(cli("devices", "create", "a device with a rather long name", "--json"))
     token = json.loads(cli("tokens", "create", "ci", "--json"))
-    narrow = output.Console(width=80)
+    narrow = output.Console(width=80, force_terminal=True, color_system=None)
     monkeypatch.setattr(output, "console", narrow)
     with narrow.capture() as shown:
         output.table([made], ["id", "name"], False)
@@ -396,3 +425,54 @@ def test_deployment_options_fail_with_their_own_words(tenant: Tenant, tmp_path: 
     too_much = runner.invoke(app, ["deployments", "create", "fw", "1.0.0", "--percent", "150"])
     assert too_much.exit_code == 2
     assert "less than or equal to 100" in too_much.output
+
+
+def test_devices_by_name_or_id_with_a_new_secret(tenant: Tenant) -> None:
+    login(tenant)
+    made = json.loads(cli("devices", "create", "first-floor-thermostat", "--json"))
+    assert json.loads(cli("devices", "show", "first-floor-thermostat", "--json"))["id"] == made["id"]
+    rotated = json.loads(cli("devices", "rotate-secret", "first-floor-thermostat", "--json"))
+    assert rotated["device_id"] == made["id"]
+    with tether.Client(tenant.url, device_id=made["id"], device_secret=rotated["device_secret"],
+                       environ={}) as device:
+        assert device.whoami()["id"] == made["id"]
+    with tether.Client(tenant.url, device_id=made["id"], device_secret=made["secret"],
+                       environ={}) as stale, pytest.raises(tether.AuthenticationError):
+        stale.whoami()
+    missing = runner.invoke(app, ["devices", "show", "basement"])
+    assert missing.exit_code == 1
+    assert "No device is named 'basement'" in missing.output
+    cli("devices", "create", "twin")
+    cli("devices", "create", "twin")
+    ambiguous = runner.invoke(app, ["devices", "delete", "twin"])
+    assert ambiguous.exit_code == 1
+    assert "2 devices are named 'twin': give its id" in ambiguous.output
+    assert "Deleted device first-floor-thermostat" in cli("devices", "delete", made["id"])
+
+
+def test_piped_tables_write_every_cell_whole(tenant: Tenant) -> None:
+    """CliRunner's output is not a terminal, like a pipe: no cell is cut to fit 80 columns."""
+    login(tenant)
+    name = "a-device-with-a-name-much-longer-than-any-eighty-column-terminal-would-show-whole"
+    made = json.loads(cli("devices", "create", name, "--json"))
+    line = next(row for row in cli("devices", "list").splitlines() if made["id"] in row)
+    assert line.split() == [made["id"], name, "False", made["created_at"]]
+
+
+@pytest.mark.subprocess
+def test_serve_names_the_port_it_cannot_listen_on_before_making_an_admin(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TETHER_")}
+    tether_cmd = str(Path(sys.executable).parent / "tether")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [tether_cmd, "serve", "--data", str(tmp_path / "data"), "--port", str(port)],
+            env=env, capture_output=True, text=True, timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"Cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "--port" in done.stderr
+    assert "created organization" not in done.stdout + done.stderr
+    assert not (tmp_path / "data" / "tether.db").exists()

@@ -20,6 +20,7 @@ from tether.cli.common import (
     UrlOption,
     connect,
     json_document,
+    named,
     parse_json,
     project_of,
     split_pair,
@@ -49,7 +50,7 @@ class Root(Group):
 
 app = Commands(cls=Root, help="Tether: a self-hosted device cloud.", pretty_exceptions_enable=False)
 tokens_app = Commands(help="API tokens: create, list, revoke.")
-devices_app = Commands(help="Devices: list, create, show, delete.")
+devices_app = Commands(help="Devices: list, create, show, rotate a secret, delete.")
 pairing_app = Commands(help="Approve devices that are pairing.")
 
 
@@ -89,11 +90,18 @@ def serve(
             asyncio.run(usable(s3_store(settings)))
     except SettingsError as exc:
         raise fail(str(exc)) from None
+    problem = _unbindable(settings.host, settings.port)
+    if problem:
+        raise fail(
+            f"Cannot listen on {settings.host}:{settings.port} ({problem}): is another server "
+            f"there? Choose another port with --port (or TETHER_PORT)."
+        )
     processes = settings.process_count
+    base = f"http://{_shown_host(settings.host)}:{settings.port}"
     typer.echo(
-        f"Tether {tether.__version__} on http://{settings.host}:{settings.port} "
-        f"with {processes} worker{'s' if processes > 1 else ''} "
-        f"(health: /api/v1/health, API docs: /api/v1/docs)"
+        f"Tether {tether.__version__} on {base} with {processes} "
+        f"worker{'s' if processes > 1 else ''}\n"
+        f"  console:  {base}/\n  API docs: {base}/api/v1/docs\n  health:   {base}/api/v1/health"
     )
     if processes == 1:
         uvicorn.run(create_app(settings), **uvicorn_options(settings))
@@ -103,6 +111,30 @@ def serve(
     uvicorn.run(
         "tether.server.app:create_app", factory=True, workers=processes, **uvicorn_options(settings)
     )
+
+
+def _unbindable(host: str, port: int) -> str | None:
+    """Why `tether serve` could not listen on host:port (checked before the first start
+    creates an admin nobody would see), or None."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        return str(exc)
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
+
+
+def _shown_host(host: str) -> str:
+    """The host a browser on this machine reaches a server listening on `host` at."""
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
 
 
 @app.command(rich_help_panel=SESSION)
@@ -227,7 +259,7 @@ def devices_list(
     """List devices."""
     with connect(url) as client:
         rows = [d.data for d in client.devices.find(name=name)]
-    table(rows, ["id", "name", "location_id", "created_at"], as_json)
+    table(rows, ["id", "name", "online", "location_id", "created_at"], as_json)
 
 
 @devices_app.command("create")
@@ -240,19 +272,34 @@ def devices_create(
         record(client.post("devices", body), as_json)
 
 
+DeviceArgument = Annotated[str, typer.Argument(help="Device name or id.")]
+
+
 @devices_app.command("show")
-def devices_show(device_id: str, url: UrlOption = None, as_json: JsonOption = False) -> None:
+def devices_show(device: DeviceArgument, url: UrlOption = None, as_json: JsonOption = False) -> None:
     """Show one device."""
     with connect(url) as client:
-        record(client.devices.get(device_id).data, as_json)
+        record(client.devices.get(named(client, "devices", device)).data, as_json)
+
+
+@devices_app.command("rotate-secret")
+def devices_rotate_secret(
+    device: DeviceArgument, url: UrlOption = None, as_json: JsonOption = False
+) -> None:
+    """Give a device a new secret, shown once; the old one stops working at once."""
+    with connect(url) as client:
+        device_id = named(client, "devices", device)
+        secret = client.devices.rotate_secret(device_id)
+    record({"device_id": device_id, "device_secret": secret}, as_json)
 
 
 @devices_app.command("delete")
-def devices_delete(device_id: str, url: UrlOption = None) -> None:
-    """Delete a device."""
+def devices_delete(device: DeviceArgument, url: UrlOption = None) -> None:
+    """Delete a device (its telemetry, files and reports with it)."""
     with connect(url) as client:
-        client.devices.delete(device_id)
-    typer.echo(f"Deleted {device_id}.")
+        found = client.devices.get(named(client, "devices", device))
+        found.delete()
+    typer.echo(f"Deleted device {found.name} ({found.id}).")
 
 
 @app.command(rich_help_panel=FLEET)
@@ -267,8 +314,8 @@ def pair(
 ) -> None:
     """Pair this device: show a code, wait for a user to approve it, print the credentials.
 
-    The server is --url (or TETHER_URL)."""
-    url = url or os.environ.get("TETHER_URL")
+    The server is --url, TETHER_URL, or the one logged in to last."""
+    url = url or os.environ.get("TETHER_URL") or read_saved_logins().get("default")
     if not url:
         raise fail(
             "Which server? Give it: tether pair --url https://tether.example (or TETHER_URL)."

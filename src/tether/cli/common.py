@@ -119,17 +119,25 @@ def connect(url: str | None) -> Iterator[tether.Client]:
         raise fail(str(exc)) from None
 
 
+def named(client: tether.Client, kind: str, name_or_id: str) -> str:
+    """The id of the `kind` ("devices", "projects", …) named `name_or_id`, or with that id; a
+    one-line error when none is, or when several share the name."""
+    collection = getattr(client, kind)
+    singular = kind[:-1]
+    found = [r.id for r in collection.find(name=name_or_id)]
+    if len(found) == 1:
+        return str(found[0])
+    if len(found) > 1:
+        raise fail(f"{len(found)} {kind} are named {name_or_id!r}: give its id.")
+    try:
+        return str(collection.get(name_or_id).id)
+    except (tether.NotFoundError, tether.BadRequestError):
+        raise fail(f"No {singular} is named {name_or_id!r} or has that id.") from None
+
+
 def project_of(client: tether.Client, name_or_id: str) -> str:
     """The id of the project named `name_or_id`, or with that id."""
-    named = [p.id for p in client.projects.find(name=name_or_id)]
-    if len(named) == 1:
-        return named[0]
-    if len(named) > 1:
-        raise fail(f"{len(named)} projects are named {name_or_id!r}: give its id.")
-    try:
-        return client.projects.get(name_or_id).id
-    except tether.NotFoundError:
-        raise fail(f"No project is named {name_or_id!r} or has that id.") from None
+    return named(client, "projects", name_or_id)
 
 
 def _local_error(exc: OSError) -> str:

@@ -113,6 +113,15 @@ def sync(
                 result = client.files.sync_up(Path(source), destination[1:], progress=bar)
             typer.echo(f"{result['path']}: sent {result['sent']} of {result['size']} bytes")
         else:
+            fetched = [0]
+
             with progress_bar(f"sync down {source[1:]}", quiet) as bar:
-                path = client.files.sync_down(source[1:], Path(destination), progress=bar)
-            typer.echo(str(path))
+
+                def count(done: int, total: int | None) -> None:
+                    fetched[0] = done
+                    if bar is not None:
+                        bar(done, total)
+
+                path = client.files.sync_down(source[1:], Path(destination), progress=count)
+            size = path.stat().st_size
+            typer.echo(f"{path}: fetched {fetched[0]} bytes for {size}")

@@ -52,7 +52,17 @@ def table(
         view.add_row(
             *(Text(v, overflow="fold") if i in folded else v for i, v in enumerate(row_cells))
         )
-    console.print(view)
+    _print(view)
+
+
+def _print(view: Table) -> None:
+    """A table on a terminal fits its width; piped or redirected, every cell is written whole
+    (no `fir…`) between plain spaces, so `grep` and `awk` see the real values."""
+    if console.is_terminal:
+        console.print(view)
+    else:
+        view.box = None
+        Console(width=100_000, no_color=True, highlight=False).print(view)
 
 
 def record(value: dict[str, Any], as_json: bool) -> None:
@@ -65,7 +75,7 @@ def record(value: dict[str, Any], as_json: bool) -> None:
     for key, item in value.items():
         shown = json.dumps(item) if isinstance(item, dict | list) else str(item)
         view.add_row(key, shown)
-    console.print(view)
+    _print(view)
 
 
 @contextmanager

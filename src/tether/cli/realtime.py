@@ -31,6 +31,12 @@ def listen(
     answer = None if respond is None else parse_json(respond, "--respond")
     with connect(url) as client:
         listener = client.get_channel(channel, system, consumer).listen(event)
+        flags = "".join(f" ({f})" for f, on in (("system", system), ("consumer", consumer)) if on)
+        typer.echo(
+            f"Listening to {'every broadcast' if event == '*' else repr(event)} on channel "
+            f"{channel!r}{flags} at {client.url} (Ctrl-C stops)",
+            err=True,
+        )
         for seen, broadcast in enumerate(listener, start=1):
             typer.echo(json.dumps({"name": broadcast.name, "payload": broadcast.payload}), nl=True)
             if respond is not None:
@@ -48,7 +54,10 @@ def broadcast(
     consumer: ConsumerOption = False,
     url: UrlOption = None,
 ) -> None:
-    """Broadcast EVENT on CHANNEL and print the responses that came back in time."""
+    """Broadcast EVENT on CHANNEL and print the answers that came back in time, each with who
+    gave it (`from`: type, id, name)."""
     data = None if payload is None else parse_json(payload, "The payload")
     with connect(url) as client:
-        emit_json(client.get_channel(channel, system, consumer).broadcast(event, data, timeout))
+        answers = client.get_channel(channel, system, consumer).collect(event, data, timeout)
+    emit_json([{"from": a.responder, "payload": a.payload} for a in answers])
+    typer.echo(f"{len(answers)} answer{'' if len(answers) == 1 else 's'} in {timeout} s", err=True)

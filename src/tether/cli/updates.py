@@ -18,6 +18,7 @@ from tether.cli.common import (
     split_pair,
 )
 from tether.cli.output import fail, progress_bar, record, table
+from tether.client._updates import STATES
 
 packages_app = Commands(help="Packages: publish versions, list them, manage the signing key.")
 deployments_app = Commands(
@@ -183,7 +184,7 @@ def list_deployments(url: UrlOption = None, as_json: JsonOption = False) -> None
         rows = client.get_all("deployments", {"limit": 500})
     for row in rows:
         row.update(row.pop("counts"))
-    columns = ["id", "name", "version", "state", "percentage", "installed", "failed"]
+    columns = ["id", "name", "reference", "version", "state", "percentage", "installed", "failed"]
     table(rows, columns, as_json)
 
 
@@ -273,7 +274,27 @@ def check(
         for p in answer.unchanged
     ]
     rows += [{"list": "unavailable", "reference": r} for r in answer.unavailable]
+    if not as_json and not answer.available and not answer.changed:
+        typer.echo("Nothing to install: no package is offered that this device lacks.", err=True)
     table(rows, ["list", "reference", "version", "size"], as_json)
+
+
+@updates_app.command("report")
+def report(
+    reference: str,
+    version: str,
+    state: Annotated[str, typer.Argument(help="downloading, installed or failed.")],
+    reason: Annotated[str | None, typer.Option(help="Why it failed, in words.")] = None,
+    device: Annotated[str | None, typer.Option(help="Report for this device (as a user).")] = None,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Tell the server how installing a package went on this device (or --device); a
+    deployment counts it, and aborts by itself past its failure threshold."""
+    if state not in STATES:
+        raise fail(f"The state is one of {', '.join(STATES)}, not {state!r}.")
+    with connect(url) as client:
+        record(client.updates.report(reference, version, state, reason, device_id=device), as_json)
 
 
 @updates_app.command("download")

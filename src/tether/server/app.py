@@ -84,7 +84,7 @@ def _announce(admin: FirstAdmin, settings: Settings) -> None:
     if admin.password:
         lines.append(f"Generated password (shown once): {admin.password}")
     lines += [
-        "Log in with:",
+        f"Sign in to the console at {url}/ with it, or log in the CLI with:",
         f"  {_command()} login {url} --organization {admin.organization}"
         f" --username {admin.username}",
         "",
@@ -309,7 +309,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level.lower(),
-        "access_log": False,
+        "access_log": settings.access_log,
         "ws_per_message_deflate": settings.realtime_compression,
         "proxy_headers": True,
         "forwarded_allow_ips": settings.forwarded_allow_ips,

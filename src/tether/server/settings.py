@@ -207,6 +207,12 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("pairing_ttl", int, 600, "How long a pairing code stays valid, in seconds."),
     Setting("log_level", str, "info", "Log level of the server: debug, info, warning, error."),
+    Setting(
+        "access_log",
+        bool,
+        True,
+        "Log one line per HTTP request (address, method, path, status) at level info.",
+    ),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
