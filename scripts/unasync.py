@@ -25,6 +25,7 @@ RULES = [
     (r"\basync for\b", "for"),
     (r"\bawait ", ""),
     (r"\.aclose\(\)", ".close()"),
+    (r"\baclose_all\b", "close_all"),
     (r"__aenter__", "__enter__"),
     (r"__aexit__", "__exit__"),
     (r"__aiter__", "__iter__"),

@@ -123,6 +123,8 @@ def test_public_names_are_pinned() -> None:
             "ValidationError",
             "Zone",
             "__version__",
+            "aclose_all",
+            "close_all",
         ]
     )
 

@@ -98,6 +98,8 @@ from tether.client import (
     UpdateCheck,
     Updates,
     Zone,
+    aclose_all,
+    close_all,
 )
 from tether.signing import SigningKey
 
@@ -193,6 +195,8 @@ __all__ = [
     "ValidationError",
     "Zone",
     "__version__",
+    "aclose_all",
+    "close_all",
 ]
 
 for _name in __all__:

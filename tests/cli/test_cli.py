@@ -326,8 +326,18 @@ def test_packages_and_deployments_commands(tenant: Tenant, tmp_path: Path) -> No
     ]
     assert "fw" in cli("deployments", "list").split("\n")[1]
     reported = json.loads(
-        cli("updates", "report", "fw", "1.4.0", "failed", "--reason", "disk full",
-            "--device", device, "--json")
+        cli(
+            "updates",
+            "report",
+            "fw",
+            "1.4.0",
+            "failed",
+            "--reason",
+            "disk full",
+            "--device",
+            device,
+            "--json",
+        )
     )
     assert reported == {"deployment_id": created["id"], "deployment_state": "active"}
     assert [d["failed"] for d in json.loads(cli("deployments", "list", "--json"))] == [1]
@@ -430,14 +440,21 @@ def test_deployment_options_fail_with_their_own_words(tenant: Tenant, tmp_path: 
 def test_devices_by_name_or_id_with_a_new_secret(tenant: Tenant) -> None:
     login(tenant)
     made = json.loads(cli("devices", "create", "first-floor-thermostat", "--json"))
-    assert json.loads(cli("devices", "show", "first-floor-thermostat", "--json"))["id"] == made["id"]
+    assert (
+        json.loads(cli("devices", "show", "first-floor-thermostat", "--json"))["id"] == made["id"]
+    )
     rotated = json.loads(cli("devices", "rotate-secret", "first-floor-thermostat", "--json"))
     assert rotated["device_id"] == made["id"]
-    with tether.Client(tenant.url, device_id=made["id"], device_secret=rotated["device_secret"],
-                       environ={}) as device:
+    with tether.Client(
+        tenant.url, device_id=made["id"], device_secret=rotated["device_secret"], environ={}
+    ) as device:
         assert device.whoami()["id"] == made["id"]
-    with tether.Client(tenant.url, device_id=made["id"], device_secret=made["secret"],
-                       environ={}) as stale, pytest.raises(tether.AuthenticationError):
+    with (
+        tether.Client(
+            tenant.url, device_id=made["id"], device_secret=made["secret"], environ={}
+        ) as stale,
+        pytest.raises(tether.AuthenticationError),
+    ):
         stale.whoami()
     missing = runner.invoke(app, ["devices", "show", "basement"])
     assert missing.exit_code == 1
@@ -469,7 +486,10 @@ def test_serve_names_the_port_it_cannot_listen_on_before_making_an_admin(tmp_pat
         port = taken.getsockname()[1]
         done = subprocess.run(
             [tether_cmd, "serve", "--data", str(tmp_path / "data"), "--port", str(port)],
-            env=env, capture_output=True, text=True, timeout=60,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
     assert done.returncode == 1
     assert f"Cannot listen on 127.0.0.1:{port}" in done.stderr

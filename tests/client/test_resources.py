@@ -213,3 +213,68 @@ async def test_async_client_twin(tenant: Tenant) -> None:
         await device.delete()
         with pytest.raises(tether.NotFoundError):
             await client.devices.get(device.id)
+
+
+def test_a_created_device_holds_its_secret_once(tenant: Tenant) -> None:
+    with tenant.client() as admin:
+        device = admin.devices.create("kiosk")
+        assert device.secret
+        assert admin.devices.get(device.id).secret is None
+        assert next(iter(admin.devices.find(name="kiosk"))).secret is None
+    with tether.Client(
+        tenant.url, device_id=device.id, device_secret=device.secret, environ={}
+    ) as itself:
+        assert itself.whoami()["id"] == device.id
+
+
+CLOSE_ALL = """
+import asyncio, sys, tether
+url, org, user, password = sys.argv[1:]
+people = dict(username=user, password=password, organization=org, environ={})
+first, second = tether.Client(url, **people), tether.Client(url, **people)
+channel = first.get_channel("lobby")
+listener = channel.listen("*")
+assert second.devices.find().total == 0
+print(tether.close_all())
+for client in (first, second):
+    try:
+        client.devices.find()
+    except tether.ClientClosedError:
+        print("closed")
+
+async def main():
+    client = tether.AsyncClient(url, **people)
+    await client.whoami()
+    print(await tether.aclose_all(), tether.close_all())
+    try:
+        await client.whoami()
+    except tether.ClientClosedError:
+        print("closed")
+
+asyncio.run(main())
+with tether.Client(url, **people) as again:
+    print(again.devices.find().total)
+"""
+
+
+def test_close_all_stops_every_client_the_process_opened(tenant: Tenant) -> None:
+    """In a process of its own, so it closes none of the test session's clients."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            CLOSE_ALL,
+            tenant.url,
+            tenant.organization,
+            tenant.username,
+            tenant.password,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "closed", "closed", "1", "0", "closed", "0"]

@@ -321,10 +321,12 @@ def test_background_pushing(device_client: tether.Client, tmp_path: Path) -> Non
 def test_users_need_a_device_to_commit_or_push(client: tether.Client, tmp_path: Path) -> None:
     t = telemetry(client, tmp_path)
     t.add_value("v", 1)
-    with pytest.raises(tether.ConfigurationError):
+    with pytest.raises(tether.ConfigurationError, match=r"Telemetry\(client, device_id="):
         t.commit()
-    with pytest.raises(tether.ConfigurationError):
+    with pytest.raises(tether.ConfigurationError, match=r"Telemetry\(client, device_id="):
         t.push()
+    with pytest.raises(tether.ConfigurationError, match="device= on this call"):
+        t.latest()
     assert t.staged == {"v": 1}
     t.close()
 

@@ -276,7 +276,9 @@ DeviceArgument = Annotated[str, typer.Argument(help="Device name or id.")]
 
 
 @devices_app.command("show")
-def devices_show(device: DeviceArgument, url: UrlOption = None, as_json: JsonOption = False) -> None:
+def devices_show(
+    device: DeviceArgument, url: UrlOption = None, as_json: JsonOption = False
+) -> None:
     """Show one device."""
     with connect(url) as client:
         record(client.devices.get(named(client, "devices", device)).data, as_json)

@@ -1,7 +1,7 @@
 """The Tether SDK: needs only httpx and websockets, never the server's dependencies."""
 
 from tether.client._answers import Answer
-from tether.client._async_client import AsyncClient
+from tether.client._async_client import AsyncClient, aclose_all
 from tether.client._async_files import AsyncFiles, AsyncFileTask
 from tether.client._async_realtime import (
     AsyncBroadcast,
@@ -36,7 +36,7 @@ from tether.client._config import Retries
 from tether.client._credentials import Credentials
 from tether.client._oauth import OAuthFlow, OAuthGrant
 from tether.client._session import AuthPayload, PairingCode
-from tether.client._sync_client import Client
+from tether.client._sync_client import Client, close_all
 from tether.client._sync_files import Files, FileTask
 from tether.client._sync_realtime import Broadcast, Channel, EventStream, Listener, Realtime
 from tether.client._sync_resources import (
@@ -123,4 +123,6 @@ __all__ = [
     "UpdateCheck",
     "Updates",
     "Zone",
+    "aclose_all",
+    "close_all",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import ssl
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -37,6 +38,20 @@ from tether.client._credentials import Credentials, resolve
 from tether.client._flows import Flow, T, pause, run_async
 from tether.client._oauth import OAuthGrant
 from tether.client._session import AuthPayload, Body, PairingCode, Session
+
+_OPEN: weakref.WeakSet[AsyncClient] = weakref.WeakSet()
+"""Every client of this flavour that is open, for `aclose_all`."""
+
+
+async def aclose_all() -> int:
+    """Close every client of this flavour the process opened and has not closed: their
+    listeners, sockets and background pushing stop, and any later call on them raises
+    `ClientClosedError` (the SDK's whole stop, like a program's last line). Returns how many
+    it closed; new clients may be opened afterwards."""
+    still_open = list(_OPEN)
+    for client in still_open:
+        await client.close()
+    return len(still_open)
 
 
 class AsyncClient:
@@ -123,6 +138,7 @@ class AsyncClient:
         self._realtime: AsyncRealtime | None = None
         environment = os.environ if environ is None else environ
         self.updates = AsyncUpdates(self, update_key or environment.get("TETHER_UPDATE_KEY"))
+        _OPEN.add(self)
 
     @property
     def url(self) -> str:
@@ -317,6 +333,7 @@ class AsyncClient:
             if self._realtime is not None:
                 await self._realtime.close()
             self._closed = True
+            _OPEN.discard(self)
             await self._http.aclose()
 
     async def __aenter__(self) -> AsyncClient:

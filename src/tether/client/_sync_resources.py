@@ -239,6 +239,13 @@ class _Placed(Resource):
 class Device(_Placed):
     """A device: it has its own credentials (see `collection.rotate_secret`)."""
 
+    @property
+    def secret(self) -> str | None:
+        """The device's secret, on the object `devices.create()` returned and there only: the
+        server shows it once and keeps only its hash, so store it now (None elsewhere)."""
+        value = self.data.get("secret")
+        return None if value is None else str(value)
+
 
 class Thing(_Placed):
     """A thing: an object a device can sense (a tag, a product, a person)."""

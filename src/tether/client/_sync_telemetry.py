@@ -256,15 +256,18 @@ class Telemetry:
             self._outbox.close()
             self._outbox = None
 
-    def _require_device(self) -> str:
+    def _require_device(self, way: str = "Telemetry(client, device_id=...)") -> str:
         if not self.device_id:
             raise ConfigurationError(
-                "Telemetry needs a device: use device credentials, or pass device= to this call."
+                f"Telemetry needs a device: sign in with device credentials, or name one with "
+                f"{way}."
             )
         return self.device_id
 
     def _device(self, device: Any) -> str:
-        return _device_id(device) if device is not None else self._require_device()
+        if device is not None:
+            return _device_id(device)
+        return self._require_device("device= on this call")
 
 
 def _invalid_positions(error: APIError) -> set[int] | None:
