@@ -74,13 +74,10 @@ QUERY: dict[str, tuple[dict[str, Any], str]] = {
         "Only devices seen in the last 5 minutes (true), or only the others (false).",
     ),
     "installed": (
-        {
-            "type": "object",
-            "additionalProperties": {"type": "string", "maxLength": 100},
-            "maxProperties": 3,
-        },
-        "Only devices that said they run this version of a package, as "
-        "installed[REFERENCE]=VERSION (in their update check, or an installed report).",
+        {"type": "string", "maxLength": 2000},
+        'Only devices that said they run these versions (at most 3), as a JSON object {"firmware": '
+        '"2.1.0"} (in their update check, or an installed report); the same filter may be '
+        "spelled installed[REFERENCE]=VERSION, one parameter a package.",
     ),
     "type": (_TEXT, "Events: only those of this type (device, deployment, report, ...)."),
     "device_id": (_ID, "Events: only those about this device."),
@@ -98,13 +95,11 @@ QUERY: dict[str, tuple[dict[str, Any], str]] = {
     ),
     "code_challenge_method": ({"type": "string", "enum": ["S256"]}, "OAuth PKCE: S256."),
     "document": (
-        {
-            "type": "object",
-            "additionalProperties": {"type": "string", "maxLength": 1000},
-            "maxProperties": 5,
-        },
-        "Document fields to match, as document[FIELD]=VALUE (document[a.b] for a nested "
-        "field): the field holds that string or, for a number, true, false or null, that value.",
+        {"type": "string", "maxLength": 6000},
+        'Document fields to match (at most 5), as a JSON object {"subtype": "player", "a.b": 7} '
+        "(a.b for a nested field): the field holds that string or, for a number, true, false or "
+        "null, that value. The same filter may be spelled document[FIELD]=VALUE, one parameter "
+        "a field.",
     ),
 }
 """Every query parameter of the API, by name: its JSON schema and what it does."""
@@ -150,6 +145,19 @@ _SECURITY_SCHEMES = {
 }
 
 
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+_BYTES = {"application/octet-stream": _BINARY}
+_STORED_BYTES = {"application/octet-stream": _BINARY, "*/*": _BINARY}
+"""Files and content are served with the media type they were stored with."""
+_RANGE = {
+    "name": "Range",
+    "in": "header",
+    "required": False,
+    "description": "bytes=START-END or bytes=START-: only those bytes (206); resumes a download.",
+    "schema": {"type": "string", "pattern": "^bytes=[0-9]*-[0-9]*$"},
+}
+
+
 def query_names(opt: dict[str, Any]) -> tuple[str, ...]:
     """The query parameters a route declared."""
     return tuple(opt.get("query", ()))
@@ -160,6 +168,7 @@ def complete(document: dict[str, Any], app: Litestar) -> dict[str, Any]:
     components = document.setdefault("components", {})
     components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
     components["securitySchemes"] = _SECURITY_SCHEMES
+    named: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for route in app.routes:
         path = re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)
         item = document.get("paths", {}).get(path)
@@ -170,7 +179,35 @@ def complete(document: dict[str, Any], app: Litestar) -> dict[str, Any]:
                 operation = item.get(method.lower())
                 if operation is not None:
                     _complete(operation, dict(handler.opt), handler, path)
+                    name = operation_id(path, handler.handler_name)
+                    named.setdefault(name, []).append((path, operation))
+    for name, sharing in named.items():
+        for path, operation in sharing:
+            operation["operationId"] = name if len(sharing) == 1 else _by_parameters(name, path)
     return document
+
+
+_VERBS = {"remove": "delete"}
+"""Handler words that read better under another name in an operation id."""
+
+
+def operation_id(path: str, handler_name: str) -> str:
+    """A name a generated client can use as a function name: the path's fixed segments, then
+    the handler's words they do not already say (`devices_list`, `users_create`,
+    `devices_telemetry_latest`); `project_` first for a project's own route."""
+    parts = path.removeprefix("/api/v1/").split("/")
+    project = parts[:2] == ["projects", "{project_id}"] and len(parts) > 2
+    fixed = [p.replace("-", "_") for p in parts[2 if project else 0 :] if not p.startswith("{")]
+    said = set(fixed) | {p.removesuffix("s") for p in fixed}
+    words = [_VERBS.get(w, w) for w in handler_name.split("_") if w and w not in said]
+    return ("project_" if project else "") + "_".join(fixed + words)
+
+
+def _by_parameters(name: str, path: str) -> str:
+    """Tells apart the operations one handler serves at several paths (`files_info` at
+    /files/info and /files/info/{path}) by their path parameters."""
+    parameters = re.findall(r"\{(\w+)\}", path.removeprefix("/api/v1/projects/{project_id}"))
+    return f"{name}_by_{'_and_'.join(parameters)}" if parameters else name
 
 
 def _complete(operation: dict[str, Any], opt: dict[str, Any], handler: Any, path: str) -> None:
@@ -184,9 +221,18 @@ def _complete(operation: dict[str, Any], opt: dict[str, Any], handler: Any, path
             "description": description,
             "schema": schema,
         }
-        if schema.get("type") == "object":
-            parameter |= {"style": "deepObject", "explode": True}
+        if name in opt.get("query_many", ()):
+            parameter |= {
+                "required": False,
+                "schema": {"type": "array", "items": schema},
+                "style": "form",
+                "explode": True,
+                "description": f"{description} Repeat it for several; none for all.",
+            }
         parameters.append(parameter)
+    ranged = opt.get("raw_response") == "ranged"
+    if ranged:
+        parameters.append(_RANGE)
     if parameters:
         operation["parameters"] = parameters
     raw = opt.get("raw_body")
@@ -202,10 +248,23 @@ def _complete(operation: dict[str, Any], opt: dict[str, Any], handler: Any, path
             },
         }
     if opt.get("raw_response"):
-        operation.setdefault("responses", {})["200"] = {
-            "description": "The bytes (Range requests are answered with 206).",
-            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
-        }
+        answers = operation.setdefault("responses", {})
+        answers["200"] = {"description": "The bytes.", "content": _BYTES}
+        if ranged:
+            answers["200"] = {
+                "description": "The bytes, with the media type they were stored with (else "
+                "application/octet-stream), the SHA-256 as ETag and X-Tether-Sha256, and "
+                "Accept-Ranges.",
+                "content": _STORED_BYTES,
+            }
+            answers["206"] = {
+                "description": "The range asked for; Content-Range says which bytes of how many.",
+                "content": _STORED_BYTES,
+            }
+            answers["416"] = {
+                "description": "The range asked for is outside the bytes.",
+                "content": {"application/problem+json": {"schema": _PROBLEM_REF}},
+            }
     public = bool(opt.get("exclude_from_auth"))
     operation["security"] = [] if public else [{"bearer": []}, {"basic": []}]
     responses = operation.setdefault("responses", {})

@@ -114,7 +114,7 @@ def _handlers(attachment: Attachment) -> list[HTTPRouteHandler]:
             tags=tags,
             summary=f"Download {attachment.what}; Range supported",
             name=f"{kind.name}-{attachment.suffix}-download",
-            opt=allow(kind.name, "read", query=query, raw_response=True),
+            opt=allow(kind.name, "read", query=query, raw_response="ranged"),
         )(download),
     ]
 

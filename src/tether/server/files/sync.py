@@ -39,7 +39,7 @@ _ROLLSUMS = ("rabinkarp", "rollsum")
     scoped_paths("/files/signature/{path:path}"),
     tags=["files"],
     summary="The librsync signature of the server's copy (upload-sync, step 1)",
-    opt=allow("file", "read", query=("hash", "rollsum", "block_len"), raw_response=True),
+    opt=allow("file", "read", query=("hash", "rollsum", "block_len"), raw_response="bytes"),
 )
 async def file_signature(request: Request[Any, Any, Any], tether: Tether) -> Response[bytes]:
     check_query(request)
@@ -115,7 +115,7 @@ async def file_patch(request: Request[Any, Any, Any], tether: Tether) -> FileInf
     summary="A delta from the signature in the body to the server's copy (download-sync)",
     status_code=200,
     request_max_body_size=None,
-    opt=allow("file", "read", raw_body="application/octet-stream", raw_response=True),
+    opt=allow("file", "read", raw_body="application/octet-stream", raw_response="bytes"),
 )
 async def file_delta(request: Request[Any, Any, Any], tether: Tether) -> Response[Any]:
     row = await file_row(request, tether)

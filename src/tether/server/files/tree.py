@@ -248,7 +248,7 @@ async def file_row(request: Request[Any, Any, Any], tether: ServerState) -> Any:
     scoped_paths("/files/data/{path:path}"),
     tags=["files"],
     summary="Download a file",
-    opt=allow("file", "read", raw_response=True),
+    opt=allow("file", "read", raw_response="ranged"),
 )
 async def download(request: Request[Any, Any, Any], tether: Tether) -> Response[Any]:
     row = await file_row(request, tether)

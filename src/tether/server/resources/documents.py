@@ -20,14 +20,13 @@ import msgspec
 import sqlalchemy as sa
 
 from tether.server.db.jsonpath import document_at, indexed_field, json_path
-from tether.server.inputs import invalid_parameter
+from tether.server.inputs import invalid_parameter, query_members
 
 MAX_FILTERS = 5
 MAX_DEPTH = 8
 MAX_VALUE = 1000
 INDEXED = ("subtype",)
 """Top-level fields with an index of their own (migration 0007)."""
-_KEY = re.compile(r"^document\[(.*)\]$")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 
 
@@ -51,16 +50,13 @@ class DocumentFilter:
 
 
 def document_filters(params: Mapping[str, str]) -> list[DocumentFilter]:
-    """The document filters among a request's query parameters, checked; 422
-    `invalid_parameter` naming the one that is not a field name and value."""
+    """The document filters among a request's query parameters (`document[FIELD]=VALUE`, or
+    `document` as one JSON object), checked; 422 `invalid_parameter` naming the one that is
+    not a field name and value."""
     found = []
-    for key, value in params.items():
-        if key == "document":
-            raise invalid_parameter(key, "takes a field: document[FIELD]=VALUE")
-        match = _KEY.match(key)
-        if match is None:
-            continue
-        names = tuple(match[1].split("."))
+    for field, value in query_members("document", params, '{"subtype": "player"}'):
+        key = f"document[{field}]"
+        names = tuple(field.split("."))
         if len(names) > MAX_DEPTH or not all(_NAME.match(n) for n in names):
             raise invalid_parameter(
                 key, f"names a field as letters, digits, _ and -, at most {MAX_DEPTH} deep (a.b)"

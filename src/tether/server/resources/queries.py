@@ -5,7 +5,6 @@ parameters (presence, installed packages, sort) turned into what that statement 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +15,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from tether.server.db.pages import BY_ID, Sort
 from tether.server.db.tables import installed_packages, resources, zone_members
-from tether.server.inputs import invalid_parameter
+from tether.server.inputs import invalid_parameter, query_members
 from tether.server.resources.documents import narrowed_by
 
 
@@ -107,24 +106,23 @@ def presence_filter(raw: str | None) -> bool | None:
     return raw == "true"
 
 
-_INSTALLED = re.compile(r"^installed\[(.{1,200})\]$")
 MAX_INSTALLED_FILTERS = 3
 
 
 def installed_filters(params: Mapping[str, str]) -> dict[str, str]:
-    """The `installed[REFERENCE]=VERSION` filters of a device list, bound for
-    `scoped_resources`: devices that said they run that version of that package."""
+    """The `installed[REFERENCE]=VERSION` filters of a device list (or `installed` as one JSON
+    object), bound for `scoped_resources`: devices that said they run that version of that
+    package."""
     bound: dict[str, str] = {}
-    for key, value in params.items():
-        match = _INSTALLED.match(key)
-        if key == "installed" or (key.startswith("installed[") and match is None):
-            raise invalid_parameter(key, "takes a package: installed[REFERENCE]=VERSION")
-        if match is None:
-            continue
-        if not 1 <= len(value) <= 100:
-            raise invalid_parameter(key, "is a version of 1 to 100 characters")
+    for reference, version in query_members("installed", params, '{"firmware": "2.1.0"}'):
+        if not 1 <= len(reference) <= 200:
+            raise invalid_parameter("installed", "names a package of 1 to 200 characters")
+        if not 1 <= len(version) <= 100:
+            raise invalid_parameter(
+                f"installed[{reference}]", "is a version of 1 to 100 characters"
+            )
         i = len(bound) // 2
-        bound |= {f"installed_reference_{i}": match[1], f"installed_version_{i}": value}
+        bound |= {f"installed_reference_{i}": reference, f"installed_version_{i}": version}
     if len(bound) > 2 * MAX_INSTALLED_FILTERS:
         raise invalid_parameter("installed", f"takes at most {MAX_INSTALLED_FILTERS} packages")
     return bound

@@ -333,7 +333,7 @@ _LATEST = sa.select(telemetry_latest).where(telemetry_latest.c.device_id == sa.b
     _paths("/latest"),
     tags=["telemetry"],
     summary="The latest value of each field",
-    opt=allow("telemetry", "read", target="id", query=("field",)),
+    opt=allow("telemetry", "read", target="id", query=("field",), query_many=("field",)),
 )
 async def latest(request: Request[Any, Any, Any], tether: Tether) -> Latest:
     check_query(request)

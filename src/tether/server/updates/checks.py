@@ -292,7 +292,7 @@ async def check(
     scoped_paths("/updates/download/{version_id:str}"),
     tags=["updates"],
     summary="Download an offered package (the URL a check gave); honours Range",
-    opt=allow("update", "download", target=CALLER, query=("grant",), raw_response=True),
+    opt=allow("update", "download", target=CALLER, query=("grant",), raw_response="ranged"),
 )
 async def download(
     version_id: FromPath[str], request: Request[Any, Any, Any], tether: Tether

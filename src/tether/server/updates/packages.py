@@ -267,7 +267,7 @@ async def read_version(
     "/packages/{reference:str}/versions/{version:str}/data",
     tags=["packages"],
     summary="A package version's file",
-    opt=allow("package", "read", raw_response=True),
+    opt=allow("package", "read", raw_response="ranged"),
 )
 async def version_data(
     reference: FromPath[str],
