@@ -264,12 +264,30 @@ def devices_list(
 
 @devices_app.command("create")
 def devices_create(
-    name: str, document: DocumentOption = None, url: UrlOption = None, as_json: JsonOption = False
+    name: str,
+    document: DocumentOption = None,
+    as_env: Annotated[
+        bool,
+        typer.Option(
+            "--env",
+            help="Print TETHER_URL, TETHER_DEVICE_ID and TETHER_DEVICE_SECRET lines for the "
+            "device's environment (as `tether pair` does).",
+        ),
+    ] = False,
+    url: UrlOption = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Create a device; its secret is shown once."""
     body = {"name": name, "document": json_document(document)}
     with connect(url) as client:
-        record(client.post("devices", body), as_json)
+        made = client.post("devices", body)
+        server = client.url
+    if as_env:
+        typer.echo(f"TETHER_URL={server}")
+        typer.echo(f"TETHER_DEVICE_ID={made['id']}")
+        typer.echo(f"TETHER_DEVICE_SECRET={made['secret']}")
+    else:
+        record(made, as_json)
 
 
 DeviceArgument = Annotated[str, typer.Argument(help="Device name or id.")]

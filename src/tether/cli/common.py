@@ -124,7 +124,12 @@ def named(client: tether.Client, kind: str, name_or_id: str) -> str:
     one-line error when none is, or when several share the name."""
     collection = getattr(client, kind)
     singular = kind[:-1]
-    found = [r.id for r in collection.find(name=name_or_id)]
+    if name_or_id == client.credentials.device_id:
+        return name_or_id
+    try:
+        found = [r.id for r in collection.find(name=name_or_id)]
+    except tether.PermissionDeniedError:
+        found = []
     if len(found) == 1:
         return str(found[0])
     if len(found) > 1:

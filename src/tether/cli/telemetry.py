@@ -9,14 +9,17 @@ from typing import Annotated, Any
 import typer
 
 import tether
-from tether.cli.common import Commands, JsonOption, UrlOption, connect, split_pair
+from tether.cli.common import Commands, JsonOption, UrlOption, connect, named, split_pair
 from tether.cli.output import fail, table
 
 app = Commands(help="Telemetry: push values, read the latest, query over time.")
 
 DeviceOption = Annotated[
     str | None,
-    typer.Option("--device", help="Device id (default: the device whose credentials are in use)."),
+    typer.Option(
+        "--device",
+        help="Device name or id (default: the device whose credentials are in use).",
+    ),
 ]
 
 
@@ -45,7 +48,8 @@ def push(
     with connect(url) as client:
         if device is None and client.credentials.kind != "device":
             raise fail("Which device? Give --device ID (these credentials are not a device's).")
-        t = tether.Telemetry(client, device_id=device, outbox=outbox)
+        device_id = named(client, "devices", device) if device else None
+        t = tether.Telemetry(client, device_id=device_id, outbox=outbox)
         try:
             for item in values:
                 t.add_value(*parse_assignment(item))
@@ -63,14 +67,14 @@ def push(
 
 @app.command("latest")
 def latest(
-    device: Annotated[str, typer.Argument(help="Device id.")],
+    device: Annotated[str, typer.Argument(help="Device name or id.")],
     field: Annotated[list[str] | None, typer.Option("--field", help="Only these fields.")] = None,
     url: UrlOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """The newest value of each field of a device."""
     with connect(url) as client:
-        readings = client.telemetry.latest(field, device=device)
+        readings = client.telemetry.latest(field, device=named(client, "devices", device))
     rows = [
         {"field": name, "value": r.value, "ts": r.ts.isoformat()}
         for name, r in sorted(readings.items())
@@ -80,7 +84,7 @@ def latest(
 
 @app.command("query")
 def query(
-    device: Annotated[str, typer.Argument(help="Device id.")],
+    device: Annotated[str, typer.Argument(help="Device name or id.")],
     field: Annotated[str, typer.Option("--field", help="The field to read.")],
     since: Annotated[
         str | None, typer.Option(help="Start: Unix seconds, ISO 8601, or a duration ago (1h, 7d).")
@@ -101,7 +105,12 @@ def query(
     with connect(url) as client:
         try:
             readings = client.telemetry.query(
-                field, device=device, since=since, until=until, every=every, agg=agg
+                field,
+                device=named(client, "devices", device),
+                since=since,
+                until=until,
+                every=every,
+                agg=agg,
             )
         except ValueError as exc:
             raise fail(str(exc)) from None

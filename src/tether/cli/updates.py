@@ -36,6 +36,8 @@ KeyOption = Annotated[
 ]
 
 
+DeploymentArgument = Annotated[str, typer.Argument(help="Deployment name or id.")]
+
 RULE_EXAMPLE = '\'{"property": "region", "equals": "eu"}\''
 
 
@@ -189,38 +191,58 @@ def list_deployments(url: UrlOption = None, as_json: JsonOption = False) -> None
 
 
 @deployments_app.command("show")
-def show(deployment_id: str, url: UrlOption = None, as_json: JsonOption = False) -> None:
+def show(
+    deployment: DeploymentArgument, url: UrlOption = None, as_json: JsonOption = False
+) -> None:
     """A deployment: rules, percentage, state and the devices' reports per state."""
     with connect(url) as client:
-        _show(client.updates.deployment(deployment_id), as_json)
+        _show(_deployment(client, deployment), as_json)
 
 
-def _change(deployment_id: str, url: str | None, as_json: bool, **changes: Any) -> None:
+def _deployment(client: tether.Client, name_or_id: str) -> tether.Deployment:
+    """The deployment named `name_or_id`, or with that id."""
+    listed = client.get_all("deployments", {"limit": 500})
+    by_name = [d["id"] for d in listed if d["name"] == name_or_id]
+    if len(by_name) > 1:
+        raise fail(f"{len(by_name)} deployments are named {name_or_id!r}: give its id.")
+    chosen = by_name[0] if by_name else name_or_id
+    if not by_name and chosen not in {d["id"] for d in listed}:
+        raise fail(f"No deployment is named {name_or_id!r} or has that id.")
+    return client.updates.deployment(chosen)
+
+
+def _change(deployment: str, url: str | None, as_json: bool, **changes: Any) -> None:
     with connect(url) as client:
-        _show(client.updates.deployment(deployment_id).update(**changes), as_json)
+        _show(_deployment(client, deployment).update(**changes), as_json)
 
 
 @deployments_app.command("pause")
-def pause(deployment_id: str, url: UrlOption = None, as_json: JsonOption = False) -> None:
+def pause(
+    deployment_id: DeploymentArgument, url: UrlOption = None, as_json: JsonOption = False
+) -> None:
     """Offer the version to no new device (those that started keep it)."""
     _change(deployment_id, url, as_json, state="paused")
 
 
 @deployments_app.command("resume")
-def resume(deployment_id: str, url: UrlOption = None, as_json: JsonOption = False) -> None:
+def resume(
+    deployment_id: DeploymentArgument, url: UrlOption = None, as_json: JsonOption = False
+) -> None:
     """Offer the version again."""
     _change(deployment_id, url, as_json, state="active")
 
 
 @deployments_app.command("abort")
-def abort(deployment_id: str, url: UrlOption = None, as_json: JsonOption = False) -> None:
+def abort(
+    deployment_id: DeploymentArgument, url: UrlOption = None, as_json: JsonOption = False
+) -> None:
     """Stop for good: devices fall back to the previous deployment of the package."""
     _change(deployment_id, url, as_json, state="aborted")
 
 
 @deployments_app.command("set")
 def set_percentage(
-    deployment_id: str,
+    deployment_id: DeploymentArgument,
     percent: Annotated[
         float, typer.Option(min=0, max=100, help="New share of matching devices, 0..100.")
     ],
@@ -303,8 +325,11 @@ def download(
         list[str] | None, typer.Argument(help="Only these packages (default: all offered).")
     ] = None,
     dest: Annotated[
-        Path, typer.Option(help="Folder (or, for one package, file) to save into.")
-    ] = Path("."),
+        str,
+        typer.Option(
+            help="Folder to save into (made when it ends with /), or, for one package, a file."
+        ),
+    ] = ".",
     installed: InstalledOption = None,
     prop: PropertyOption = None,
     device: DeviceOption = None,

@@ -106,7 +106,10 @@ def saved_login(logins: Mapping[str, Any], url: str) -> tuple[str, dict[str, Any
     return None
 
 
-def _from_fields(fields: Mapping[str, str | None]) -> Credentials | None:
+def _from_fields(fields: Mapping[str, str | None], prefix: str = "") -> Credentials | None:
+    """Credentials from named fields (arguments, or with `prefix` TETHER_ the environment's
+    variables); a ConfigurationError naming what is there when it is not a whole set."""
+
     def has(*names: str) -> bool:
         return all(fields.get(name) for name in names)
 
@@ -126,11 +129,12 @@ def _from_fields(fields: Mapping[str, str | None]) -> Credentials | None:
         )
     if has("app_id", "api_key"):
         return Credentials(kind="app", app_id=values["app_id"], api_key=values["api_key"])
-    partial = sorted(k for k in values if k != "url")
+    partial = sorted(f"{prefix}{k}".upper() if prefix else k for k in values if k != "url")
     if partial:
+        where = " in the environment" if prefix else ""
         raise ConfigurationError(
-            f"Incomplete credentials ({', '.join(partial)}): give a token; username, password and "
-            "organization; device_id and device_secret; or app_id and api_key."
+            f"Incomplete credentials{where} ({', '.join(partial)}): give a token; username, "
+            "password and organization; device_id and device_secret; or app_id and api_key."
         )
     return None
 
@@ -165,7 +169,9 @@ def resolve(
 
     found = _from_fields(arguments)
     if found is None:
-        found = _from_fields({name: environ.get(f"TETHER_{name.upper()}") for name in _ENV_FIELDS})
+        found = _from_fields(
+            {name: environ.get(f"TETHER_{name.upper()}") for name in _ENV_FIELDS}, "TETHER_"
+        )
     if found is None:
         found = _from_netrc(url, netrc_file or environ.get("NETRC"))
     if found is None:

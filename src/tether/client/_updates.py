@@ -26,12 +26,14 @@ class Package:
 def destination_for(destination: str | os.PathLike[str] | None, filename: str, sha256: str) -> Path:
     """Where a download goes: `destination`, or by default a prefix unique to the content plus
     the original file name (in the working directory, or inside `destination` if it is a
-    folder). The prefix comes from the SHA-256, so a download cut off and called again, even by
-    a new process, finds its partial file."""
+    folder, or ends with a slash: then it is made). The prefix comes from the SHA-256, so a
+    download cut off and called again, even by a new process, finds its partial file."""
     name = f"{sha256[:12]}_{Path(filename).name}"
     if destination is None:
         return Path(name)
     target = Path(destination)
+    if str(destination).endswith(("/", os.sep)):
+        target.mkdir(parents=True, exist_ok=True)
     return target / name if target.is_dir() else target
 
 
