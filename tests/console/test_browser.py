@@ -225,19 +225,28 @@ def test_a_pushed_point_appears_on_the_chart_without_a_reload(
         now = time.time()
         for n in range(5):
             telemetry.add_value("temp", 20.0 + n)
+            telemetry.add_value("mode", "eco")
+            telemetry.add_value("door", False)
             telemetry.commit(now - 60 * (5 - n))
         telemetry.push()
         sign_in(browser, tenant)
         browser.get(f"{tenant.url}/devices/{made['id']}")
         chart = browser.find_element(By.ID, "chart")
+        assert Select(browser.find_element(By.NAME, "field")).first_selected_option.text == "temp"
         wait(browser, 10).until(lambda _: chart.get_attribute("data-points") == "5")
         assert browser.find_elements(By.CSS_SELECTOR, "#chart canvas")
+        at = browser.find_element(By.CSS_SELECTOR, "[data-field=temp] .at time")
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", at.get_attribute("title") or "")
+        assert "UTC" not in at.text, "shown in the browser's own zone"
+        assert "." not in at.text, "no microseconds"
         shot(browser, "device-chart")
         telemetry.add_value("temp", 30.5)
         telemetry.commit()
         telemetry.push()
         wait(browser, 10).until(lambda _: chart.get_attribute("data-points") == "6")
         assert "(live)" in browser.find_element(By.ID, "chart-status").text
+        value = browser.find_element(By.CSS_SELECTOR, "[data-field=temp] .value")
+        wait(browser, 10).until(lambda _: value.text == "30.5")
         telemetry.close()
 
 
@@ -595,3 +604,86 @@ def test_a_person_authorizes_an_app_on_the_consent_page(browser: WebDriver, tena
     finally:
         app_server.shutdown()
         app_server.server_close()
+
+
+def test_a_rollout_is_created_staged_and_seen_failing_from_the_browser(
+    browser: WebDriver, tenant: Tenant
+) -> None:
+    with tenant.client() as admin:
+        admin.updates.publish("fw", "2.0.0", ("fw.bin", io.BytesIO(b"two" * 700)))
+        made = admin.post("devices", {"name": "unlucky"})
+    sign_in(browser, tenant)
+    browser.get(f"{tenant.url}/updates")
+    assert "2.1 KB" in browser.find_element(By.TAG_NAME, "main").text
+    form = browser.find_element(By.ID, "new-rollout")
+    Select(form.find_element(By.NAME, "version")).select_by_visible_text("fw 2.0.0")
+    form.find_element(By.NAME, "name").send_keys("canary")
+    stage = form.find_element(By.NAME, "percentage")
+    stage.clear()
+    stage.send_keys("10")
+    form.find_element(By.NAME, "failure_threshold").send_keys("30")
+    form.find_element(By.NAME, "min_reports").clear()
+    form.find_element(By.NAME, "min_reports").send_keys("5")
+    form.find_element(By.XPATH, ".//button[text()='Roll out']").click()
+    row = "[data-rollout=canary]"
+    wait(browser, 10).until(lambda b: b.find_elements(By.CSS_SELECTOR, row))
+    with tenant.client() as admin:
+        (created,) = admin.get("deployments")["results"]
+    assert (created["percentage"], created["failure_threshold"]) == (10.0, 0.3)
+    assert created["min_reports"] == 5
+    share = browser.find_element(By.CSS_SELECTOR, f"{row} input[name=percentage]")
+    share.clear()
+    share.send_keys("50", Keys.ENTER)
+
+    def staged() -> bool:
+        with tenant.client() as admin:
+            return bool(admin.get(f"deployments/{created['id']}")["percentage"] == 50.0)
+
+    wait(browser, 10).until(lambda _: staged())
+    assert "healthy" in browser.find_element(By.CSS_SELECTOR, f"{row} .health").text
+    with tenant.client() as admin:
+        admin.updates.report("fw", "2.0.0", "failed", "disk full", device_id=made["id"])
+    browser.get(f"{tenant.url}/updates")
+    health = browser.find_element(By.CSS_SELECTOR, f"{row} .health")
+    assert health.text == "failing"
+    assert "failing" in (health.get_attribute("class") or "")
+    failed = browser.find_element(By.CSS_SELECTOR, f"{row} .bar .failed")
+    assert failed.get_attribute("style") == "width: 100%;"
+    shot(browser, "updates-rollout")
+
+
+def test_fifty_devices_fit_a_phone_with_their_actions_in_reach(
+    browser: WebDriver, tenant: Tenant
+) -> None:
+    with tenant.client() as admin:
+        for n in range(50):
+            admin.devices.create(f"kiosk-{n:02d}-in-the-long-hall")
+    sign_in(browser, tenant)
+    browser.set_window_size(375, 812)
+    try:
+        browser.get(f"{tenant.url}/devices")
+        rows = browser.find_elements(By.CSS_SELECTOR, "tr[data-device]")
+        assert len(rows) == 50
+        sizes = browser.execute_script(
+            "return [...document.querySelectorAll('tr[data-device]')].map(r => {"
+            " const box = r.querySelector('input[type=checkbox]').getBoundingClientRect();"
+            " const link = r.querySelector('a').getBoundingClientRect();"
+            " return [r.getBoundingClientRect().height, box.right, link.right]; })"
+        )
+        shot(browser, "phone-devices")
+        for height, box_right, link_right in sizes:
+            assert height <= 80, sizes
+            assert box_right <= 375, sizes
+            assert link_right <= 375, sizes
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= 375
+        links = browser.find_element(By.ID, "nav-links")
+        assert not links.is_displayed()
+        menu = browser.find_element(By.CSS_SELECTOR, ".menu-toggle")
+        menu.click()
+        wait(browser, 5).until(lambda _: links.is_displayed())
+        assert menu.get_attribute("aria-expanded") == "true"
+        shot(browser, "phone-menu")
+        links.find_element(By.LINK_TEXT, "Updates").click()
+        wait_for_heading(browser, "Software updates")
+    finally:
+        browser.set_window_size(1280, 900)

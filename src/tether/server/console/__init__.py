@@ -10,6 +10,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.template.config import TemplateConfig
 
+from tether.server.console.formats import FILTERS
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
@@ -20,4 +22,5 @@ def templates() -> TemplateConfig[JinjaTemplateEngine]:
         autoescape=select_autoescape(default=True),
         auto_reload=False,
     )
+    environment.filters.update(FILTERS)
     return TemplateConfig(instance=JinjaTemplateEngine.from_environment(environment))

@@ -143,18 +143,26 @@ async def _device_page(
             files = {"total": 0, "results": []}
     status = 422 if shown.get("error") else 200
     document = shown.pop("draft", None) or json.dumps(found["document"], indent=2)
+    values = sorted(latest["values"].items())
+    numeric = [f for f, r in values if _plottable(r["value"])]
     return render(
         "device.html",
         session,
         status,
         device=found,
-        latest=sorted(latest["values"].items()),
+        latest=values,
+        chart_field=numeric[0] if numeric else None,
         document=document,
         updates=updates,
         events=events["results"],
         files=files,
         **shown,
     )
+
+
+def _plottable(value: Any) -> bool:
+    """A value the chart can draw: a number, not a boolean."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 @post("/devices/{device_id:str}/document", opt=OPEN, include_in_schema=False)

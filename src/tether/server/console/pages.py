@@ -238,21 +238,60 @@ def _rollout(deployment: dict[str, Any]) -> dict[str, Any]:
     counts = deployment["counts"]
     reported = counts.get("installed", 0) + counts.get("failed", 0)
     rate = counts.get("failed", 0) / reported if reported else None
-    return deployment | {"failure_rate": rate}
+    return deployment | {"failure_rate": rate, "health": "failing" if rate else "healthy"}
 
 
 @post("/updates/{deployment_id:str}/{action:str}", opt=OPEN, include_in_schema=False)
 async def change_rollout(
     request: Request[Any, Any, Any], deployment_id: FromPath[str], action: FromPath[str]
 ) -> Response[Any] | Template:
-    """Pause, resume or abort a rollout."""
-    session, _ = await posted(request)
-    state = {"pause": "paused", "resume": "active", "abort": "aborted"}.get(action)
-    if state is None:
+    """Pause, resume or abort a rollout, or stage it: offer it to a new share of the fleet."""
+    session, form = await posted(request)
+    if action == "stage":
+        change: dict[str, Any] = {"percentage": _number(form.get("percentage"), 100.0)}
+    elif action in _STATES:
+        change = {"state": _STATES[action]}
+    else:
         return render("refused.html", session, 404, message=f"No action {action!r}.")
     async with api(request, session) as client:
-        await client.call("PATCH", f"deployments/{deployment_id}", json={"state": state})
+        await client.call("PATCH", f"deployments/{deployment_id}", json=change)
     return Redirect("/updates", status_code=303)
+
+
+_STATES = {"pause": "paused", "resume": "active", "abort": "aborted"}
+
+
+@post("/updates", opt=OPEN, include_in_schema=False)
+async def create_rollout(request: Request[Any, Any, Any]) -> Response[Any] | Template:
+    """Roll a package version out to a share of the fleet, with an optional failure-rate abort
+    (given in percent on the form, as a share to the API)."""
+    session, form = await posted(request)
+    reference, _, version = str(form.get("version", "")).partition(" ")
+    body: dict[str, Any] = {
+        "reference": reference,
+        "version": version,
+        "name": str(form.get("name", "")).strip(),
+        "percentage": _number(form.get("percentage"), 100.0),
+        "min_reports": int(_number(form.get("min_reports"), 10.0)),
+    }
+    threshold = _number(form.get("failure_threshold"), None)
+    if threshold is not None:
+        body["failure_threshold"] = threshold / 100
+    async with api(request, session) as client:
+        await client.post("deployments", body)
+    return Redirect("/updates", status_code=303)
+
+
+def _number(raw: Any, default: float | None) -> Any:
+    """A number typed into a form (the API checks its range); `default` when left empty.
+    Text that is no number is sent as it is, so the API's own error explains it."""
+    text = str(raw or "").strip()
+    if not text:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 @get("/files", opt=OPEN, include_in_schema=False)
@@ -429,6 +468,7 @@ router = Router(
         revoke_token,
         updates,
         change_rollout,
+        create_rollout,
         files,
         file_task,
         users,

@@ -37,6 +37,28 @@
     status.textContent = `${xs.length} values of ${field()}`;
   }
 
+  // The latest values table follows too: each field's row takes the new value and time.
+  function showLatest(latest) {
+    const table = document.querySelector("#latest tbody");
+    if (!table) return;
+    for (const [name, reading] of Object.entries(latest)) {
+      let row = [...table.rows].find((r) => r.dataset.field === name);
+      if (!row) {
+        row = table.insertRow();
+        row.dataset.field = name;
+        row.insertCell().textContent = name;
+        row.insertCell().className = "value";
+        row.insertCell().className = "at";
+      }
+      row.querySelector(".value").textContent =
+        typeof reading.value === "object" ? JSON.stringify(reading.value) : String(reading.value);
+      const at = document.createElement("time");
+      at.setAttribute("datetime", new Date(reading.ts * 1000).toISOString());
+      row.querySelector(".at").replaceChildren(at);
+      if (window.tetherLocalTimes) window.tetherLocalTimes(row);
+    }
+  }
+
   function follow() {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const socket = new WebSocket(`${scheme}//${location.host}/api/v1/realtime`);
@@ -44,7 +66,9 @@
       { op: "events", id: 1, types: ["telemetry:created"] }));
     socket.onmessage = (message) => {
       const frame = JSON.parse(message.data);
-      if (frame.op !== "event" || frame.id !== device || controls.elements.every.value) return;
+      if (frame.op !== "event" || frame.id !== device) return;
+      showLatest(frame.document.latest || {});
+      if (controls.elements.every.value) return;
       const reading = (frame.document.latest || {})[field()];
       if (!reading || typeof reading.value !== "number") return;
       xs.push(reading.ts);
