@@ -47,6 +47,8 @@ def test_versions_across_the_fleet_follow_checks_and_reports(
     assert names(client.devices.find(installed={"app": "1.0"}, sort="name")) == ["a", "c"]
     assert names(client.devices.find(installed={"app": "1.0", "fw": "2"})) == ["c"]
     assert names(client.devices.find(installed={"app": "9"})) == []
+    as_json = client.get("devices", {"installed": '{"app": "1.0", "fw": "2"}'})
+    assert [d["name"] for d in as_json["results"]] == ["c"]
 
     with device_client(server, a) as dc:
         dc.updates.check([Package("app", "1.1")])

@@ -200,11 +200,13 @@ def query_int(name: str, raw: str | None, default: int, low: int, high: int) -> 
     return number
 
 
-def query_members(name: str, params: Any, example: str) -> list[tuple[str, str]]:
+def query_members(name: str, params: Any, shape: str, example: str) -> list[tuple[str, str]]:
     """A map-shaped query parameter as (member, value) pairs, in either spelling: one
     parameter per member (`name[member]=value`, OpenAPI's deepObject, what the SDK and the
     console send) or the whole map as one JSON object (`name={"member": value}`, what generated
-    clients send). A JSON value that is not a string is taken as its JSON text (7 as "7")."""
+    clients send). A JSON value that is not a string is taken as its JSON text (7 as "7").
+    `shape` says what a member is (`a field: document[FIELD]=VALUE`) in the error."""
+    refusal = f"takes {shape}, or a JSON object {example}"
     pairs: list[tuple[str, str]] = []
     for key, value in params.items():
         if key == name:
@@ -215,7 +217,7 @@ def query_members(name: str, params: Any, example: str) -> list[tuple[str, str]]
             if not isinstance(members, dict) or any(
                 isinstance(v, dict | list) for v in members.values()
             ):
-                raise invalid_parameter(name, f"takes {name}[KEY]=VALUE or a JSON object {example}")
+                raise invalid_parameter(name, refusal)
             pairs += [
                 (str(k), v if isinstance(v, str) else msgspec.json.encode(v).decode())
                 for k, v in members.items()
@@ -223,7 +225,7 @@ def query_members(name: str, params: Any, example: str) -> list[tuple[str, str]]
         elif key.startswith(f"{name}[") and key.endswith("]"):
             pairs.append((key[len(name) + 1 : -1], value))
         elif key.startswith(f"{name}["):
-            raise invalid_parameter(key, f"takes {name}[KEY]=VALUE or a JSON object {example}")
+            raise invalid_parameter(key, refusal)
     return pairs
 
 

@@ -54,7 +54,9 @@ def document_filters(params: Mapping[str, str]) -> list[DocumentFilter]:
     `document` as one JSON object), checked; 422 `invalid_parameter` naming the one that is
     not a field name and value."""
     found = []
-    for field, value in query_members("document", params, '{"subtype": "player"}'):
+    for field, value in query_members(
+        "document", params, "a field: document[FIELD]=VALUE", '{"subtype": "player"}'
+    ):
         key = f"document[{field}]"
         names = tuple(field.split("."))
         if len(names) > MAX_DEPTH or not all(_NAME.match(n) for n in names):

@@ -114,7 +114,9 @@ def installed_filters(params: Mapping[str, str]) -> dict[str, str]:
     object), bound for `scoped_resources`: devices that said they run that version of that
     package."""
     bound: dict[str, str] = {}
-    for reference, version in query_members("installed", params, '{"firmware": "2.1.0"}'):
+    for reference, version in query_members(
+        "installed", params, "a package: installed[REFERENCE]=VERSION", '{"firmware": "2.1.0"}'
+    ):
         if not 1 <= len(reference) <= 200:
             raise invalid_parameter("installed", "names a package of 1 to 200 characters")
         if not 1 <= len(version) <= 100:
