@@ -22,10 +22,11 @@ from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether._paths import ancestors, clean_path, parent_of
+from tether.server.db.cascades import Gone, on_delete
 from tether.server.db.engine import new_id, upsert, utcnow
 from tether.server.db.pages import Page, list_page, page_limit
 from tether.server.db.reads import Reads
-from tether.server.db.tables import blobs, content_data, files, package_versions
+from tether.server.db.tables import blobs, content_data, file_tasks, files, package_versions
 from tether.server.identity.policy import allow
 from tether.server.identity.scope import ORG_SCOPE, scoped_paths, storage_scope
 from tether.server.problems import Problem, conflict, invalid, not_found
@@ -408,3 +409,11 @@ async def collect_blobs(tether: ServerState, idle: float = 3600.0) -> int:
 
 
 router = Router("/", route_handlers=[upload, download, info, listing, make_folder])
+
+
+@on_delete("project")
+async def _forget_tree(gone: Gone) -> None:
+    """A deleted project's file tree and its file tasks (blobs nothing refers to any more are
+    collected later)."""
+    for table in (files, file_tasks):
+        await gone.conn.execute(table.delete().where(table.c.scope.in_(gone.ids)))

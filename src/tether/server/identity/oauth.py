@@ -28,6 +28,7 @@ from litestar import Request, Router, delete, get, post
 from litestar.params import FromPath, JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tether.server.db.cascades import Gone, on_delete
 from tether.server.db.engine import new_id, utcnow
 from tether.server.db.pages import check_query
 from tether.server.db.reads import Reads
@@ -377,6 +378,13 @@ async def revoke_authorization(
         if found.first() is None:
             raise not_found("authorization")
         await revoke_family(conn, tether.revocations, family_id)
+
+
+@on_delete("app")
+async def _end_sign_ins(gone: Gone) -> None:
+    """A deleted app: every sign-in it got through OAuth ends."""
+    for client_id in gone.ids:
+        await revoke_client(gone.conn, gone.state.revocations, client_id)
 
 
 async def revoke_client(conn: AsyncConnection, revoked: Revocations, client_id: str) -> None:

@@ -13,6 +13,7 @@ from litestar import Request, Router, get, post
 from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tether.server.db.cascades import Gone, on_delete
 from tether.server.db.engine import new_id, utcnow
 from tether.server.db.reads import Reads
 from tether.server.db.tables import organizations, refresh_tokens, resources, users
@@ -141,6 +142,13 @@ async def issue_session(
 async def revoke_family(conn: AsyncConnection, revoked: Revocations, family_id: str) -> None:
     """End a sign-in: every refresh token of its family, and the access tokens it issued."""
     await _revoke(conn, revoked, refresh_tokens.c.family_id, family_id)
+
+
+@on_delete("device", "app")
+async def _stop_credentials(gone: Gone) -> None:
+    """A deleted device or app: every credential it held stops at once."""
+    for principal_id in gone.ids:
+        await revoke_principal(gone.conn, gone.state.revocations, principal_id)
 
 
 async def revoke_principal(conn: AsyncConnection, revoked: Revocations, principal_id: str) -> None:

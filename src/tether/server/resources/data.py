@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from litestar import Request, Router, delete, get, post, put
 from litestar.params import FromPath
 
+from tether.server.db.cascades import Gone, on_delete
 from tether.server.db.engine import new_id, utcnow
 from tether.server.db.pages import Page, filters_of, list_page, narrowed, page_limit
 from tether.server.db.tables import data_items, feed_entries
@@ -241,3 +242,9 @@ async def append_feed(request: Request[Any, Any, Any], tether: Tether) -> FeedEn
 router = Router(
     "/", route_handlers=[list_items, read_item, put_item, delete_item, feed_data, append_feed]
 )
+
+
+@on_delete("project")
+async def _forget_items(gone: Gone) -> None:
+    """A deleted project's data items."""
+    await gone.conn.execute(data_items.delete().where(data_items.c.scope.in_(gone.ids)))

@@ -21,23 +21,15 @@ from litestar.handlers import HTTPRouteHandler
 from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tether.server.db.cascades import Gone, forget, on_delete
 from tether.server.db.engine import RowView, new_id, utcnow
 from tether.server.db.pages import Page, list_page, page_limit
 from tether.server.db.reads import Reads, fetch
 from tether.server.db.tables import (
-    data_items,
-    deployment_reports,
-    file_tasks,
-    files,
-    installed_packages,
     resources,
-    telemetry_batches,
-    telemetry_latest,
-    telemetry_points,
     zone_members,
 )
 from tether.server.identity.credentials import digest, new_secret
-from tether.server.identity.oauth import revoke_client
 from tether.server.identity.policy import allow
 from tether.server.identity.scope import resolve_scope
 from tether.server.identity.seen import online_since
@@ -304,51 +296,31 @@ def item_id(request: Request[Any, Any, Any], kind: Kind) -> str:
     return str(request.path_params["project_id" if kind.name == "project" else "id"])
 
 
-async def _forget(conn: AsyncConnection, tether: ServerState, kind: Kind, row_id: str) -> None:
-    """Drop what pointed at a deleted resource, so nothing dangles, and stop the credentials
-    of what held one. A project takes everything it held with it: its resources (and so their
-    credentials, telemetry and update reports), data items, file tree and file tasks; blobs
-    nothing refers to any more are then collected."""
-    if kind.credential:
-        await revoke_principal(conn, tether.revocations, row_id)
-    if kind.name == "device":
-        await _forget_devices(conn, tether, [row_id])
-    if kind.name == "app":
-        await revoke_client(conn, tether.revocations, row_id)
-    if kind.name == "project":
-        held = (
-            await conn.execute(
-                sa.select(resources.c.id, resources.c.kind).where(resources.c.project_id == row_id)
-            )
-        ).all()
-        for credential_id in [r.id for r in held if KINDS[r.kind].credential]:
-            await revoke_principal(conn, tether.revocations, credential_id)
-        await _forget_devices(conn, tether, [r.id for r in held if r.kind == "device"])
-        await conn.execute(resources.delete().where(resources.c.project_id == row_id))
-        for table in (data_items, files, file_tasks):
-            await conn.execute(table.delete().where(table.c.scope == row_id))
+async def _forget(
+    conn: AsyncConnection, tether: ServerState, org_id: str, kind: Kind, row_id: str
+) -> None:
+    """Drop what pointed at a deleted resource, so nothing dangles, and let every area forget
+    what it kept for it (`db.cascades`: credentials, telemetry, update reports, files, ...)."""
+    await forget(conn, tether, org_id, kind.name, [row_id])
     for field in ("location_id", "experience_id", "parent_id"):
         if _REFERENCES[field] == kind.name:
             column = resources.c[field]
             await conn.execute(resources.update().where(column == row_id).values({field: None}))
 
 
-async def _forget_devices(
-    conn: AsyncConnection, tether: ServerState, device_ids: list[str]
-) -> None:
-    """A deleted device's telemetry, update reports and installed packages."""
-    for device_id in device_ids:
-        tether.installed.forget(device_id)
-    for start in range(0, len(device_ids), 500):
-        batch = device_ids[start : start + 500]
-        for table in (
-            telemetry_points,
-            telemetry_latest,
-            telemetry_batches,
-            deployment_reports,
-            installed_packages,
-        ):
-            await conn.execute(table.delete().where(table.c.device_id.in_(batch)))
+@on_delete("project")
+async def _forget_held(gone: Gone) -> None:
+    """A deleted project takes the resources it held with it, each forgotten as if deleted
+    alone (so their credentials, telemetry and reports go too)."""
+    held = (
+        await gone.conn.execute(
+            sa.select(resources.c.id, resources.c.kind).where(resources.c.project_id.in_(gone.ids))
+        )
+    ).all()
+    for kind in sorted({r.kind for r in held}):
+        ids = [r.id for r in held if r.kind == kind]
+        await forget(gone.conn, gone.state, gone.org_id, kind, ids)
+    await gone.conn.execute(resources.delete().where(resources.c.project_id.in_(gone.ids)))
 
 
 _FILTERS = ("name", "location_id", "experience_id", "parent_id", "zone_id", "member_id")
@@ -445,10 +417,8 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
         async with tether.engine.begin() as conn:
             org_id, project_id = await resolve_scope(conn, request, kind.in_projects)
             row = await load(conn, kind, org_id, project_id, item_id(request, kind))
-            await _forget(conn, tether, kind, row.id)
+            await _forget(conn, tether, org_id, kind, row.id)
             await conn.execute(resources.delete().where(resources.c.id == row.id))
-        if kind.name in ("device", "project"):
-            tether.installed_spread.drop(org_id)
         tether.bus.publish(Event(org_id, kind.name, "deleted", row.id, None))
 
     handlers: list[HTTPRouteHandler] = [

@@ -22,6 +22,7 @@ from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tether._values import field_problem, value_problem
+from tether.server.db.cascades import Gone, on_delete
 from tether.server.db.engine import bulk_insert, run_on_sqlite_thread, utcnow
 from tether.server.db.pages import check_query, next_url
 from tether.server.db.prepared import prepare
@@ -508,3 +509,10 @@ async def prune(engine: AsyncEngine, older_than: dt.datetime) -> int:
 
 
 router = Router("/", route_handlers=[push, latest, query])
+
+
+@on_delete("device")
+async def _forget_points(gone: Gone) -> None:
+    """A deleted device's telemetry: its points, latest values and the batches it pushed."""
+    for table in (telemetry_points, telemetry_latest, telemetry_batches):
+        await gone.conn.execute(table.delete().where(table.c.device_id.in_(gone.ids)))

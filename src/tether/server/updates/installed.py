@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from litestar import Request, Router, get
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tether.server.db.cascades import Gone, on_delete
 from tether.server.db.engine import upsert, utcnow
 from tether.server.db.pages import check_query
 from tether.server.db.tables import (
@@ -184,3 +185,13 @@ async def history(request: Request[Any, Any, Any], tether: Tether) -> DeviceUpda
 
 
 router = Router("/", route_handlers=[spread, history])
+
+
+@on_delete("device")
+async def _forget_device(gone: Gone) -> None:
+    """A deleted device's update reports and what it said it has installed."""
+    for device_id in gone.ids:
+        gone.state.installed.forget(device_id)
+    for table in (deployment_reports, installed_packages):
+        await gone.conn.execute(table.delete().where(table.c.device_id.in_(gone.ids)))
+    gone.state.installed_spread.drop(gone.org_id)
