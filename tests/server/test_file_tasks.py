@@ -14,7 +14,7 @@ from tests.server.inprocess import settings_for, signed_in, task_end
 from tether.server.db.engine import new_id, utcnow
 from tether.server.db.tables import file_tasks
 from tether.server.files import tasks
-from tether.server.files.tree import collect_blobs
+from tether.server.files.blobs import collect_blobs
 
 
 def test_a_task_left_running_is_finished_after_a_restart(tmp_path: Path) -> None:
@@ -67,9 +67,19 @@ def test_blobs_nobody_refers_to_are_collected(tmp_path: Path) -> None:
                     await http.post("/api/v1/files/tasks", json={"op": "remove", "path": path})
                 ).json()
                 assert (await task_end(http, task["id"]))["status"] == "succeeded"
-            assert await collect_blobs(state, idle=3600) == 0
+            assert (
+                await collect_blobs(
+                    state.engine, state.reader, state.blobs, state.settings.blob_grace, idle=3600
+                )
+                == 0
+            )
             assert await state.blobs.exists(lone)
-            assert await collect_blobs(state, idle=0) == 1
+            assert (
+                await collect_blobs(
+                    state.engine, state.reader, state.blobs, state.settings.blob_grace, idle=0
+                )
+                == 1
+            )
             assert not await state.blobs.exists(lone)
             assert await state.blobs.exists(one)
             assert (await http.get("/api/v1/files/data/two")).content == b"same"

@@ -11,8 +11,8 @@ import obstore
 
 from tests.conftest import S3Server, temporary_files
 from tests.server.inprocess import signed_in, task_end
+from tether.server.files.blobs import collect_blobs
 from tether.server.files.objects import ObjectBlobs
-from tether.server.files.tree import collect_blobs
 from tether.server.settings import Settings
 
 
@@ -51,9 +51,19 @@ def test_same_bytes_are_one_object_and_orphans_are_collected(
                     await http.post("/api/v1/files/tasks", json={"op": "remove", "path": path})
                 ).json()
                 assert (await task_end(http, task["id"]))["status"] == "succeeded"
-            assert await collect_blobs(state, idle=3600) == 0
+            assert (
+                await collect_blobs(
+                    state.engine, state.reader, state.blobs, state.settings.blob_grace, idle=3600
+                )
+                == 0
+            )
             assert await blobs.exists(lone)
-            assert await collect_blobs(state, idle=0) == 1
+            assert (
+                await collect_blobs(
+                    state.engine, state.reader, state.blobs, state.settings.blob_grace, idle=0
+                )
+                == 1
+            )
             assert not await blobs.exists(lone)
             assert (await http.get("/api/v1/files/data/two")).content == b"same"
             assert temporary_files(tmp_path) == []
@@ -69,7 +79,12 @@ def test_a_blob_no_row_records_goes_after_the_grace(tmp_path: Path, s3_server: S
             assert isinstance(blobs, ObjectBlobs)
             stray = "ab" * 32
             await obstore.put_async(blobs.store, ObjectBlobs.key(stray), b"left by a crash")
-            assert await collect_blobs(state) == 0
+            assert (
+                await collect_blobs(
+                    state.engine, state.reader, state.blobs, state.settings.blob_grace
+                )
+                == 0
+            )
             assert await blobs.exists(stray)
             assert await blobs.remove_if_idle(stray, 0)
             assert not await blobs.exists(stray)

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import temporary_files
 from tests.server.inprocess import settings_for, signed_in
-from tether.server.files.tree import collect_blobs
+from tether.server.files.blobs import collect_blobs
 from tether.server.settings import Settings
 
 
@@ -33,10 +33,20 @@ async def test_an_oversized_package_is_refused_and_leaves_nothing(tmp_path: Path
         assert temporary_files(tmp_path) == []
         fits = await http.put("/api/v1/packages/fw/versions/1.0.0", content=b"x" * 1000)
         assert fits.status_code == 201
-        assert await collect_blobs(tether, idle=0) == 0
+        assert (
+            await collect_blobs(
+                tether.engine, tether.reader, tether.blobs, tether.settings.blob_grace, idle=0
+            )
+            == 0
+        )
         assert await tether.blobs.exists(fits.json()["sha256"])
         await http.delete("/api/v1/packages/fw/versions/1.0.0")
-        assert await collect_blobs(tether, idle=0) == 1
+        assert (
+            await collect_blobs(
+                tether.engine, tether.reader, tether.blobs, tether.settings.blob_grace, idle=0
+            )
+            == 1
+        )
         assert not await tether.blobs.exists(fits.json()["sha256"])
 
 

@@ -30,7 +30,7 @@ from tether.server.db.engine import create_engine, private_database
 from tether.server.db.reads import Reader
 from tether.server.files import content, tasks, tree
 from tether.server.files import sync as file_sync
-from tether.server.files.blobs import open_blobs
+from tether.server.files.blobs import collect_blobs, open_blobs
 from tether.server.identity import oauth, pairing, sessions, signin, users
 from tether.server.identity.authn import AuthenticationMiddleware
 from tether.server.identity.bootstrap import FirstAdmin, prepare
@@ -46,6 +46,7 @@ from tether.server.realtime.forwarding import forward_events
 from tether.server.realtime.hub import realtime
 from tether.server.realtime.relay import RedisBackplane
 from tether.server.resources import data, kinds
+from tether.server.resources import pairing as pairing_approval
 from tether.server.settings import Settings
 from tether.server.state import ServerState
 from tether.server.telemetry import points
@@ -156,7 +157,14 @@ async def _background(state: ServerState) -> AsyncIterator[None]:
     if state.settings.telemetry_retention_days:
         state.spawn(_hourly(_prune_telemetry(state), "telemetry retention deleted %d points"))
     state.spawn(tasks.sweep_tasks(state))
-    state.spawn(_hourly(lambda: tree.collect_blobs(state), "removed %d unreferenced blobs"))
+    state.spawn(
+        _hourly(
+            lambda: collect_blobs(
+                state.engine, state.reader, state.blobs, state.settings.blob_grace
+            ),
+            "removed %d unreferenced blobs",
+        )
+    )
     state.hub.hearing.append(deployments.heard(state))
     state.spawn(forward_events(state.bus, state.hub))
     state.spawn(journal.record(state, state.bus))
@@ -255,6 +263,7 @@ def create_app(
             sessions.router,
             users.router,
             pairing.router,
+            pairing_approval.router,
             oauth.router,
             kinds.build_router(),
             data.router,

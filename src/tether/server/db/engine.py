@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import secrets
 import sqlite3
 import time
 import uuid
@@ -18,8 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from tether.server.db.tables import metadata, server_state
-from tether.server.identity.sealed import Sealer, is_sealed
+from tether.server.db.tables import metadata
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 T = TypeVar("T")
@@ -123,29 +121,6 @@ def schema_differences(connection: Connection) -> list[Any]:
         warnings.filterwarnings("ignore", "Skipped unsupported reflection of expression-based")
         warnings.filterwarnings("ignore", "autogenerate skipping metadata-specified expression")
         return list(compare_metadata(context, metadata))
-
-
-async def signing_key(conn: AsyncConnection, configured: str | None, sealer: Sealer) -> str:
-    """The token signing key: the configured one, or one generated once and shared via the DB,
-    where it is kept sealed (a key stored before sealing existed is sealed now)."""
-    if configured:
-        return configured
-    row = await conn.execute(
-        sa.select(server_state.c.value).where(server_state.c.key == "signing_key")
-    )
-    value = row.scalar()
-    if value is not None:
-        key = sealer.open(str(value))
-        if not is_sealed(str(value)):
-            await conn.execute(
-                server_state.update()
-                .where(server_state.c.key == "signing_key")
-                .values(value=sealer.seal(key))
-            )
-        return key
-    key = secrets.token_urlsafe(48)
-    await conn.execute(server_state.insert().values(key="signing_key", value=sealer.seal(key)))
-    return key
 
 
 def private_database(settings_url: str) -> None:

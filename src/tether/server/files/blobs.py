@@ -5,8 +5,9 @@ for a cluster); both behind the same methods, so nothing else knows where bytes 
 Files and packages point at blobs by hash. A blob is written to a temporary file while its hash
 is computed and moved into place only when complete, so an upload cut off midway leaves nothing
 anyone can see, and two uploads of the same bytes keep one copy. Blobs no file or content item
-refers to any more are collected (see `files.collect_blobs`), sparing those stored or reused in
-the last hour, so an upload that just found its bytes already stored never loses them.
+refers to any more are collected (`collect_blobs`), sparing those stored or reused in the last
+hour, so an upload that just found its bytes already stored never loses them. Downloads are
+served here too (`blob_response`: whole, or the byte range asked for).
 
 Each server process writes its temporary files in a folder of its own under `incoming/`, which
 it holds locked while it lives. A process killed mid-upload leaves its folder unlocked, and the
@@ -17,9 +18,11 @@ folders of live processes, and the uploads in flight there, are left alone.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import time
 import uuid
@@ -27,9 +30,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import anyio
+import sqlalchemy as sa
+from litestar import Request, Response
+from litestar.response import Stream
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from tether.server.db.engine import upsert
+from tether.server.db.reads import Reader
+from tether.server.db.tables import blobs, content_data, files, package_versions
 from tether.server.problems import Problem
 from tether.server.settings import Settings
 
@@ -202,3 +213,104 @@ def open_blobs(settings: Settings) -> BlobStore:
     from tether.server.files.objects import ObjectBlobs, s3_store
 
     return ObjectBlobs(root, s3_store(settings))
+
+
+async def record_blob(conn: AsyncConnection, sha256: str, size: int, now: dt.datetime) -> None:
+    """Note a blob in the table `collect_blobs` works from (once per content)."""
+    await conn.execute(
+        upsert(conn, blobs)
+        .values(sha256=sha256, size=size, created_at=now)
+        .on_conflict_do_nothing()
+    )
+
+
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The (start, end exclusive) of a single `Range: bytes=` request; 416 if unsatisfiable."""
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if match is None or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.group(1), match.group(2)
+    if first:
+        start = int(first)
+        end = min(size, int(last) + 1) if last else size
+    else:
+        start, end = max(0, size - int(last)), size
+    if start >= size or start >= end:
+        raise Problem(
+            416,
+            f"The range is outside the file's {size} bytes.",
+            code="range_not_satisfiable",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    return start, end
+
+
+def blob_response(
+    request: Request[Any, Any, Any],
+    store: BlobStore,
+    sha256: str,
+    size: int,
+    mime: str | None,
+    name: str,
+) -> Response[Any]:
+    """Stream a blob, or the byte range the request asks for (206), with its hash as ETag."""
+    headers = {
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{sha256}"',
+        "X-Tether-Sha256": sha256,
+        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
+    }
+    window = _byte_range(request.headers.get("range"), size)
+    start, end = window or (0, size)
+    if window is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["Content-Length"] = str(end - start)
+    return Stream(
+        store.read(sha256, start, end),
+        status_code=206 if window else 200,
+        media_type=mime or "application/octet-stream",
+        headers=headers,
+    )
+
+
+async def collect_blobs(
+    engine: AsyncEngine, reader: Reader, store: BlobStore, grace: float, idle: float = 3600.0
+) -> int:
+    """Delete blobs no file, content item or package version points at, and blob files no row
+    records (a server killed between storing the bytes and committing); returns how many. The
+    temporary files of dead processes go too (unrecorded ones once `grace` seconds old)."""
+    referenced = sa.union(
+        sa.select(files.c.sha256).where(files.c.sha256.is_not(None)),
+        sa.select(content_data.c.sha256),
+        sa.select(package_versions.c.sha256),
+    ).subquery()
+    async with reader.connect() as reads:
+        orphans = (
+            await reads.execute(
+                sa.select(blobs.c.sha256).where(blobs.c.sha256.not_in(sa.select(referenced)))
+            )
+        ).all()
+    gone = [row.sha256 for row in orphans if await store.remove_if_idle(row.sha256, idle)]
+    if gone:
+        async with engine.begin() as conn:
+            await conn.execute(
+                blobs.delete().where(
+                    blobs.c.sha256.in_(gone), blobs.c.sha256.not_in(sa.select(referenced))
+                )
+            )
+    on_disk = await store.stored(grace)
+    unrecorded: list[str] = []
+    async with reader.connect() as reads:
+        for start in range(0, len(on_disk), 500):
+            batch = on_disk[start : start + 500]
+            known = await reads.execute(sa.select(blobs.c.sha256).where(blobs.c.sha256.in_(batch)))
+            recorded = set(known.scalars())
+            unrecorded += [sha for sha in batch if sha not in recorded]
+    gone += [sha for sha in unrecorded if await store.remove_if_idle(sha, grace)]
+    await asyncio.to_thread(store.reclaim)
+    return len(gone)

@@ -14,7 +14,8 @@ from litestar.handlers import HTTPRouteHandler
 from tether.server.db.engine import upsert, utcnow
 from tether.server.db.pages import check_query
 from tether.server.db.tables import content_data
-from tether.server.files.tree import blob_response, mime_of, record_blob
+from tether.server.files.blobs import blob_response, record_blob
+from tether.server.files.tree import mime_of
 from tether.server.identity.policy import allow
 from tether.server.identity.scope import resolve_scope, scoped_paths
 from tether.server.problems import invalid, not_found
@@ -97,7 +98,7 @@ def _handlers(attachment: Attachment) -> list[HTTPRouteHandler]:
             chosen = f" for variant {variant}" if attachment.variants and variant else ""
             raise not_found(f"{attachment.kind} {attachment.suffix}{chosen}")
         name = f"{owner_id}{'.' + variant if variant else ''}"
-        return blob_response(request, tether, row.sha256, row.size, row.mime, name)
+        return blob_response(request, tether.blobs, row.sha256, row.size, row.mime, name)
 
     tags = [kind.plural]
     return [

@@ -7,18 +7,14 @@ downloads stream and honour HTTP Range. Moving, copying and removing trees are t
 
 # Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
 
-import asyncio
 import datetime as dt
 import mimetypes
-import re
 from typing import Any
-from urllib.parse import quote
 
 import msgspec
 import sqlalchemy as sa
 from litestar import Request, Response, Router, get, post, put
 from litestar.params import JSONBody
-from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether._paths import ancestors, clean_path, parent_of
@@ -26,14 +22,14 @@ from tether.server.db.cascades import Gone, on_delete
 from tether.server.db.engine import new_id, upsert, utcnow
 from tether.server.db.pages import Page, list_page, page_limit
 from tether.server.db.reads import Reads
-from tether.server.db.tables import blobs, content_data, file_tasks, files, package_versions
+from tether.server.db.tables import file_tasks, files
+from tether.server.files.blobs import blob_response, record_blob
 from tether.server.identity.policy import allow
 from tether.server.identity.scope import ORG_SCOPE, scoped_paths, storage_scope
-from tether.server.problems import Problem, conflict, invalid, not_found
+from tether.server.problems import conflict, invalid, not_found
 from tether.server.state import ServerState, Tether
 
 CHUNK = 1024 * 1024
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 class FileInfo(msgspec.Struct, omit_defaults=True):
@@ -137,15 +133,6 @@ async def make_folders(conn: AsyncConnection, org_id: str, scope: str, paths: li
         raise conflict(f"{found.path} is a file, not a folder.", "not_a_folder")
 
 
-async def record_blob(conn: AsyncConnection, sha256: str, size: int, now: dt.datetime) -> None:
-    """Note a blob in the table `collect_blobs` works from (once per content)."""
-    await conn.execute(
-        upsert(conn, blobs)
-        .values(sha256=sha256, size=size, created_at=now)
-        .on_conflict_do_nothing()
-    )
-
-
 async def store_file(
     tether: ServerState,
     org_id: str,
@@ -211,29 +198,6 @@ async def upload(request: Request[Any, Any, Any], tether: Tether) -> FileInfo:
     return await store_file(tether, org_id, scope, path, sha256, size, mime_of(path, request))
 
 
-def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """The (start, end exclusive) of a single `Range: bytes=` request; 416 if unsatisfiable."""
-    if not header:
-        return None
-    match = _RANGE.match(header.strip())
-    if match is None or match.group(1) == match.group(2) == "":
-        return None
-    first, last = match.group(1), match.group(2)
-    if first:
-        start = int(first)
-        end = min(size, int(last) + 1) if last else size
-    else:
-        start, end = max(0, size - int(last)), size
-    if start >= size or start >= end:
-        raise Problem(
-            416,
-            f"The range is outside the file's {size} bytes.",
-            code="range_not_satisfiable",
-            headers={"Content-Range": f"bytes */{size}"},
-        )
-    return start, end
-
-
 async def file_row(request: Request[Any, Any, Any], tether: ServerState) -> Any:
     """The file the path names, in the caller's tree (404 if absent, 409 for a folder)."""
     path = checked(request.path_params["path"])
@@ -253,35 +217,7 @@ async def file_row(request: Request[Any, Any, Any], tether: ServerState) -> Any:
 )
 async def download(request: Request[Any, Any, Any], tether: Tether) -> Response[Any]:
     row = await file_row(request, tether)
-    return blob_response(request, tether, row.sha256, row.size, row.mime, row.name)
-
-
-def blob_response(
-    request: Request[Any, Any, Any],
-    tether: ServerState,
-    sha256: str,
-    size: int,
-    mime: str | None,
-    name: str,
-) -> Response[Any]:
-    """Stream a blob, or the byte range the request asks for (206), with its hash as ETag."""
-    headers = {
-        "Accept-Ranges": "bytes",
-        "ETag": f'"{sha256}"',
-        "X-Tether-Sha256": sha256,
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name, safe='')}",
-    }
-    window = _byte_range(request.headers.get("range"), size)
-    start, end = window or (0, size)
-    if window is not None:
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    headers["Content-Length"] = str(end - start)
-    return Stream(
-        tether.blobs.read(sha256, start, end),
-        status_code=206 if window else 200,
-        media_type=mime or "application/octet-stream",
-        headers=headers,
-    )
+    return blob_response(request, tether.blobs, row.sha256, row.size, row.mime, row.name)
 
 
 @get(
@@ -369,43 +305,6 @@ async def make_folder(
     async with tether.engine.begin() as conn:
         await make_folders(conn, org_id, scope, [*ancestors(path), path])
         return _info(await find_entry(conn, org_id, scope, path))
-
-
-async def collect_blobs(tether: ServerState, idle: float = 3600.0) -> int:
-    """Delete blobs no file, content item or package version points at, and blob files no row
-    records (a server killed between storing the bytes and committing); returns how many. The
-    temporary files of dead processes go too."""
-    referenced = sa.union(
-        sa.select(files.c.sha256).where(files.c.sha256.is_not(None)),
-        sa.select(content_data.c.sha256),
-        sa.select(package_versions.c.sha256),
-    ).subquery()
-    async with tether.reader.connect() as reads:
-        orphans = (
-            await reads.execute(
-                sa.select(blobs.c.sha256).where(blobs.c.sha256.not_in(sa.select(referenced)))
-            )
-        ).all()
-    gone = [row.sha256 for row in orphans if await tether.blobs.remove_if_idle(row.sha256, idle)]
-    if gone:
-        async with tether.engine.begin() as conn:
-            await conn.execute(
-                blobs.delete().where(
-                    blobs.c.sha256.in_(gone), blobs.c.sha256.not_in(sa.select(referenced))
-                )
-            )
-    grace = tether.settings.blob_grace
-    on_disk = await tether.blobs.stored(grace)
-    unrecorded: list[str] = []
-    async with tether.reader.connect() as reads:
-        for start in range(0, len(on_disk), 500):
-            batch = on_disk[start : start + 500]
-            known = await reads.execute(sa.select(blobs.c.sha256).where(blobs.c.sha256.in_(batch)))
-            recorded = set(known.scalars())
-            unrecorded += [sha for sha in batch if sha not in recorded]
-    gone += [sha for sha in unrecorded if await tether.blobs.remove_if_idle(sha, grace)]
-    await asyncio.to_thread(tether.blobs.reclaim)
-    return len(gone)
 
 
 router = Router("/", route_handlers=[upload, download, info, listing, make_folder])

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from tether.server.db.engine import signing_key, upgrade_schema
-from tether.server.db.tables import organizations, update_keys
+from tether.server.db.engine import upgrade_schema
+from tether.server.db.tables import organizations, server_state, update_keys
 from tether.server.identity.sealed import Sealer, is_sealed
 from tether.server.identity.users import UserCreate, insert_organization, insert_user
 from tether.server.settings import Settings
@@ -71,3 +71,26 @@ async def prepare(
         await _seal_package_keys(conn, sealer)
         admin = await _create_first_admin(conn, settings)
     return key, admin
+
+
+async def signing_key(conn: AsyncConnection, configured: str | None, sealer: Sealer) -> str:
+    """The token signing key: the configured one, or one generated once and shared via the DB,
+    where it is kept sealed (a key stored before sealing existed is sealed now)."""
+    if configured:
+        return configured
+    row = await conn.execute(
+        sa.select(server_state.c.value).where(server_state.c.key == "signing_key")
+    )
+    value = row.scalar()
+    if value is not None:
+        key = sealer.open(str(value))
+        if not is_sealed(str(value)):
+            await conn.execute(
+                server_state.update()
+                .where(server_state.c.key == "signing_key")
+                .values(value=sealer.seal(key))
+            )
+        return key
+    key = secrets.token_urlsafe(48)
+    await conn.execute(server_state.insert().values(key="signing_key", value=sealer.seal(key)))
+    return key

@@ -2,7 +2,8 @@
 
 A device with no credentials asks for a code pair, shows the short user code, and polls the
 token endpoint with its device code. A signed-in user approves the user code, which creates the
-device in the user's organization; the next poll hands the device its own id and secret.
+device in the user's organization (`resources.pairing`, where devices are made); the next poll
+hands the device its own id and secret.
 
 A device may name the organization it means to join: that organization's fleet managers then
 see it waiting (`GET /pairing/pending`: its name, address and times, never its code). Approval
@@ -33,8 +34,6 @@ from tether.server.identity.sessions import TokenResponse, issue_session, resour
 from tether.server.identity.signin_limits import client_address
 from tether.server.inputs import SIGN_IN_BODY
 from tether.server.problems import Problem
-from tether.server.realtime.events import Event
-from tether.server.resources.kinds import ResourceOut, insert_resource
 from tether.server.state import Tether
 
 _ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
@@ -63,11 +62,6 @@ class PairingStarted(msgspec.Struct):
     verification_uri: str
     expires_in: int
     interval: int
-
-
-class ApproveRequest(msgspec.Struct, forbid_unknown_fields=True):
-    user_code: Annotated[str, msgspec.Meta(min_length=1, max_length=20)]
-    name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
 
 
 def normalise_code(code: str) -> str:
@@ -120,50 +114,6 @@ async def start(
         expires_in=ttl,
         interval=POLL_INTERVAL,
     )
-
-
-@post(
-    "/pairing/approve",
-    status_code=200,
-    summary="Approve a pairing code: creates the device (its secret goes to the device only)",
-    opt=allow("pairing", "approve"),
-)
-async def approve(
-    data: JSONBody[ApproveRequest], request: Request[Principal, Any, Any], tether: Tether
-) -> ResourceOut:
-    principal = request.user
-    code = normalise_code(data.user_code)
-    guesses = f"pairing-approve:{principal.id}"
-    tether.limiter.check(guesses)
-    async with tether.reader.connect() as reads:
-        row = (await reads.execute(sa.select(pairings).where(pairings.c.user_code == code))).first()
-    if (
-        row is None
-        or row.status != "pending"
-        or row.expires_at <= utcnow()
-        or row.wants_org_id not in (None, principal.org_id)
-    ):
-        await tether.limiter.failed(guesses)
-        raise Problem(404, "No pending pairing has this code.", code="not_found")
-    async with tether.engine.begin() as conn:
-        device = await insert_resource(
-            conn,
-            org_id=principal.org_id,
-            kind="device",
-            project_id=None,
-            name=data.name or row.name or f"device-{code[:4].lower()}",
-            document={},
-        )
-        claimed = await conn.execute(
-            pairings.update()
-            .where(pairings.c.id == row.id, pairings.c.status == "pending")
-            .values(status="approved", org_id=principal.org_id, device_id=device.id)
-        )
-        if claimed.rowcount != 1:
-            raise Problem(409, "This code was approved meanwhile.", code="conflict")
-    device = msgspec.structs.replace(device, secret=None)
-    tether.bus.publish(Event(principal.org_id, "device", "created", device.id, device))
-    return device
 
 
 _WAITING = (
@@ -228,4 +178,4 @@ async def claim(tether: Tether, device_code: str) -> TokenResponse:
         )
 
 
-router = Router("/", route_handlers=[start, approve, pending])
+router = Router("/", route_handlers=[start, pending])

@@ -21,7 +21,7 @@ from tether._versions import parse_version
 from tether.server.db.pages import check_query
 from tether.server.db.reads import Reads
 from tether.server.db.tables import deployment_reports, deployments, package_versions, resources
-from tether.server.files.tree import blob_response
+from tether.server.files.blobs import blob_response
 from tether.server.identity.credentials import Principal
 from tether.server.identity.policy import CALLER, allow, own_device
 from tether.server.identity.scope import principal_of, resolve_scope, scoped_paths
@@ -315,7 +315,7 @@ async def download(
         ).first()
     if row is None:
         raise not_found("package")
-    return blob_response(request, tether, row.sha256, row.size, None, row.filename)
+    return blob_response(request, tether.blobs, row.sha256, row.size, None, row.filename)
 
 
 @post(

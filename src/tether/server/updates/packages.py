@@ -24,7 +24,7 @@ from tether.server.db.engine import new_id, upsert, utcnow
 from tether.server.db.pages import Page, check_query, filters_of, list_page, narrowed, page_limit
 from tether.server.db.reads import Reads
 from tether.server.db.tables import deployments, package_versions, update_keys
-from tether.server.files.tree import blob_response, record_blob
+from tether.server.files.blobs import blob_response, record_blob
 from tether.server.identity.policy import allow
 from tether.server.identity.scope import principal_of
 from tether.server.inputs import decode_json
@@ -278,7 +278,7 @@ async def version_data(
     org_id = principal_of(request).org_id
     async with tether.reader.connect() as reads:
         row = await find_version(reads, org_id, reference, version)
-    return blob_response(request, tether, row.sha256, row.size, None, row.filename)
+    return blob_response(request, tether.blobs, row.sha256, row.size, None, row.filename)
 
 
 @delete(
