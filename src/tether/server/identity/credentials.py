@@ -171,6 +171,7 @@ class AccessTokens:
 
     def __init__(self, key: str, ttl: int, remembered: int = 10_000) -> None:
         self._key = key
+        self._key_bytes = key.encode()
         self.ttl = ttl
         self._remembered = remembered
         self._verified: dict[str, tuple[Principal, float]] = {}
@@ -199,8 +200,8 @@ class AccessTokens:
         return hmac.compare_digest(mac, self._grant_mac(expires, subject))
 
     def _grant_mac(self, expires: str, subject: str) -> str:
-        mac = hmac.new(self._key.encode(), f"{expires}:{subject}".encode(), "sha256")
-        return mac.hexdigest()[:32]
+        message = f"{expires}:{subject}".encode()
+        return hmac.digest(self._key_bytes, message, "sha256").hex()[:32]
 
     def verify(self, token: str) -> Principal | None:
         known = self._verified.get(token)

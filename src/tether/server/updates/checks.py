@@ -264,7 +264,7 @@ async def check(
             continue
         if d.test(props):
             assigned[d.reference] = d
-    prefix = request.url.path.removesuffix("check")
+    prefix = str(request.scope["path"]).removesuffix("check")
     out = CheckOut([], [], [], [])
     for reference, d in assigned.items():
         have = installed.get(reference)
