@@ -1,7 +1,7 @@
 """The console's apps: registered apps and the apps acting for the person, and the consent page
 an app sends a person to (OAuth 2.0 authorization code; the API's `identity.oauth` decides)."""
 
-# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+from __future__ import annotations
 
 from typing import Any
 from urllib.parse import quote, urlencode

@@ -2,7 +2,7 @@
 device's own page (latest values, updates, events, files; its document edited, its secret
 rotated, the device deleted)."""
 
-# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+from __future__ import annotations
 
 import json
 from typing import Any

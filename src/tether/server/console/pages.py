@@ -1,7 +1,7 @@
 """The console's pages. Each reads and acts through the API (`session.api`) as the
 signed-in person; what the API refuses is shown on a page with its reason (`layout.refused`)."""
 
-# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+from __future__ import annotations
 
 import asyncio
 import re

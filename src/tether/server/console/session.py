@@ -43,8 +43,6 @@ def csrf_cookie(request: Request[Any, Any, Any]) -> str:
 
 
 SESSION_LIFETIME = 12 * 3600
-INTERNAL = "http://console.internal"
-"""The base URL of the in-process API calls (they never leave the process)."""
 
 
 def _secure(request: Request[Any, Any, Any]) -> bool:

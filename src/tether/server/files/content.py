@@ -1,7 +1,7 @@
 """Bytes attached to resources, kept in the blob store like files: a content item's (and each
 of its variants'), and a location's layout image. One code path serves both."""
 
-# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+from __future__ import annotations
 
 import re
 from dataclasses import dataclass

@@ -5,7 +5,7 @@ server patches it into a new version. Download-sync: the client sends the signat
 and the server answers with a delta.
 """
 
-# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+from __future__ import annotations
 
 import asyncio
 import hashlib

@@ -7,7 +7,7 @@ UPDATE, so of the processes of a cluster exactly one runs a task. A task whose l
 and every `SWEEP` seconds after.
 """
 
-# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+from __future__ import annotations
 
 import asyncio
 import datetime as dt

@@ -5,7 +5,7 @@ downloads stream and honour HTTP Range. Moving, copying and removing trees are t
 (`file_tasks.py`); rsync-style sync is in `file_sync.py`.
 """
 
-# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+from __future__ import annotations
 
 import datetime as dt
 import mimetypes

@@ -12,7 +12,7 @@ hashed and work once (a second use revokes what the first one got). A loopback r
 matches on any port (RFC 8252 §7.3), for apps on the person's own machine.
 """
 
-# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+from __future__ import annotations
 
 import base64
 import datetime as dt

@@ -8,7 +8,7 @@ each event shown only to who may hear it (`policy.may_hear`, the rule the realti
 applies), so a page may hold fewer events than asked for.
 """
 
-# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+from __future__ import annotations
 
 import datetime as dt
 import functools

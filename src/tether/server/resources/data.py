@@ -4,7 +4,7 @@ Data items are addressed by group and key, organization-wide or inside a project
 creates or replaces. Feeds are resources whose data is an append-only list of JSON entries.
 """
 
-# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any

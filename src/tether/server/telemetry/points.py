@@ -6,7 +6,7 @@ outbox) is recognised and stored once. Points go in through the driver's bulk pa
 value of each field is kept beside them so "what is the device saying now" is one key lookup.
 """
 
-# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+from __future__ import annotations
 
 import datetime as dt
 import functools

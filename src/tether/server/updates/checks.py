@@ -6,7 +6,7 @@ offered package carries a download URL with a grant bound to that device and ver
 device can fetch a blob its rules do not give it, whatever URL or hash it guesses.
 """
 
-# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+from __future__ import annotations
 
 import functools
 from dataclasses import dataclass

@@ -7,7 +7,7 @@ takes over again). Devices report per package; the counts per state are the depl
 progress, and a failure-rate threshold aborts it on its own.
 """
 
-# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable

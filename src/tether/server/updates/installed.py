@@ -11,7 +11,7 @@ kept a few seconds per organization (dropped when this process writes), so pages
 do not count the whole fleet each time; another process's writes show within those seconds.
 """
 
-# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+from __future__ import annotations
 
 import datetime as dt
 from typing import Any

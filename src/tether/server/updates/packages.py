@@ -7,7 +7,7 @@ public key before the version is accepted. Which devices get which version is up
 deployments (`deployments.py`); devices fetch through `updates.py`.
 """
 
-# Litestar reads handler annotations at runtime; keep them real objects (see resources.py).
+from __future__ import annotations
 
 import datetime as dt
 import re
