@@ -11,7 +11,7 @@ from tether.server.db.cascades import declared
 def test_every_area_declares_what_a_delete_means_for_its_tables() -> None:
     assert set(declared("device")) == {
         "tether.server.identity.sessions._stop_credentials",
-        "tether.server.telemetry.points._forget_points",
+        "tether.server.telemetry.retention._forget_points",
         "tether.server.updates.installed._forget_device",
     }
     assert set(declared("app")) == {

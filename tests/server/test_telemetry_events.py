@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from tests.server.inprocess import settings_for, signed_in
 from tether.server.db.tables import telemetry_latest, telemetry_points
-from tether.server.telemetry import points as telemetry
+from tether.server.telemetry import retention as telemetry
 
 T0 = 1_767_225_600.0
 

@@ -49,7 +49,7 @@ from tether.server.resources import data, kinds
 from tether.server.resources import pairing as pairing_approval
 from tether.server.settings import Settings
 from tether.server.state import ServerState
-from tether.server.telemetry import points
+from tether.server.telemetry import ingest, queries, retention
 from tether.server.updates import checks, deployments, installed, packages
 
 logger = logging.getLogger("tether.server")
@@ -119,7 +119,7 @@ def _prune_telemetry(state: ServerState) -> Callable[[], Awaitable[int]]:
     days = state.settings.telemetry_retention_days
 
     def job() -> Awaitable[int]:
-        return points.prune(state.engine, dt.datetime.now(dt.UTC) - dt.timedelta(days=days))
+        return retention.prune(state.engine, dt.datetime.now(dt.UTC) - dt.timedelta(days=days))
 
     return job
 
@@ -267,7 +267,8 @@ def create_app(
             oauth.router,
             kinds.build_router(),
             data.router,
-            points.router,
+            ingest.router,
+            queries.router,
             tree.router,
             tasks.router,
             file_sync.router,
