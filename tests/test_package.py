@@ -161,21 +161,28 @@ def test_public_classes_name_the_public_module() -> None:
             assert repr(value) == f"<class 'tether.{value.__name__}'>"
 
 
-@pytest.mark.parametrize(
-    ("sync", "async_"),
-    [
-        (tether.Client, tether.AsyncClient),
-        (tether.client.Collection, tether.client.AsyncCollection),
-        (tether.client.Device, tether.client.AsyncDevice),
-        (tether.client.Location, tether.client.AsyncLocation),
-        (tether.client.Zone, tether.client.AsyncZone),
-        (tether.client.Content, tether.client.AsyncContent),
-        (tether.client.DataItem, tether.client.AsyncDataItem),
-    ],
-)
-def test_sync_and_async_twins_have_the_same_names(sync: type, async_: type) -> None:
-    names = _public_methods(sync) - {"__iter__"}
-    async_names = _public_methods(async_) - {"__aiter__"}
+TWINS = sorted(
+    (name.removeprefix("Async"), name)
+    for name in tether.__all__
+    if name.startswith("Async") and isinstance(getattr(tether, name), type)
+) + [("close_all", "aclose_all")]
+"""Every exported blocking class with its asyncio twin (and the one pair of functions)."""
+
+
+@pytest.mark.parametrize(("sync", "async_"), TWINS)
+def test_sync_and_async_twins_have_the_same_names(sync: str, async_: str) -> None:
+    blocking, asynchronous = getattr(tether, sync), getattr(tether, async_)
+    if not isinstance(blocking, type):
+        assert inspect.signature(blocking) == inspect.signature(asynchronous)
+        assert inspect.iscoroutinefunction(asynchronous)
+        return
+    names = _public_methods(blocking) - {"__iter__", "__next__", "__enter__", "__exit__"}
+    async_names = _public_methods(asynchronous) - {
+        "__aiter__",
+        "__anext__",
+        "__aenter__",
+        "__aexit__",
+    }
     assert names == async_names
 
 
