@@ -161,11 +161,14 @@ def test_public_classes_name_the_public_module() -> None:
             assert repr(value) == f"<class 'tether.{value.__name__}'>"
 
 
-TWINS = sorted(
-    (name.removeprefix("Async"), name)
-    for name in tether.__all__
-    if name.startswith("Async") and isinstance(getattr(tether, name), type)
-) + [("close_all", "aclose_all")]
+TWINS = [
+    *sorted(
+        (name.removeprefix("Async"), name)
+        for name in tether.__all__
+        if name.startswith("Async") and isinstance(getattr(tether, name), type)
+    ),
+    ("close_all", "aclose_all"),
+]
 """Every exported blocking class with its asyncio twin (and the one pair of functions)."""
 
 
