@@ -140,6 +140,22 @@ def named(client: tether.Client, kind: str, name_or_id: str) -> str:
         raise fail(f"No {singular} is named {name_or_id!r} or has that id.") from None
 
 
+def listed_id(
+    rows: list[dict[str, Any]], kind: str, name_or_id: str, name_key: str = "name"
+) -> str:
+    """The id of the row (of a list the API gave) named `name_or_id`, or with that id, for
+    kinds the SDK has no collection of (users, deployments); a one-line error when none is, or
+    when several share the name."""
+    by_name = [str(row["id"]) for row in rows if row[name_key] == name_or_id]
+    if len(by_name) > 1:
+        raise fail(f"{len(by_name)} {kind}s are named {name_or_id!r}: give its id.")
+    if by_name:
+        return by_name[0]
+    if any(row["id"] == name_or_id for row in rows):
+        return name_or_id
+    raise fail(f"No {kind} is named {name_or_id!r} or has that id.")
+
+
 def project_of(client: tether.Client, name_or_id: str) -> str:
     """The id of the project named `name_or_id`, or with that id."""
     return named(client, "projects", name_or_id)

@@ -14,6 +14,7 @@ from tether.cli.common import (
     QuietOption,
     UrlOption,
     connect,
+    listed_id,
     parse_json,
     split_pair,
 )
@@ -202,13 +203,7 @@ def show(
 def _deployment(client: tether.Client, name_or_id: str) -> tether.Deployment:
     """The deployment named `name_or_id`, or with that id."""
     listed = client.get_all("deployments", {"limit": 500})
-    by_name = [d["id"] for d in listed if d["name"] == name_or_id]
-    if len(by_name) > 1:
-        raise fail(f"{len(by_name)} deployments are named {name_or_id!r}: give its id.")
-    chosen = by_name[0] if by_name else name_or_id
-    if not by_name and chosen not in {d["id"] for d in listed}:
-        raise fail(f"No deployment is named {name_or_id!r} or has that id.")
-    return client.updates.deployment(chosen)
+    return client.updates.deployment(listed_id(listed, "deployment", name_or_id))
 
 
 def _change(deployment: str, url: str | None, as_json: bool, **changes: Any) -> None:

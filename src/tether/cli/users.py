@@ -7,8 +7,8 @@ from typing import Annotated
 import typer
 
 import tether
-from tether.cli.common import Commands, JsonOption, UrlOption, connect
-from tether.cli.output import fail, record, table
+from tether.cli.common import Commands, JsonOption, UrlOption, connect, listed_id
+from tether.cli.output import record, table
 
 app = Commands(help="Users: list, create, change role, reset password, delete.")
 
@@ -27,10 +27,7 @@ Role = Annotated[str, typer.Option(help="admin, member or viewer.")]
 
 def _user_id(client: tether.Client, name_or_id: str) -> str:
     """The id of the user named `name_or_id`, or with that id."""
-    for user in client.get_all("users", {"limit": 500}):
-        if name_or_id in (user["username"], user["id"]):
-            return str(user["id"])
-    raise fail(f"No user is named {name_or_id!r} or has that id.")
+    return listed_id(client.get_all("users", {"limit": 500}), "user", name_or_id, "username")
 
 
 @app.command("list")
