@@ -35,6 +35,7 @@ from tether._exceptions import (
 )
 from tether._version import __version__
 from tether.client import (
+    USE_CLIENT_DEFAULT,
     Answer,
     AsyncBroadcast,
     AsyncChannel,
@@ -104,6 +105,7 @@ from tether.client import (
 from tether.signing import SigningKey
 
 __all__ = [
+    "USE_CLIENT_DEFAULT",
     "APIError",
     "Answer",
     "AsyncBroadcast",

@@ -496,3 +496,16 @@ def test_serve_names_the_port_it_cannot_listen_on_before_making_an_admin(tmp_pat
     assert "--port" in done.stderr
     assert "created organization" not in done.stdout + done.stderr
     assert not (tmp_path / "data" / "tether.db").exists()
+
+
+def test_every_setting_is_a_serve_flag_and_a_misspelt_one_is_named() -> None:
+    from tether.cli.app import flag_pairs
+
+    assert flag_pairs(["--port", "9000", "--redis-url=redis://x", "--access-log", "false"]) == [
+        ("port", "9000"),
+        ("redis_url", "redis://x"),
+        ("access_log", "false"),
+    ]
+    refused = runner.invoke(app, ["serve", "--prot", "9000"])
+    assert refused.exit_code == 1
+    assert "No setting is called 'prot'" in refused.output

@@ -229,3 +229,14 @@ def test_a_task_still_running_when_the_wait_ends_is_a_task_timeout() -> None:
             task.wait(timeout=0.05)
     assert isinstance(caught.value, TimeoutError)
     assert isinstance(caught.value, tether.TaskError)
+
+
+def test_a_requests_timeout_is_the_clients_unless_given_and_none_means_none() -> None:
+    server = Server(lambda request: httpx.Response(200, json={"ok": 1}))
+    with client(server, timeout=7.0) as c:
+        c.get("thing")
+        c.get("thing", timeout=2.5)
+        c.get("thing", timeout=None)
+        c.get("thing", timeout=tether.USE_CLIENT_DEFAULT)
+    reads = [r.extensions["timeout"]["read"] for r in server.requests[-4:]]
+    assert reads == [7.0, 2.5, None, 7.0]

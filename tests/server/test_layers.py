@@ -13,6 +13,7 @@ LAYERS: dict[str, int] = {
     "settings": 0,
     "problems": 0,
     "inputs": 0,
+    "parameters": 0,
     "apidoc": 0,
     "front": 0,
     "realtime.events": 0,

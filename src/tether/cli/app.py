@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -54,23 +53,22 @@ devices_app = Commands(help="Devices: list, create, show, rotate a secret, delet
 pairing_app = Commands(help="Approve devices that are pairing.")
 
 
-@app.command(rich_help_panel=CLOUD)
+@app.command(
+    rich_help_panel=CLOUD,
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    help="Run the Tether cloud (SQLite in the data folder unless TETHER_DATABASE_URL is set).\n\n"
+    "Every setting is a flag, --NAME VALUE or --NAME=VALUE: --port 9000, --host 0.0.0.0, "
+    "--data DIR, --workers 4, --database-url URL, --redis-url URL, ... Each may also come from "
+    "its TETHER_NAME environment variable; docs/configuration.md lists them all.",
+)
 def serve(
-    data: Annotated[Path | None, typer.Option(help="Data folder (SQLite database, blobs).")] = None,
-    host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port to listen on.")] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            help="Server processes (default: one per core on PostgreSQL with Redis, else one)."
-        ),
-    ] = None,
+    ctx: typer.Context,
     set_: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Any other setting as NAME=VALUE (see docs/configuration.md)."),
+        typer.Option("--set", help="A setting as NAME=VALUE, the same as --NAME VALUE."),
     ] = None,
 ) -> None:
-    """Run the Tether cloud (SQLite in the data folder unless TETHER_DATABASE_URL is set)."""
+    """Run the cloud on the settings given (`flag_pairs`) over the environment's."""
     try:
         import uvicorn
 
@@ -78,7 +76,7 @@ def serve(
         from tether.server.settings import Settings, SettingsError
     except ImportError:
         raise fail("The server needs its extra: pip install 'tether[server]'") from None
-    overrides: dict[str, Any] = {"data": data, "host": host, "port": port, "workers": workers}
+    overrides = dict(flag_pairs(ctx.args))
     for item in set_ or []:
         name, value = split_pair(item, "--set NAME=VALUE")
         overrides[name.replace("-", "_")] = value
@@ -89,7 +87,7 @@ def serve(
 
             asyncio.run(usable(s3_store(settings)))
     except SettingsError as exc:
-        raise fail(str(exc)) from None
+        raise fail(str(exc).replace("unknown setting", "No setting is called")) from None
     problem = _unbindable(settings.host, settings.port)
     if problem:
         raise fail(
@@ -111,6 +109,23 @@ def serve(
     uvicorn.run(
         "tether.server.app:create_app", factory=True, workers=processes, **uvicorn_options(settings)
     )
+
+
+def flag_pairs(args: list[str]) -> list[tuple[str, str]]:
+    """`--name value` and `--name=value` as (name, value), the name with underscores."""
+    pairs = []
+    rest = iter(args)
+    for arg in rest:
+        if not arg.startswith("--") or len(arg) < 3:
+            raise fail(f"Give settings as --NAME VALUE, not {arg!r}.")
+        name, sep, value = arg[2:].partition("=")
+        if not sep:
+            following = next(rest, None)
+            if following is None:
+                raise fail(f"--{name} needs a value.")
+            value = following
+        pairs.append((name.replace("-", "_"), value))
+    return pairs
 
 
 def _unbindable(host: str, port: int) -> str | None:

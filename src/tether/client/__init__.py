@@ -35,7 +35,7 @@ from tether.client._async_updates import (
 from tether.client._config import Retries
 from tether.client._credentials import Credentials
 from tether.client._oauth import OAuthFlow, OAuthGrant
-from tether.client._session import AuthPayload, PairingCode
+from tether.client._session import USE_CLIENT_DEFAULT, AuthPayload, PairingCode
 from tether.client._sync_client import Client, close_all
 from tether.client._sync_files import Files, FileTask
 from tether.client._sync_realtime import Broadcast, Channel, EventStream, Listener, Realtime
@@ -60,6 +60,7 @@ from tether.client._telemetry import Outbox, Reading, RejectedEntry
 from tether.client._updates import Package
 
 __all__ = [
+    "USE_CLIENT_DEFAULT",
     "Answer",
     "AsyncBroadcast",
     "AsyncChannel",

@@ -37,7 +37,14 @@ from tether.client._config import DEFAULT_TIMEOUT, Retries
 from tether.client._credentials import Credentials, resolve
 from tether.client._flows import Flow, T, pause, run_async
 from tether.client._oauth import OAuthGrant
-from tether.client._session import AuthPayload, Body, PairingCode, Session
+from tether.client._session import (
+    USE_CLIENT_DEFAULT,
+    AuthPayload,
+    Body,
+    PairingCode,
+    Session,
+    Timeout,
+)
 
 _OPEN: weakref.WeakSet[AsyncClient] = weakref.WeakSet()
 """Every client of this flavour that is open, for `aclose_all`."""
@@ -228,7 +235,7 @@ class AsyncClient:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         content: Body | None = None,
-        timeout: float | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
         raw: bool = False,
         headers: Mapping[str, str] | None = None,
     ) -> Any:
@@ -254,7 +261,7 @@ class AsyncClient:
         path: str,
         params: Mapping[str, Any] | None = None,
         *,
-        timeout: float | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
         raw: bool = False,
     ) -> Any:
         return await self.request("GET", path, params=params, timeout=timeout, raw=raw)
@@ -277,7 +284,7 @@ class AsyncClient:
         json: Any = None,
         *,
         params: Mapping[str, Any] | None = None,
-        timeout: float | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
         raw: bool = False,
     ) -> Any:
         return await self.request("POST", path, params=params, json=json, timeout=timeout, raw=raw)
@@ -288,7 +295,7 @@ class AsyncClient:
         json: Any = None,
         *,
         params: Mapping[str, Any] | None = None,
-        timeout: float | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
         raw: bool = False,
     ) -> Any:
         return await self.request("PUT", path, params=params, json=json, timeout=timeout, raw=raw)
@@ -299,7 +306,7 @@ class AsyncClient:
         json: Any = None,
         *,
         params: Mapping[str, Any] | None = None,
-        timeout: float | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
         raw: bool = False,
     ) -> Any:
         return await self.request("PATCH", path, params=params, json=json, timeout=timeout, raw=raw)
@@ -309,7 +316,7 @@ class AsyncClient:
         path: str,
         params: Mapping[str, Any] | None = None,
         *,
-        timeout: float | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
         raw: bool = False,
     ) -> Any:
         return await self.request("DELETE", path, params=params, timeout=timeout, raw=raw)
@@ -319,7 +326,7 @@ class AsyncClient:
         path: str = "",
         params: Mapping[str, Any] | None = None,
         *,
-        timeout: float | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
         raw: bool = False,
     ) -> Any:
         """Calling the client is a GET."""

@@ -85,7 +85,6 @@ async def ranged(
                 url,
                 headers={"Range": f"bytes={have}-{have + want - 1}"},
                 raw=True,
-                timeout=None,
             )
         except APIError as exc:
             if size is None and exc.code == "range_not_satisfiable":
@@ -226,7 +225,6 @@ class AsyncFiles:
                 f"files/data{_remote(remote)}",
                 content=_async_chunks(stream, progress, size),
                 headers={"Content-Length": str(size)} if size is not None else None,
-                timeout=None,
             )
 
     async def get(
@@ -319,7 +317,6 @@ class AsyncFiles:
                 params={"basis": basis},
                 content=_async_chunks(delta_file, progress, size),
                 headers={"Content-Length": str(size)},
-                timeout=None,
             )
         return result | {"sent": size}  # type: ignore[no-any-return]
 

@@ -283,7 +283,7 @@ class AsyncLocation(_AsyncDataset):
     async def read_layout(self) -> bytes:
         """The layout image's bytes; `NotFoundError` if none was uploaded."""
         return await self._client.request(  # type: ignore[no-any-return]
-            "GET", f"locations/{self.id}/layout", raw=True, timeout=None
+            "GET", f"locations/{self.id}/layout", raw=True
         )
 
 
@@ -353,7 +353,7 @@ class AsyncContent(AsyncResource):
     async def read(self, variant: str | None = None) -> bytes:
         """The item's bytes (or a variant's), whole in memory (`iter_bytes` streams)."""
         return await self._client.request(  # type: ignore[no-any-return]
-            "GET", f"content/{self.id}/data", params={"variant": variant}, raw=True, timeout=None
+            "GET", f"content/{self.id}/data", params={"variant": variant}, raw=True
         )
 
     async def iter_bytes(self, variant: str | None = None) -> AsyncIterator[bytes]:
@@ -374,7 +374,6 @@ async def _upload(
             params={"variant": variant} if variant else None,
             content=_async_chunks(stream, None, size),
             headers=upload_headers(source, size),
-            timeout=None,
         )
 
 

@@ -200,7 +200,6 @@ class AsyncUpdates:
                 params={"filename": name} if name else None,
                 content=_async_chunks(stream, progress, size),
                 headers=headers,
-                timeout=None,
             )
 
     async def versions(self, reference: str | None = None) -> list[dict[str, Any]]:

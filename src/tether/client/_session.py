@@ -44,6 +44,20 @@ API_ROOT = "/api/v1"
 _REFRESH_MARGIN = dt.timedelta(seconds=30)
 
 
+class UseClientDefault:
+    """The type of `USE_CLIENT_DEFAULT`: a request's timeout when none is given, which is the
+    client's (`Client(timeout=...)`), so that `timeout=None` can mean no timeout at all, as in
+    httpx."""
+
+    def __repr__(self) -> str:
+        return "USE_CLIENT_DEFAULT"
+
+
+USE_CLIENT_DEFAULT = UseClientDefault()
+Timeout = float | None | UseClientDefault
+"""A request's timeout in seconds; None waits as long as it takes."""
+
+
 @dataclass(frozen=True)
 class PairingCode:
     """What a pairing device shows its user: the code and where to approve it."""
@@ -133,7 +147,7 @@ class Session:
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
         content: Body | None = None,
-        timeout: float | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
         authenticated: bool = True,
         extra_headers: Mapping[str, str] | None = None,
     ) -> httpx.Request:
@@ -145,8 +159,8 @@ class Session:
         request = httpx.Request(
             method, url, params=_clean(params), json=json_body, content=content, headers=headers
         )
-        t = self.timeout if timeout is None else timeout
-        request.extensions["timeout"] = httpx.Timeout(t).as_dict()
+        chosen = self.timeout if isinstance(timeout, UseClientDefault) else timeout
+        request.extensions["timeout"] = httpx.Timeout(chosen).as_dict()
         return request
 
     # Authentication state ------------------------------------------------------------------
@@ -394,7 +408,7 @@ class Session:
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
         content: Body | None = None,
-        timeout: float | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
         raw: bool = False,
         headers: Mapping[str, str] | None = None,
     ) -> Flow[Any]:

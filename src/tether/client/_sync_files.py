@@ -85,7 +85,6 @@ def ranged(
                 url,
                 headers={"Range": f"bytes={have}-{have + want - 1}"},
                 raw=True,
-                timeout=None,
             )
         except APIError as exc:
             if size is None and exc.code == "range_not_satisfiable":
@@ -226,7 +225,6 @@ class Files:
                 f"files/data{_remote(remote)}",
                 content=_sync_chunks(stream, progress, size),
                 headers={"Content-Length": str(size)} if size is not None else None,
-                timeout=None,
             )
 
     def get(
@@ -319,7 +317,6 @@ class Files:
                 params={"basis": basis},
                 content=_sync_chunks(delta_file, progress, size),
                 headers={"Content-Length": str(size)},
-                timeout=None,
             )
         return result | {"sent": size}  # type: ignore[no-any-return]
 

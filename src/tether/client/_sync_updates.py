@@ -200,7 +200,6 @@ class Updates:
                 params={"filename": name} if name else None,
                 content=_sync_chunks(stream, progress, size),
                 headers=headers,
-                timeout=None,
             )
 
     def versions(self, reference: str | None = None) -> list[dict[str, Any]]:

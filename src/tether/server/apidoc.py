@@ -3,7 +3,7 @@
 Litestar documents what it reads from handler signatures: path parameters and typed JSON
 bodies. The rest is declared on each route (`opt=allow(..., query=(...))`, raw bodies by their
 `request_max_body_size=None`) and added here, once, when the document is first served: every
-query parameter with its type and bounds (`QUERY`, the same table `check_query` enforces),
+query parameter with its type and bounds (`parameters.QUERY`, which the server enforces),
 raw request bodies with their content type, every error answer as an RFC 9457 problem
 (`application/problem+json`), and the bearer and basic security schemes.
 """
@@ -16,95 +16,7 @@ from typing import Any
 from litestar import Litestar, Request
 from litestar.openapi.plugins import JsonRenderPlugin
 
-from tether.server.inputs import MAX_TIME
-
-_ID = {"type": "string", "minLength": 1, "maxLength": 36}
-_TEXT = {"type": "string", "minLength": 1, "maxLength": 200}
-_TIME = {
-    "anyOf": [
-        {"type": "number", "minimum": 0, "maximum": MAX_TIME},
-        {"type": "string", "format": "date-time"},
-    ]
-}
-
-QUERY: dict[str, tuple[dict[str, Any], str]] = {
-    "limit": (
-        {"type": "integer", "minimum": 1, "maximum": 10_000},
-        "Page size (at most the server's TETHER_MAX_PAGE_SIZE; telemetry queries: 10,000).",
-    ),
-    "after": ({"type": "string", "maxLength": 400}, "Cursor: take it from a page's `next`."),
-    "sort": (
-        {"type": "string", "enum": ["created", "-created", "name", "-name"]},
-        "Order: by creation (the default) or name; a leading - for descending.",
-    ),
-    "name": (_TEXT, "Only the objects with this exact name."),
-    "location_id": (_ID, "Only those at this location."),
-    "experience_id": (_ID, "Only those in this experience."),
-    "zone_id": (_ID, "Only the members of this zone."),
-    "member_id": (_ID, "Only the zones this device or thing belongs to."),
-    "parent_id": (_ID, "Only the children of this content item."),
-    "group": (_TEXT, "Only the data items of this group."),
-    "key": (_TEXT, "Only the data items with this key."),
-    "field": ({"type": "string", "minLength": 1, "maxLength": 200}, "The telemetry field."),
-    "since": (_TIME, "From this time on (Unix seconds or ISO 8601)."),
-    "until": (_TIME, "Before this time (Unix seconds or ISO 8601)."),
-    "every": (
-        {"type": "number", "minimum": 0.001, "maximum": MAX_TIME},
-        "Bucket width in seconds: one aggregate per bucket.",
-    ),
-    "agg": ({"type": "string", "enum": ["avg", "min", "max", "count", "last"]}, "Aggregate."),
-    "reference": (_TEXT, "Only this package."),
-    "state": ({"type": "string", "enum": ["active", "paused", "aborted"]}, "Only this state."),
-    "username": ({"type": "string", "minLength": 1, "maxLength": 100}, "Only this user."),
-    "variant": ({"type": "string", "maxLength": 100}, "A variant of the content item."),
-    "hash": ({"type": "string", "enum": ["blake2", "md4"]}, "Signature strong hash."),
-    "rollsum": ({"type": "string", "enum": ["rabinkarp", "rollsum"]}, "Rolling checksum."),
-    "block_len": (
-        {"type": "integer", "minimum": 0, "maximum": 1 << 24},
-        "Signature block length in bytes (0: automatic).",
-    ),
-    "basis": (
-        {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-        "SHA-256 of the version the delta was made against.",
-    ),
-    "filename": ({"type": "string", "minLength": 1, "maxLength": 255}, "The file's name."),
-    "grant": ({"type": "string", "maxLength": 200}, "The grant the update check's URL carries."),
-    "online": (
-        {"type": "string", "enum": ["true", "false"]},
-        "Only devices seen in the last 5 minutes (true), or only the others (false).",
-    ),
-    "installed": (
-        {"type": "string", "maxLength": 2000},
-        'Only devices that said they run these versions (at most 3), as a JSON object {"firmware": '
-        '"2.1.0"} (in their update check, or an installed report); the same filter may be '
-        "spelled installed[REFERENCE]=VERSION, one parameter a package.",
-    ),
-    "type": (_TEXT, "Events: only those of this type (device, deployment, report, ...)."),
-    "device_id": (_ID, "Events: only those about this device."),
-    "object_id": (_TEXT, "Events: only those about this object."),
-    "response_type": ({"type": "string", "enum": ["code"]}, "OAuth: code."),
-    "client_id": (_ID, "OAuth: the registered app's id."),
-    "redirect_uri": (
-        {"type": "string", "maxLength": 2000},
-        "OAuth: one of the app's redirect_uris (a loopback one on any port).",
-    ),
-    "scope": ({"type": "string", "enum": ["read", "write"]}, "OAuth: what the app asks for."),
-    "code_challenge": (
-        {"type": "string", "pattern": "^[A-Za-z0-9_-]{43}$"},
-        "OAuth PKCE: base64url(SHA-256(code_verifier)), unpadded.",
-    ),
-    "code_challenge_method": ({"type": "string", "enum": ["S256"]}, "OAuth PKCE: S256."),
-    "document": (
-        {"type": "string", "maxLength": 6000},
-        'Document fields to match (at most 5), as a JSON object {"subtype": "player", "a.b": 7} '
-        "(a.b for a nested field): the field holds that string or, for a number, true, false or "
-        "null, that value. The same filter may be spelled document[FIELD]=VALUE, one parameter "
-        "a field.",
-    ),
-}
-"""Every query parameter of the API, by name: its JSON schema and what it does."""
-
-REQUIRED = frozenset({"field", "basis"})
+from tether.server.parameters import QUERY
 
 _ERRORS = {
     "400": "Malformed: not JSON, nested too deeply, or no body where one is needed.",
@@ -213,11 +125,12 @@ def _by_parameters(name: str, path: str) -> str:
 def _complete(operation: dict[str, Any], opt: dict[str, Any], handler: Any, path: str) -> None:
     parameters = [p for p in operation.get("parameters", []) if p.get("in") != "query"]
     for name in query_names(opt):
-        schema, description = QUERY[name]
+        declared = QUERY[name]
+        schema, description = declared.schema, declared.description
         parameter = {
             "name": name,
             "in": "query",
-            "required": name in REQUIRED,
+            "required": declared.required,
             "description": description,
             "schema": schema,
         }

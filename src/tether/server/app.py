@@ -41,6 +41,7 @@ from tether.server.identity.sealed import Sealer, master_key
 from tether.server.identity.seen import Seen
 from tether.server.identity.signin_limits import LoginLimiter
 from tether.server.inputs import MAX_JSON_BODY, RefuseNul, TetherRequest
+from tether.server.parameters import checked
 from tether.server.realtime import journal
 from tether.server.realtime.forwarding import forward_events
 from tether.server.realtime.hub import realtime
@@ -281,7 +282,7 @@ def create_app(
             realtime,
             *(extra_handlers or []),
         ],
-        guards=[authorize],
+        guards=[authorize, checked],
     )
     app = Litestar(
         route_handlers=[api, console_pages.router, front.asset],

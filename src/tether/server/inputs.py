@@ -144,6 +144,15 @@ class TetherRequest(Request[Any, Any, Any]):
     `opt={"form_body": True}` (the token endpoint, which OAuth clients post forms to) also
     takes an `application/x-www-form-urlencoded` body, as the object of its fields."""
 
+    async def body(self) -> bytes:
+        """The body; a 400 when it is empty and the handler needs a JSON `data`."""
+        raw = await super().body()
+        if not raw:
+            data = self.route_handler.parsed_fn_signature.parameters.get("data")
+            if data is not None and not data.is_optional:
+                raise Problem(400, "This request needs a JSON body.", code="missing_body")
+        return raw
+
     async def json(self) -> Any:
         raw = await self.body()
         if self.route_handler.opt.get("form_body") and self.content_type[0] == FORM:

@@ -135,39 +135,17 @@ def _document(
     if isinstance(exc, Problem):
         status, code, detail = exc.status_code, exc.code, exc.detail
         headers.update(exc.headers or {})
-        extra_fields: dict[str, Any] = exc.extra
-        errors = extra_fields.get("errors")
-        retry_after = extra_fields.get("retry_after")
+        errors = exc.extra.get("errors")
+        retry_after = exc.extra.get("retry_after")
     elif isinstance(exc, ValidationException):
         status, code = 422, "invalid"
-        detail = "The request is not valid."
-        extra = exc.extra
-        if isinstance(extra, list):
-            errors = [dict(e) if isinstance(e, dict) else {"message": str(e)} for e in extra]
-            errors = [e for e in errors if not _phantom(request, e)] or errors
-
-            messages = [str(e.get("message")) for e in errors if e.get("message")]
-            if messages:
-                detail = "; ".join(messages)
-        if exc.status_code == 400 and "json" in str(exc.detail).lower() and not errors:
-            status, code, detail = 400, "malformed", "The body is not valid JSON."
-        if errors and all(e.get("key") == "data" for e in errors) and detail == "'data'":
-            status, code, detail = 400, "missing_body", "This request needs a JSON body."
-            errors = None
+        errors = _validation_errors(request, exc)
+        messages = [str(e.get("message")) for e in errors or () if e.get("message")]
+        detail = "; ".join(messages) or "The request is not valid."
     elif isinstance(exc, HTTPException):
         status = exc.status_code
         code = _CODES.get(status, "error")
-        detail = str(exc.detail) if exc.detail else _TITLES.get(status, "Error")
-        if isinstance(exc, NotFoundException):
-            detail = "No such resource."
-        elif isinstance(exc, NotAuthorizedException) and not exc.detail:
-            detail = "Authentication required."
-        elif isinstance(exc, PermissionDeniedException) and not exc.detail:
-            detail = "Not allowed."
-        if status == 413:
-            detail = "The request body is too large."
-        if status == 400 and "json" in str(exc.detail).lower():
-            code, detail = "malformed", "The body is not valid JSON."
+        detail = _http_detail(exc)
         headers.update(exc.headers or {})
     elif _database_overloaded(exc):
         logger.warning("database overloaded on %s %s: %s", request.method, request.url.path, exc)
@@ -176,11 +154,8 @@ def _document(
         headers["Retry-After"] = "1"
     else:
         logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-        status, code, detail = (
-            HTTP_500_INTERNAL_SERVER_ERROR,
-            "internal_error",
-            ("The server failed to handle this request."),
-        )
+        status, code = HTTP_500_INTERNAL_SERVER_ERROR, "internal_error"
+        detail = "The server failed to handle this request."
     if status == 401:
         headers.setdefault("WWW-Authenticate", 'Bearer realm="tether"')
     document = ProblemDocument(
@@ -194,6 +169,30 @@ def _document(
         retry_after=retry_after,
     )
     return document, headers
+
+
+def _validation_errors(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> list[dict[str, Any]] | None:
+    """The fields Litestar found invalid, without those it invents for another route's path
+    parameters."""
+    if not isinstance(exc.extra, list):
+        return None
+    errors = [dict(e) if isinstance(e, dict) else {"message": str(e)} for e in exc.extra]
+    return [e for e in errors if not _phantom(request, e)] or errors
+
+
+def _http_detail(exc: HTTPException) -> str:
+    """What to say of one of Litestar's own HTTP errors."""
+    if isinstance(exc, NotFoundException):
+        return "No such resource."
+    if exc.status_code == 413:
+        return "The request body is too large."
+    if isinstance(exc, NotAuthorizedException) and not exc.detail:
+        return "Authentication required."
+    if isinstance(exc, PermissionDeniedException) and not exc.detail:
+        return "Not allowed."
+    return str(exc.detail) if exc.detail else _TITLES.get(exc.status_code, "Error")
 
 
 def _phantom(request: Request[Any, Any, Any], error: dict[str, Any]) -> bool:

@@ -162,10 +162,16 @@ async def run_on_sqlite_thread(conn: AsyncConnection, fn: Callable[[sqlite3.Conn
 
 def upsert(conn: AsyncConnection, table: sa.Table) -> Any:
     """The dialect's INSERT, which offers `on_conflict_do_nothing/do_update`."""
-    if conn.dialect.name == "postgresql":
+    return dialect_insert(conn.dialect.name)(table)
+
+
+def dialect_insert(dialect: str) -> Any:
+    """The `insert` construct of the dialect named (`postgresql` or `sqlite`), for statements
+    built once, before any connection."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(table)
+        return pg_insert
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(table)
+    return sqlite_insert

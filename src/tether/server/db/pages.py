@@ -29,12 +29,10 @@ from litestar import Request
 
 from tether.server.db.reads import Reads, fetch
 from tether.server.inputs import invalid_parameter, query_int
-from tether.server.problems import invalid
 from tether.server.settings import Settings
 
 T = TypeVar("T")
 
-PAGING_PARAMS = frozenset({"limit", "after"})
 EXACT_UP_TO = 200
 """Lists at most this long get an exact total on every page."""
 LONG_COUNT_TTL = 5.0
@@ -47,26 +45,8 @@ class Page(msgspec.Struct, Generic[T]):
     next: str | None
 
 
-def check_query(request: Request[Any, Any, Any]) -> None:
-    """Refuse query parameters the route did not declare (`opt=allow(..., query=...)`, which
-    the OpenAPI document shows), so a typo is not a silent no-op."""
-    known = PAGING_PARAMS | set(request.route_handler.opt.get("query", ()))
-    unknown = sorted(
-        name for name in request.query_params if name not in known and _object_of(name) not in known
-    )
-    if unknown:
-        raise invalid(f"Unknown query parameter(s): {', '.join(unknown)}.", "unknown_parameter")
-
-
-def _object_of(name: str) -> str | None:
-    """The object a deepObject-style parameter belongs to: `document` for `document[a]`."""
-    head, bracket, _ = name.partition("[")
-    return head if bracket and name.endswith("]") else None
-
-
 def page_limit(request: Request[Any, Any, Any], settings: Settings) -> int:
-    """The checked query of a list request and the size of the page it asks for."""
-    check_query(request)
+    """The size of the page a list request asks for."""
     return query_int(
         "limit", request.query_params.get("limit"), settings.page_size, 1, settings.max_page_size
     )

@@ -12,7 +12,6 @@ from litestar import Request, Response, Router, get, put
 from litestar.handlers import HTTPRouteHandler
 
 from tether.server.db.engine import upsert, utcnow
-from tether.server.db.pages import check_query
 from tether.server.db.tables import content_data
 from tether.server.files.blobs import blob_response, record_blob
 from tether.server.files.tree import mime_of
@@ -49,7 +48,6 @@ async def _target(
     request: Request[Any, Any, Any], tether: ServerState, attachment: Attachment
 ) -> tuple[str, str]:
     """The resource of the path in the caller's scope, and the variant its bytes are kept as."""
-    check_query(request)
     variant = attachment.variant
     if attachment.variants:
         variant = request.query_params.get("variant", "")

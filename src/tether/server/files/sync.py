@@ -19,7 +19,6 @@ from litestar.response import Stream
 
 from tether import delta as rsync
 from tether._exceptions import DeltaError
-from tether.server.db.pages import check_query
 from tether.server.files.blobs import read_file
 from tether.server.files.tree import (
     FileInfo,
@@ -42,7 +41,6 @@ _ROLLSUMS = ("rabinkarp", "rollsum")
     opt=allow("file", "read", query=("hash", "rollsum", "block_len"), raw_response="bytes"),
 )
 async def file_signature(request: Request[Any, Any, Any], tether: Tether) -> Response[bytes]:
-    check_query(request)
     params = request.query_params
     hash_, rollsum = params.get("hash", "blake2"), params.get("rollsum", "rabinkarp")
     if hash_ not in _HASHES or rollsum not in _ROLLSUMS:
@@ -80,7 +78,6 @@ async def file_signature(request: Request[Any, Any, Any], tether: Tether) -> Res
     ),
 )
 async def file_patch(request: Request[Any, Any, Any], tether: Tether) -> FileInfo:
-    check_query(request)
     row = await file_row(request, tether)
     basis = request.query_params.get("basis")
     if basis is None:

@@ -30,7 +30,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether.server.db.cascades import Gone, on_delete
 from tether.server.db.engine import new_id, utcnow
-from tether.server.db.pages import check_query
 from tether.server.db.reads import Reads
 from tether.server.db.tables import oauth_codes, refresh_tokens, resources
 from tether.server.identity.credentials import digest, digest_matches, make_prefixed
@@ -99,6 +98,19 @@ class Approved(msgspec.Struct):
 def oauth_error(error: str, description: str, status: int = 400) -> Problem:
     """A problem whose code is the OAuth error code (RFC 6749 §4.1.2.1 and §5.2)."""
     return Problem(status, description, code=error)
+
+
+_REFUSED = {
+    "client_id": "invalid_client",
+    "redirect_uri": "invalid_redirect_uri",
+    "response_type": "unsupported_response_type",
+    "scope": "invalid_scope",
+}
+
+
+def _refused(name: str, rule: str) -> Problem:
+    """An authorization request's parameter out of its declared bounds, in OAuth's words."""
+    return oauth_error(_REFUSED.get(name, "invalid_request"), f"{name} {rule}.")
 
 
 def _parsed(uri: str) -> SplitResult | None:
@@ -191,10 +203,9 @@ def _request_of(request: Request[Any, Any, Any]) -> AuthorizationRequest:
     "/oauth/authorize",
     tags=["oauth"],
     summary="Check an app's authorization request and say what it asks for (the consent page's)",
-    opt=allow("app", "read", query=_QUERY),
+    opt=allow("app", "read", query=_QUERY, query_refusal=_refused),
 )
 async def consent(request: Request[Any, Any, Any], tether: Tether) -> Consent:
-    check_query(request)
     query = request.query_params
     async with tether.reader.connect() as reads:
         org_id = principal_of(request).org_id

@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tether.server.db.engine import dialect_insert
 from tether.server.db.tables import login_attempts
 from tether.server.problems import Problem
 
@@ -35,15 +36,6 @@ def rate_limited(retry_after: int) -> Problem:
         headers={"Retry-After": str(retry_after)},
         extra={"retry_after": retry_after},
     )
-
-
-def _insert(dialect: str) -> Any:
-    insert: Any
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert
 
 
 def _address_key(address: str) -> str:
@@ -75,7 +67,7 @@ class LoginLimiter:
         self.max_per_address = max_per_address
         self.window = window
         self._blocked: dict[str, float] = {}
-        insert = _insert(engine.dialect.name)
+        insert = dialect_insert(engine.dialect.name)
         fresh = _TABLE.window_end <= sa.bindparam("now")
         statement = insert(login_attempts).values(
             key=sa.bindparam("key"), count=1, window_end=sa.bindparam("end")

@@ -20,11 +20,10 @@ import sqlalchemy as sa
 from litestar import Request, Router, get
 
 from tether.server.db.engine import first_id_at, new_id, utcnow
-from tether.server.db.pages import Page, Sort, list_page, page_limit
+from tether.server.db.pages import Page, Sort, filters_of, list_page, narrowed, page_limit
 from tether.server.db.tables import events
 from tether.server.identity.policy import allow, heard_types, may_hear
 from tether.server.identity.scope import principal_of, resolve_scope, scoped_paths
-from tether.server.inputs import invalid_parameter
 from tether.server.realtime.events import Event, EventBus
 from tether.server.state import ServerState, Tether
 
@@ -116,17 +115,13 @@ _FILTERS = ("type", "device_id", "object_id")
 
 
 @functools.cache
-def _query(filters: tuple[str, ...], types: frozenset[str], movements: bool) -> sa.Select[Any]:
-    """The journal of an organization (`org_id`), narrowed by the `filters` named (each bound
-    by its own name; `project_id` under a project's path) and to the event types a caller
-    may hear (`policy.heard_types`)."""
+def _heard(types: frozenset[str], movements: bool) -> sa.Select[Any]:
+    """The journal of an organization (`org_id`), narrowed to the event types a caller may
+    hear (`policy.heard_types`)."""
     heard: sa.ColumnElement[bool] = events.c.type.in_([sa.literal(t) for t in sorted(types)])
     if movements:
         heard = sa.or_(heard, events.c.type.like("location.%"), events.c.type.like("project.%"))
-    query = sa.select(events).where(events.c.org_id == sa.bindparam("org_id"), heard)
-    for name in filters:
-        query = query.where(events.c[name] == sa.bindparam(name))
-    return query
+    return sa.select(events).where(events.c.org_id == sa.bindparam("org_id"), heard)
 
 
 def _shown(principal: Any) -> Any:
@@ -150,10 +145,7 @@ def _shown(principal: Any) -> Any:
 async def recent(request: Request[Any, Any, Any], tether: Tether) -> Page[JournalEvent]:
     limit = page_limit(request, tether.settings)
     principal = principal_of(request)
-    given = {name: request.query_params[name] for name in _FILTERS if name in request.query_params}
-    for name, value in given.items():
-        if not 1 <= len(value) <= 200:
-            raise invalid_parameter(name, "is 1 to 200 characters")
+    given = filters_of(request, _FILTERS)
     if principal.type == "device":
         given["device_id"] = principal.id
     async with tether.reader.connect() as reads:
@@ -163,7 +155,7 @@ async def recent(request: Request[Any, Any, Any], tether: Tether) -> Page[Journa
         page = await list_page(
             reads,
             request,
-            _query(tuple(sorted(given)), *heard_types(principal)),
+            narrowed(_heard(*heard_types(principal)), events, tuple(sorted(given))),
             events.c.id,
             limit,
             _shown(principal),

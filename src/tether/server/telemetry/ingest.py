@@ -19,7 +19,7 @@ from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tether._values import field_problem
-from tether.server.db.engine import bulk_insert, run_on_sqlite_thread, utcnow
+from tether.server.db.engine import bulk_insert, dialect_insert, run_on_sqlite_thread, utcnow
 from tether.server.db.prepared import prepare
 from tether.server.db.tables import resources, telemetry_batches, telemetry_latest, telemetry_points
 from tether.server.identity.policy import allow
@@ -145,15 +145,12 @@ class _Statements:
     """The statements of a push for one dialect, built once with bind parameters."""
 
     def __init__(self, dialect: str) -> None:
-        insert: Any
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-
-            last_id: Any = sa.func.currval(sa.func.pg_get_serial_sequence("telemetry_points", "id"))
-        else:
-            from sqlalchemy.dialects.sqlite import insert
-
-            last_id = sa.func.last_insert_rowid()
+        insert = dialect_insert(dialect)
+        last_id: Any = (
+            sa.func.currval(sa.func.pg_get_serial_sequence("telemetry_points", "id"))
+            if dialect == "postgresql"
+            else sa.func.last_insert_rowid()
+        )
         b, r = telemetry_batches.c, resources.c
         self.device = sa.select(r.id).where(r.id == sa.bindparam("device_id"), r.kind == "device")
         self.claim = (

@@ -18,7 +18,6 @@ from litestar import Request, Response, Router, get, post
 from litestar.params import FromPath, JSONBody
 
 from tether._versions import parse_version
-from tether.server.db.pages import check_query
 from tether.server.db.reads import Reads
 from tether.server.db.tables import deployment_reports, deployments, package_versions, resources
 from tether.server.files.blobs import blob_response
@@ -297,7 +296,6 @@ async def check(
 async def download(
     version_id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
 ) -> Response[Any]:
-    check_query(request)
     principal = principal_of(request)
     if principal.type == "device":
         grant = request.query_params.get("grant", "")

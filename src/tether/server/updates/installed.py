@@ -23,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tether.server.db.cascades import Gone, on_delete
 from tether.server.db.engine import upsert, utcnow
-from tether.server.db.pages import check_query
 from tether.server.db.tables import (
     deployment_reports,
     deployments,
@@ -109,7 +108,6 @@ _SPREAD_IN_PROJECT = _SPREAD.join_from(
 )
 async def spread(request: Request[Any, Any, Any], tether: Tether) -> list[VersionCount]:
     """Counted over the whole fleet, so kept for a few seconds (`installed_spread`)."""
-    check_query(request)
     reference = request.query_params.get("reference")
     await tether.installed.flush()
     async with tether.reader.connect() as reads:
@@ -139,7 +137,6 @@ async def spread(request: Request[Any, Any, Any], tether: Tether) -> list[Versio
     opt=allow("device", "read", target="id"),
 )
 async def history(request: Request[Any, Any, Any], tether: Tether) -> DeviceUpdates:
-    check_query(request)
     device_id = request.path_params["id"]
     await tether.installed.flush()
     async with tether.reader.connect() as reads:

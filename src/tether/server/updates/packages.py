@@ -21,7 +21,7 @@ from litestar.params import FromPath, JSONBody
 
 from tether._versions import canonical_version
 from tether.server.db.engine import new_id, upsert, utcnow
-from tether.server.db.pages import Page, check_query, filters_of, list_page, narrowed, page_limit
+from tether.server.db.pages import Page, filters_of, list_page, narrowed, page_limit
 from tether.server.db.reads import Reads
 from tether.server.db.tables import deployments, package_versions, update_keys
 from tether.server.files.blobs import blob_response, record_blob
@@ -183,7 +183,6 @@ async def publish(
     reference = checked_reference(reference)
     version = checked_version(version)
     filename = request.query_params.get("filename") or f"{reference}-{version}"
-    check_query(request)
     if not _FILENAME.match(filename) or filename in (".", ".."):
         raise invalid("The filename must be a plain file name.", "invalid_filename")
     metadata = _metadata(request)
