@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "files.objects": 1,
     "identity": 2,
     "resources": 3,
+    "commands": 4,
     "files": 4,
     "telemetry": 4,
     "updates": 4,

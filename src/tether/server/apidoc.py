@@ -16,7 +16,7 @@ from typing import Any
 from litestar import Litestar, Request
 from litestar.openapi.plugins import JsonRenderPlugin
 
-from tether.server.parameters import QUERY
+from tether.server.parameters import parameter_of
 
 _ERRORS = {
     "400": "Malformed: not JSON, nested too deeply, or no body where one is needed.",
@@ -125,7 +125,7 @@ def _by_parameters(name: str, path: str) -> str:
 def _complete(operation: dict[str, Any], opt: dict[str, Any], handler: Any, path: str) -> None:
     parameters = [p for p in operation.get("parameters", []) if p.get("in") != "query"]
     for name in query_names(opt):
-        declared = QUERY[name]
+        declared = parameter_of(opt, name)
         schema, description = declared.schema, declared.description
         parameter = {
             "name": name,

@@ -25,6 +25,8 @@ from litestar.openapi import OpenAPIConfig
 from tether._version import __version__
 from tether.server import console, front
 from tether.server.apidoc import CompletedJsonRender
+from tether.server.commands import routes as command_routes
+from tether.server.commands.delivery import Delivery
 from tether.server.console import pages as console_pages
 from tether.server.db.engine import create_engine, private_database
 from tether.server.db.reads import Reader
@@ -167,6 +169,8 @@ async def _background(state: ServerState) -> AsyncIterator[None]:
         )
     )
     state.hub.hearing.append(deployments.heard(state))
+    state.areas["commands"] = Delivery(state)
+    state.areas["commands"].start()
     state.spawn(forward_events(state.bus, state.hub))
     state.spawn(journal.record(state, state.bus))
     state.spawn(_hourly(lambda: journal.prune(state), "forgot %d events past their retention"))
@@ -279,6 +283,7 @@ def create_app(
             checks.router,
             installed.router,
             journal.router,
+            command_routes.router,
             realtime,
             *(extra_handlers or []),
         ],

@@ -5,7 +5,7 @@ the server accepts (`tests/server/test_parameters.py` sends each documented boun
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -47,6 +47,10 @@ class Parameter:
     def __post_init__(self) -> None:
         if not self.schema:
             object.__setattr__(self, "schema", _schema_of(self.type))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Parameter:
+        """Itself: a declaration never changes (Litestar copies each route's `opt`)."""
+        return self
 
     def check(self, name: str, value: str, refusal: Refusal = invalid_parameter) -> None:
         """The problem `refusal` makes (a 422 naming `name`) when `value` is not of this
@@ -165,10 +169,18 @@ PAGING = ("limit", "after")
 """What every list takes, declared or not."""
 
 
+def parameter_of(opt: Mapping[str, Any], name: str) -> Parameter:
+    """The declaration of query parameter `name` on a route: its own (`query_types`, where a
+    name means something else there, like a command's `state`) or the API's."""
+    own: Mapping[str, Parameter] = opt.get("query_types", {})
+    return own.get(name) or QUERY[name]
+
+
 def check(
     given: Iterable[tuple[str, str]],
     declared: Collection[str],
     refusal: Refusal = invalid_parameter,
+    own: Mapping[str, Parameter] | None = None,
 ) -> None:
     """Refuse a parameter the route did not declare (so a typo is not a silent no-op) and a
     value outside its declaration's bounds, each with a 422 naming the parameter. A member of
@@ -176,7 +188,7 @@ def check(
     unknown: list[str] = []
     for name, value in given:
         if name in declared or name in PAGING:
-            QUERY[name].check(name, value, refusal)
+            ((own or {}).get(name) or QUERY[name]).check(name, value, refusal)
         elif object_of(name) not in declared:
             unknown.append(name)
     if unknown:
@@ -195,6 +207,7 @@ async def checked(
         connection.query_params.multi_items(),
         opt.get("query", ()),
         opt.get("query_refusal", invalid_parameter),
+        opt.get("query_types"),
     )
 
 

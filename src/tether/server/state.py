@@ -77,6 +77,8 @@ class ServerState:
     seconds: a count over the whole fleet, shown on the console's overview and device list."""
     console_choices: TimedCache = field(default_factory=lambda: TimedCache(5.0))
     """Each console session's device-list filter choices, kept a few seconds."""
+    areas: dict[str, Any] = field(default_factory=dict)
+    """Each area's own part of the running server, by the area's name (`commands`)."""
     installed: InstalledWrites = field(init=False)
     """What devices said they have installed in their checks, written behind in batches."""
 

@@ -489,3 +489,70 @@ oauth_codes = sa.Table(
 )
 """OAuth authorization codes (`identity.oauth`): what a person let a registered app do, until
 the app exchanges the code once with its PKCE verifier. Stored hashed; short-lived."""
+
+command_groups = sa.Table(
+    "command_groups",
+    metadata,
+    _id(primary_key=True),
+    _org(),
+    _id("project_id", nullable=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("idempotency_key", sa.String(200), nullable=True),
+    sa.Column("sender", sa.String(300), nullable=False),
+    sa.Column("total", sa.Integer, nullable=False),
+    _created(),
+    sa.Index("ix_command_groups_org", "org_id", "id"),
+    sa.Index(
+        "ix_command_groups_idempotency",
+        "org_id",
+        "idempotency_key",
+        unique=True,
+        sqlite_where=sa.text("idempotency_key IS NOT NULL"),
+        postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+    ),
+)
+"""One command sent to many devices: a command row per device shares its id (`group_id`)."""
+
+commands = sa.Table(
+    "commands",
+    metadata,
+    _id(primary_key=True),
+    _org(),
+    _id("project_id", nullable=True),
+    _id("device_id", nullable=False),
+    _id("group_id", nullable=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("state", sa.String(12), nullable=False),
+    sa.Column("idempotency_key", sa.String(200), nullable=True),
+    sa.Column("sender", sa.String(300), nullable=False),
+    sa.Column("timeout", sa.Float, nullable=False),
+    _created(),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Column("sent_at", UTCDateTime(), nullable=True),
+    sa.Column("delivered_at", UTCDateTime(), nullable=True),
+    sa.Column("started_at", UTCDateTime(), nullable=True),
+    sa.Column("finished_at", UTCDateTime(), nullable=True),
+    sa.Column("deadline", UTCDateTime(), nullable=True),
+    sa.Column("answered_at", UTCDateTime(), nullable=True),
+    sa.Column("progress", sa.Text, nullable=True),
+    sa.Column("result", sa.Text, nullable=True),
+    sa.Column("error", sa.String(2000), nullable=True),
+    sa.Index("ix_commands_org", "org_id", "id"),
+    sa.Index("ix_commands_device", "device_id", "state", "id"),
+    sa.Index("ix_commands_group", "group_id", "id"),
+    sa.Index("ix_commands_expiry", "state", "expires_at"),
+    sa.Index("ix_commands_deadline", "state", "deadline"),
+    sa.Index(
+        "ix_commands_idempotency",
+        "org_id",
+        "idempotency_key",
+        unique=True,
+        sqlite_where=sa.text("idempotency_key IS NOT NULL"),
+        postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+    ),
+)
+"""Commands to devices (`commands`): what to do, and each state it went through with its
+time. `deadline` is when a delivered command times out; `answered_at` is when the device's
+answer came, even after it timed out."""

@@ -131,6 +131,21 @@ _TABLE: list[Rule] = [
     Rule("update", "download", _who(*READERS, device=SELF), True, "fetch an offered package"),
     Rule("update", "report", _who(*WRITERS, device=SELF), False, "a device's install progress"),
     Rule("report", "read", _who(*READERS, device=SELF), True, "update reports, as events"),
+    Rule(
+        "command",
+        "read",
+        _who(*READERS, device=SELF),
+        True,
+        "commands, their states and results (a device: its own)",
+    ),
+    Rule("command", "send", _who(*WRITERS), False, "send, cancel and resend commands"),
+    Rule(
+        "command",
+        "answer",
+        _who(device=SELF),
+        False,
+        "acknowledge, report progress on and answer its own commands",
+    ),
     Rule("channel", "listen", _who(*ROLES), True, "subscribe, members, events"),
     Rule(
         "event", "read", _who(*ROLES), True, "the journal of recent events, each to who may hear it"

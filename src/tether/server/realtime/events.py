@@ -51,7 +51,7 @@ def without_secrets(document: Any) -> Any:
 class EventBus:
     """In-process publish/subscribe for events. Secrets are stripped here, on the way in."""
 
-    def __init__(self, queue_size: int = 1000) -> None:
+    def __init__(self, queue_size: int = 20_000) -> None:
         self._queue_size = queue_size
         self._subscribers: set[asyncio.Queue[Event]] = set()
 

@@ -90,6 +90,13 @@ class Frame(msgspec.Struct, omit_defaults=True):
     broadcast: str | None = None
     types: list[str] | None = None
     presence: bool = False
+    command: str | None = None
+    state: str | None = None
+    result: Any = None
+    error: str | None = None
+    progress: Any = None
+    version: int | None = None
+    reported: Any = None
 
 
 class FrameError(Exception):
@@ -100,6 +107,9 @@ class FrameError(Exception):
 
 
 Send = Callable[[WebSocketSendEvent], Awaitable[None]]
+Operation = Callable[["Client", Frame], Awaitable[dict[str, Any] | None]]
+"""An area's answer to a frame: the reply to send (None for none); a `FrameError` or a
+`Problem` becomes an error frame."""
 
 
 @dataclass(eq=False)
@@ -122,6 +132,8 @@ class Client:
     (`revoked`) or a write to it failed."""
     too_slow: bool = False
     revoked: bool = False
+    takes: set[str] = field(default_factory=set)
+    """What an area delivers to this socket on its own once asked (`commands`, `twin`)."""
     _flushing: asyncio.Task[None] | None = None
 
     @property
@@ -240,6 +252,18 @@ class Hub:
         self.hearing: list[Callable[[Event], None]] = []
         """Called with each event another server process published (to drop what this one
         keeps of the object, say)."""
+        self.operations: dict[str, Operation] = {}
+        """Frames an area answers (`commands`: ack, progress, result...), by their op: how
+        every area reaches the sockets without the hub knowing the area."""
+        self._principals: dict[str, set[Client]] = {}
+
+    def join(self, client: Client) -> None:
+        self.clients.add(client)
+        self._principals.setdefault(client.principal.id, set()).add(client)
+
+    def sockets_of(self, principal_id: str) -> set[Client]:
+        """The sockets of one principal (a device, say) open on this process."""
+        return self._principals.get(principal_id, set())
 
     def connected(self, kind: str) -> list[str]:
         """The ids of the principals of `kind` (device, user...) with a socket open here."""
@@ -285,6 +309,11 @@ class Hub:
         for key in list(client.channels):
             self.unsubscribe(client, key)
         self.clients.discard(client)
+        own = self._principals.get(client.principal.id)
+        if own is not None:
+            own.discard(client)
+            if not own:
+                del self._principals[client.principal.id]
 
     def members(self, key: ChannelKey) -> list[dict[str, Any]]:
         """Who is subscribed to `key` on this node, once per identity."""
@@ -506,11 +535,17 @@ def _error(frame: Frame, exc: FrameError) -> dict[str, Any]:
 
 
 async def _answer_later(hub: Hub, client: Client, frame: Frame) -> None:
+    operation = hub.operations.get(frame.op)
     try:
-        reply = await _answer(hub, client, frame)
+        reply = await (
+            _answer(hub, client, frame) if operation is None else operation(client, frame)
+        )
     except FrameError as exc:
         reply = _error(frame, exc)
-    client.offer(reply)
+    except Problem as exc:
+        reply = _error(frame, FrameError(exc.code, exc.detail))
+    if reply is not None:
+        client.offer(reply)
 
 
 async def _read_loop(socket: WebSocket[Any, Any, Any], hub: Hub, client: Client) -> None:
@@ -535,7 +570,7 @@ async def _read_loop(socket: WebSocket[Any, Any, Any], hub: Hub, client: Client)
             except FrameError as exc:
                 client.offer({"op": "error", "code": exc.code, "message": exc.message})
                 continue
-            if frame.op in ("broadcast", "who"):
+            if frame.op in ("broadcast", "who") or frame.op in hub.operations:
                 task = asyncio.create_task(_answer_later(hub, client, frame))
                 work.add(task)
                 task.add_done_callback(work.discard)
@@ -573,7 +608,7 @@ async def realtime(socket: WebSocket[Any, Any, Any]) -> None:
         principal = dataclasses.replace(principal, project_id=project_id)
     client = Client(principal=principal, send=socket.send)
     await socket.accept()
-    hub.clients.add(client)
+    hub.join(client)
     reader = asyncio.create_task(_read_loop(socket, hub, client))
     gone = asyncio.create_task(client.gone.wait())
     try:

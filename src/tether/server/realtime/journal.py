@@ -66,9 +66,13 @@ def _document(event: Event) -> str | None:
     encoded = msgspec.json.encode(event.document)
     if len(encoded) > MAX_DOCUMENT:
         doc = event.document
-        shown = {name: _field(doc, name) for name in ("id", "name", "project_id")}
+        shown = {name: _field(doc, name) for name in _KEPT}
         encoded = msgspec.json.encode({k: v for k, v in shown.items() if v is not None})
     return encoded.decode()
+
+
+_KEPT = ("id", "name", "project_id", "device_id", "state")
+"""What the journal keeps of a document too large to keep whole."""
 
 
 def _row(event: Event) -> dict[str, Any]:
@@ -79,7 +83,9 @@ def _row(event: Event) -> dict[str, Any]:
         "type": event.type,
         "action": event.action,
         "object_id": event.id,
-        "device_id": event.id if event.type in ABOUT_DEVICES else None,
+        "device_id": event.id
+        if event.type in ABOUT_DEVICES
+        else _field(event.document, "device_id"),
         "project_id": event.id if event.type == "project" else _field(event.document, "project_id"),
         "document": _document(event),
     }

@@ -36,12 +36,10 @@ from tether.server.identity.seen import online_since
 from tether.server.identity.sessions import revoke_principal
 from tether.server.problems import invalid, not_found
 from tether.server.realtime.events import Event
-from tether.server.resources.documents import bound as documents_bound
-from tether.server.resources.documents import document_filters
 from tether.server.resources.queries import (
-    installed_filters,
-    presence_filter,
+    reads_installed,
     scoped_resources,
+    selection,
     sort_of,
 )
 from tether.server.state import ServerState, Tether
@@ -323,9 +321,6 @@ async def _forget_held(gone: Gone) -> None:
     await gone.conn.execute(resources.delete().where(resources.c.project_id.in_(gone.ids)))
 
 
-_FILTERS = ("name", "location_id", "experience_id", "parent_id", "zone_id", "member_id")
-
-
 def _paths(kind: Kind, item: bool) -> list[str]:
     if kind.name == "project":
         return ["/projects/{project_id:str}"] if item else ["/projects"]
@@ -343,27 +338,15 @@ def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
     async def list_(request: Request[Any, Any, Any], tether: Tether) -> Page[ResourceOut]:
         limit = page_limit(request, tether.settings)
         params = request.query_params
-        filters = tuple(f for f in _FILTERS if f in params)
-        online = presence_filter(params.get("online"))
-        documents = document_filters(params)
-        installed = installed_filters(params) if kind.name == "device" else {}
         sort = sort_of(params.get("sort"))
-        if installed:
+        if reads_installed(params):
             await tether.installed.flush()
         async with tether.reader.connect() as conn:
             org_id, project_id = await resolve_scope(conn, request, kind.in_projects)
-            query = scoped_resources(
-                project_id is not None,
-                filters,
-                tuple(d.shape for d in documents),
-                online,
-                len(installed) // 2,
+            chosen = selection(kind.name, org_id, project_id, params)
+            return await list_page(
+                conn, request, chosen.query, resources.c.id, limit, to_out, chosen.bound, sort
             )
-            bound = scope_params(kind, org_id, project_id) | {f: params[f] for f in filters}
-            bound |= documents_bound(documents) | installed
-            if online is not None:
-                bound["online_since"] = online_since()
-            return await list_page(conn, request, query, resources.c.id, limit, to_out, bound, sort)
 
     async def create(
         request: Request[Any, Any, Any],

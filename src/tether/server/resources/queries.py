@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -15,8 +16,10 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from tether.server.db.pages import BY_ID, Sort
 from tether.server.db.tables import installed_packages, resources, zone_members
+from tether.server.identity.seen import online_since
 from tether.server.inputs import invalid_parameter, query_members
-from tether.server.resources.documents import narrowed_by
+from tether.server.resources.documents import bound as documents_bound
+from tether.server.resources.documents import document_filters, narrowed_by
 
 
 class comma_list(FunctionElement[str]):
@@ -95,6 +98,47 @@ def scoped_resources(
         )
         query = query.where(resources.c.id.in_(running))
     return narrowed_by(query, resources.c.document, documents)
+
+
+FILTERS = ("name", "location_id", "experience_id", "parent_id", "zone_id", "member_id")
+"""The columns a list may be narrowed by, each a query parameter of the same name."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The resources a list's filters select: its statement (built once per shape) and what
+    it binds."""
+
+    query: sa.Select[Any]
+    bound: dict[str, Any]
+
+
+def selection(kind: str, org_id: str, project_id: str | None, params: Any) -> Selection:
+    """The resources of `kind` in the scope that `params` (a list's query parameters, or a
+    command's device filter spelled the same way) select: by column, presence, document
+    fields and, for devices, installed packages."""
+    filters = tuple(f for f in FILTERS if f in params)
+    online = presence_filter(params.get("online"))
+    documents = document_filters(params)
+    installed = installed_filters(params) if kind == "device" else {}
+    query = scoped_resources(
+        project_id is not None,
+        filters,
+        tuple(d.shape for d in documents),
+        online,
+        len(installed) // 2,
+    )
+    bound: dict[str, Any] = {"org_id": org_id, "kind": kind, "project_id": project_id}
+    bound |= {f: params[f] for f in filters} | documents_bound(documents) | installed
+    if online is not None:
+        bound["online_since"] = online_since()
+    return Selection(query, bound)
+
+
+def reads_installed(params: Any) -> bool:
+    """Whether a selection filters by installed packages, whose reports are written behind:
+    flush them before the read that takes the snapshot."""
+    return any(name.partition("[")[0] == "installed" for name in params)
 
 
 def presence_filter(raw: str | None) -> bool | None:

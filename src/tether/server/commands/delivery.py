@@ -1,0 +1,209 @@
+"""The live part of commands: a device that asked for its commands over its realtime socket
+gets each one the moment it is queued and everything still queued when it (re)connects;
+its acknowledgements, progress and answers come back on the same socket. A sweeper ends what
+ran out of time, and callers may wait for a command (or a group) to end.
+
+Across a cluster, a command queued on one node reaches a device connected to another through
+the event the first node publishes (`hub.hearing`); each node writes only to its own sockets.
+
+Frames, from the device:
+
+    {"op": "commands", "id": 1}                       start delivering my commands here
+    {"op": "command_ack", "id": 2, "command": "<id>"}  stored: delivered
+    {"op": "command_progress", "id": 3, "command": "<id>", "progress": {...}}
+    {"op": "command_result", "id": 4, "command": "<id>", "state": "succeeded",
+     "result": {...}, "error": null}
+
+each answered with `{"op": "ack", "id": n, "command": {...}}` (the command as it now stands: a
+device does not run one that is no longer `delivered` or `in_progress`); to the device:
+
+    {"op": "command", "command": {"id": ..., "name": ..., "payload": ..., "timeout": ...}}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import msgspec
+
+from tether.server.commands import store
+from tether.server.identity.policy import decide
+from tether.server.realtime.events import Event
+from tether.server.realtime.hub import Client, Frame, FrameError, Hub
+from tether.server.state import ServerState
+
+logger = logging.getLogger("tether.server")
+
+SWEEP_EVERY = 0.5
+"""Seconds between two looks for commands that expired or timed out."""
+
+
+class Delivery:
+    """The commands area's part of the running server (`ServerState.areas["commands"]`)."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.hub: Hub = state.hub
+        self._watchers: dict[str, set[asyncio.Event]] = {}
+
+    def start(self) -> None:
+        self.hub.operations.update(
+            {
+                "commands": self._take,
+                "command_ack": self._acknowledge,
+                "command_progress": self._progress,
+                "command_result": self._answer,
+            }
+        )
+        self.hub.hearing.append(self._heard)
+        self.state.spawn(self._sweep_forever())
+
+    # -- publishing and waiting
+
+    def changed(self, rows: Sequence[Any], action: Literal["created", "updated"]) -> None:
+        """After a commit: announce each changed command and wake who waits for it; a new
+        one goes to its device at once if the device listens on this node."""
+        for event in store.events_of(rows, action):
+            self.state.bus.publish(event)
+            self._wake(event)
+        if action == "created":
+            self._push([store.out(row) for row in rows])
+
+    def _heard(self, event: Event) -> None:
+        """A command event from another node: wake waiters; deliver a new command to a
+        device whose socket is here."""
+        if event.type != "command":
+            return
+        self._wake(event)
+        if event.action == "created" and isinstance(event.document, dict):
+            with contextlib.suppress(msgspec.ValidationError):
+                self._push([msgspec.convert(event.document, store.CommandOut)])
+
+    def _wake(self, event: Event) -> None:
+        group = _field(event.document, "group_id")
+        for key in (event.id, group):
+            for waiter in self._watchers.get(key or "", ()):
+                waiter.set()
+
+    async def changes_of(self, key: str, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for a change to the command (or group) `key`."""
+        waiter = asyncio.Event()
+        self._watchers.setdefault(key, set()).add(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter.wait()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            waiting = self._watchers.get(key)
+            if waiting is not None:
+                waiting.discard(waiter)
+                if not waiting:
+                    del self._watchers[key]
+
+    # -- to the devices
+
+    def _push(self, commands: Sequence[store.CommandOut]) -> None:
+        """Write each command to its device's sockets here that asked for commands; the ones
+        written become `sent` (in a task: the caller is not kept waiting)."""
+        sent = []
+        for command in commands:
+            sockets = [c for c in self.hub.sockets_of(command.device_id) if "commands" in c.takes]
+            frame = {"op": "command", "command": command}
+            if [c for c in sockets if c.offer(frame)]:
+                sent.append(command.id)
+        if sent:
+            self.state.spawn(self._mark_sent(sent))
+
+    async def _mark_sent(self, ids: list[str]) -> None:
+        async with self.state.engine.begin() as conn:
+            rows = await store.mark_sent(conn, ids)
+        self.changed(rows, "updated")
+
+    async def _take(self, client: Client, frame: Frame) -> dict[str, Any]:
+        """A device asks for its commands on this socket: everything still queued, oldest
+        first, then each new one as it comes."""
+        device_id = _answering(client)
+        client.takes.add("commands")
+        async with self.state.reader.connect() as reads:
+            rows = await store.undelivered(reads, device_id)
+        self._push([store.out(row) for row in rows])
+        return {"op": "ack", "id": frame.id, "pending": len(rows)}
+
+    # -- from the devices
+
+    async def _acknowledge(self, client: Client, frame: Frame) -> dict[str, Any]:
+        device_id, command_id = _answering(client), _command_of(frame)
+        async with self.state.engine.begin() as conn:
+            row, moved = await store.acknowledge(conn, device_id, command_id)
+        return self._answered(frame, row, moved)
+
+    async def _progress(self, client: Client, frame: Frame) -> dict[str, Any]:
+        device_id, command_id = _answering(client), _command_of(frame)
+        async with self.state.engine.begin() as conn:
+            row, moved = await store.progress(conn, device_id, command_id, frame.progress)
+        return self._answered(frame, row, moved)
+
+    async def _answer(self, client: Client, frame: Frame) -> dict[str, Any]:
+        device_id, command_id = _answering(client), _command_of(frame)
+        try:
+            data = msgspec.convert(
+                {"state": frame.state, "result": frame.result, "error": frame.error},
+                store.AnswerIn,
+            )
+        except msgspec.ValidationError as exc:
+            raise FrameError("invalid", str(exc)) from None
+        async with self.state.engine.begin() as conn:
+            row, moved = await store.answer(conn, device_id, command_id, data)
+        return self._answered(frame, row, moved)
+
+    def _answered(self, frame: Frame, row: Any, moved: bool) -> dict[str, Any]:
+        if moved:
+            self.changed([row], "updated")
+        return {"op": "ack", "id": frame.id, "command": store.out(row)}
+
+    # -- time
+
+    async def sweep(self) -> int:
+        """End the commands that ran out of time; how many."""
+        async with self.state.engine.begin() as conn:
+            rows = await store.sweep(conn)
+        self.changed(rows, "updated")
+        return len(rows)
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                logger.exception("sweeping commands failed")
+            await asyncio.sleep(SWEEP_EVERY)
+
+
+def delivery_of(state: ServerState) -> Delivery:
+    delivery: Delivery = state.areas["commands"]
+    return delivery
+
+
+def _answering(client: Client) -> str:
+    """The device this socket speaks for, if the policy lets it answer its commands."""
+    try:
+        decide(client.principal, "command", "answer", client.principal.id, client.path)
+    except Exception as exc:
+        raise FrameError("forbidden", "Only a device answers its own commands.") from exc
+    return client.principal.id
+
+
+def _command_of(frame: Frame) -> str:
+    if not isinstance(frame.command, str) or not 1 <= len(frame.command) <= 36:
+        raise FrameError("invalid", "command must be a command's id")
+    return frame.command
+
+
+def _field(document: Any, name: str) -> Any:
+    return document.get(name) if isinstance(document, dict) else getattr(document, name, None)

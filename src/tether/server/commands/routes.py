@@ -1,0 +1,467 @@
+"""The commands API: send to one device or many, follow, wait, cancel and resend; and, for
+a device without a socket, list its pending commands and answer them over HTTP."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from typing import Annotated, Any, Literal
+
+import msgspec
+import sqlalchemy as sa
+from litestar import Request, Response, Router, get, post
+from litestar.params import FromPath, JSONBody
+from msgspec import Meta
+from sqlalchemy.exc import IntegrityError
+
+from tether.server.commands import store
+from tether.server.commands.delivery import delivery_of
+from tether.server.db.pages import Page, Sort, filters_of, list_page, page_limit
+from tether.server.db.reads import Reads, fetch
+from tether.server.db.tables import command_groups, commands, resources
+from tether.server.identity.credentials import Principal
+from tether.server.identity.policy import CALLER, allow
+from tether.server.identity.scope import principal_of, resolve_scope, scoped_paths
+from tether.server.parameters import QUERY, Parameter, check
+from tether.server.problems import Problem, invalid, not_found
+from tether.server.resources.queries import reads_installed, selection
+from tether.server.state import ServerState, Tether
+
+NEWEST_FIRST = Sort(None, descending=True)
+OLDEST_FIRST = Sort(None)
+MAX_WAIT = 60.0
+
+_STATE = Parameter(
+    Literal[(*store.STATES, "open")],
+    "Only commands in this state; open: not ended yet (queued, sent, delivered, in_progress).",
+)
+_WAIT = Parameter(
+    Annotated[float, Meta(ge=0, le=MAX_WAIT)],
+    "Seconds to wait for it to end before answering (a long poll, at most 60); 0 answers at once.",
+)
+_OWN = {
+    "state": _STATE,
+    "wait": _WAIT,
+    "group_id": Parameter(QUERY["device_id"].type, "Only the commands of this group."),
+    "name": Parameter(QUERY["name"].type, "Only commands of this name."),
+}
+_FILTERS = ("device_id", "group_id", "name")
+DEVICE_FILTERS = (
+    *("name", "location_id", "experience_id", "zone_id", "project_id"),
+    *("online", "document", "installed"),
+)
+"""What a command to many may select devices by: the device list's filters."""
+
+
+@functools.cache
+def _listed(filters: tuple[str, ...], open_only: bool, in_project: bool) -> sa.Select[Any]:
+    query = sa.select(commands).where(commands.c.org_id == sa.bindparam("org_id"))
+    if in_project:
+        query = query.where(commands.c.project_id == sa.bindparam("project_id"))
+    if open_only:
+        query = query.where(commands.c.state.in_([sa.literal(s) for s in store.OPEN]))
+    for name in filters:
+        query = query.where(commands.c[name] == sa.bindparam(name))
+    return query
+
+
+async def _page(
+    reads: Reads,
+    request: Request[Any, Any, Any],
+    tether: ServerState,
+    org_id: str,
+    project_id: str | None,
+    given: dict[str, str],
+    sort: Sort,
+) -> Page[store.CommandOut]:
+    state = request.query_params.get("state")
+    if state not in (None, "open"):
+        given["state"] = state
+    query = _listed(tuple(sorted(given)), state == "open", project_id is not None)
+    params = {"org_id": org_id, "project_id": project_id, **given}
+    limit = page_limit(request, tether.settings)
+    return await list_page(reads, request, query, commands.c.id, limit, store.out, params, sort)
+
+
+def _device_only(principal: Principal, given: dict[str, str]) -> None:
+    """A device sees its own commands only."""
+    if principal.type == "device":
+        given["device_id"] = principal.id
+
+
+_DEVICE = sa.select(resources.c.id, resources.c.project_id).where(
+    resources.c.id == sa.bindparam("id"),
+    resources.c.org_id == sa.bindparam("org_id"),
+    resources.c.kind == "device",
+)
+
+
+async def _device(reads: Reads, org_id: str, project_id: str | None, device_id: str) -> Any:
+    found = await fetch(reads, _DEVICE, {"id": device_id, "org_id": org_id})
+    if not found or (project_id is not None and found[0].project_id != project_id):
+        raise not_found("device")
+    return found[0]
+
+
+async def _command(
+    reads: Any, principal: Principal, org_id: str, project_id: str | None, command_id: str
+) -> Any:
+    """One command in the caller's scope (a device's own only)."""
+    query = sa.select(commands).where(commands.c.id == command_id, commands.c.org_id == org_id)
+    row = (await reads.execute(query)).first()
+    if (
+        row is None
+        or (project_id is not None and row.project_id != project_id)
+        or (principal.type == "device" and row.device_id != principal.id)
+    ):
+        raise not_found("command")
+    return row
+
+
+@post(
+    scoped_paths("/devices/{id:str}/commands"),
+    tags=["commands"],
+    summary="Send a command to one device",
+    status_code=201,
+    opt=allow("command", "send"),
+)
+async def send(
+    id: FromPath[str],
+    request: Request[Any, Any, Any],
+    tether: Tether,
+    data: JSONBody[store.CommandIn],
+) -> Response[store.CommandOut]:
+    principal = principal_of(request)
+    async with tether.reader.connect() as reads:
+        org_id, project_id = await resolve_scope(reads, request)
+        device = await _device(reads, org_id, project_id, id)
+    try:
+        async with tether.engine.begin() as conn:
+            kept = await store.kept_key(conn, commands, org_id, data.idempotency_key)
+            if kept is not None:
+                return Response(store.out(kept), status_code=200)
+            rows = await store.insert(
+                conn, org_id, [(device.id, device.project_id)], data, store.sender_of(principal)
+            )
+    except IntegrityError:
+        async with tether.engine.begin() as conn:
+            kept = await store.kept_key(conn, commands, org_id, data.idempotency_key)
+        if kept is None:
+            raise
+        return Response(store.out(kept), status_code=200)
+    delivery_of(tether).changed(rows, "created")
+    return Response(store.out(rows[0]), status_code=201)
+
+
+@post(
+    scoped_paths("/commands"),
+    tags=["commands"],
+    summary="Send a command to many devices: by their ids, or by the device list's filters",
+    status_code=201,
+    opt=allow("command", "send"),
+)
+async def send_many(
+    request: Request[Any, Any, Any], tether: Tether, data: JSONBody[store.CommandsIn]
+) -> Response[store.GroupOut]:
+    principal = principal_of(request)
+    if (data.device_ids is None) == (data.filter is None):
+        raise invalid("Give device_ids or a filter (one of them).", "invalid")
+    params = _filter_params(data.filter or {})
+    if reads_installed(params):
+        await tether.installed.flush()
+    async with tether.reader.connect() as reads:
+        org_id, project_id = await resolve_scope(reads, request)
+        devices = await _chosen(reads, org_id, project_id, data, params)
+    sender = store.sender_of(principal)
+    try:
+        async with tether.engine.begin() as conn:
+            kept = await store.kept_key(conn, command_groups, org_id, data.idempotency_key)
+            if kept is not None:
+                return Response(
+                    store.group_out(kept, await store.counts_of(conn, kept.id)), status_code=200
+                )
+            group = await store.insert_group(conn, org_id, project_id, data, sender, len(devices))
+            rows = await store.insert(conn, org_id, devices, data, sender, group.id)
+    except IntegrityError:
+        async with tether.engine.begin() as conn:
+            kept = await store.kept_key(conn, command_groups, org_id, data.idempotency_key)
+            if kept is None:
+                raise
+            return Response(
+                store.group_out(kept, await store.counts_of(conn, kept.id)), status_code=200
+            )
+    delivery_of(tether).changed(rows, "created")
+    return Response(store.group_out(group, {"queued": len(rows)} if rows else {}), status_code=201)
+
+
+def _filter_params(given: dict[str, Any]) -> dict[str, str]:
+    """A command's device filter spelled as the device list's query parameters (an object
+    for `document` and `installed`, true or false for `online`), checked like them."""
+    unknown = sorted(set(given) - set(DEVICE_FILTERS))
+    if unknown:
+        raise invalid(
+            f"Unknown device filter(s): {', '.join(unknown)}; a filter takes "
+            f"{', '.join(DEVICE_FILTERS)}.",
+            "invalid",
+        )
+    params = {}
+    for name, value in given.items():
+        if isinstance(value, dict | list):
+            params[name] = json.dumps(value)
+        elif isinstance(value, bool):
+            params[name] = "true" if value else "false"
+        else:
+            params[name] = str(value)
+    check(params.items(), DEVICE_FILTERS, _filter_refused)
+    return params
+
+
+def _filter_refused(name: str, rule: str) -> Problem:
+    return Problem(
+        422,
+        f"filter.{name} {rule}.",
+        code="invalid",
+        extra={"errors": [{"key": f"filter.{name}", "source": "body", "message": rule}]},
+    )
+
+
+async def _chosen(
+    reads: Reads,
+    org_id: str,
+    project_id: str | None,
+    data: store.CommandsIn,
+    params: dict[str, str],
+) -> list[tuple[str, str | None]]:
+    """The (device id, project id) pairs a command to many goes to, at most MAX_DEVICES."""
+    if data.device_ids is not None:
+        wanted = list(dict.fromkeys(data.device_ids))
+        query = sa.select(resources.c.id, resources.c.project_id).where(
+            resources.c.org_id == org_id,
+            resources.c.kind == "device",
+            resources.c.id.in_(wanted),
+        )
+        if project_id is not None:
+            query = query.where(resources.c.project_id == project_id)
+        found = {row.id: row.project_id for row in (await reads.execute(query)).all()}
+        missing = [d for d in wanted if d not in found]
+        if missing:
+            raise invalid(f"No such device here: {', '.join(missing[:5])}.", "invalid_reference")
+        return [(d, found[d]) for d in wanted]
+    scope = params.pop("project_id", None) if project_id is None else project_id
+    chosen = selection("device", org_id, scope, params)
+    ids = chosen.query.with_only_columns(resources.c.id, resources.c.project_id).limit(
+        store.MAX_DEVICES + 1
+    )
+    rows = (await reads.execute(ids, chosen.bound)).all()
+    if len(rows) > store.MAX_DEVICES:
+        raise invalid(
+            f"The filter selects more than {store.MAX_DEVICES} devices; narrow it.", "too_many"
+        )
+    return [(row.id, row.project_id) for row in rows]
+
+
+@get(
+    scoped_paths("/commands"),
+    tags=["commands"],
+    summary="Recent commands, newest first (a device: its own)",
+    opt=allow(
+        "command",
+        "read",
+        target=CALLER,
+        query=("limit", "after", "state", *_FILTERS),
+        query_types=_OWN,
+    ),
+)
+async def list_commands(request: Request[Any, Any, Any], tether: Tether) -> Page[store.CommandOut]:
+    given = filters_of(request, _FILTERS)
+    _device_only(principal_of(request), given)
+    async with tether.reader.connect() as reads:
+        org_id, project_id = await resolve_scope(reads, request)
+        return await _page(reads, request, tether, org_id, project_id, given, NEWEST_FIRST)
+
+
+@get(
+    scoped_paths("/devices/{id:str}/commands"),
+    tags=["commands"],
+    summary="A device's commands, oldest first: its queue (state=open: what it still has to do)",
+    opt=allow("command", "read", target="id", query=("limit", "after", "state"), query_types=_OWN),
+)
+async def device_commands(
+    id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
+) -> Page[store.CommandOut]:
+    async with tether.reader.connect() as reads:
+        org_id, project_id = await resolve_scope(reads, request)
+        await _device(reads, org_id, project_id, id)
+        given = {"device_id": id}
+        return await _page(reads, request, tether, org_id, project_id, given, OLDEST_FIRST)
+
+
+@get(
+    scoped_paths("/commands/{id:str}"),
+    tags=["commands"],
+    summary="A command and the time of each state it went through; ?wait=S waits for its end",
+    opt=allow("command", "read", target=CALLER, query=("wait",), query_types=_OWN),
+)
+async def get_command(
+    id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
+) -> store.CommandOut:
+    principal = principal_of(request)
+    wait = float(request.query_params.get("wait") or 0)
+    deadline = time.monotonic() + wait
+    delivery = delivery_of(tether)
+    while True:
+        async with tether.reader.connect() as conn:
+            org_id, project_id = await resolve_scope(conn, request)
+            row = await _command(conn, principal, org_id, project_id, id)
+        left = deadline - time.monotonic()
+        if row.state in store.FINAL or left <= 0 or not await delivery.changes_of(id, left):
+            return store.out(row)
+
+
+@get(
+    scoped_paths("/commands/groups/{id:str}"),
+    tags=["commands"],
+    summary="A command to many: how many of its devices are in each state; ?wait=S waits for "
+    "all to end",
+    opt=allow("command", "read", query=("wait",), query_types=_OWN),
+)
+async def get_group(
+    id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
+) -> store.GroupOut:
+    wait = float(request.query_params.get("wait") or 0)
+    deadline = time.monotonic() + wait
+    delivery = delivery_of(tether)
+    while True:
+        async with tether.reader.connect() as conn:
+            org_id, project_id = await resolve_scope(conn, request)
+            query = sa.select(command_groups).where(
+                command_groups.c.id == id, command_groups.c.org_id == org_id
+            )
+            row = (await conn.execute(query)).first()
+            if row is None or (project_id is not None and row.project_id != project_id):
+                raise not_found("command group")
+            group = store.group_out(row, await store.counts_of(conn, id))
+        left = deadline - time.monotonic()
+        if group.done or left <= 0 or not await delivery.changes_of(id, left):
+            return group
+
+
+@post(
+    scoped_paths("/commands/{id:str}/cancel"),
+    tags=["commands"],
+    summary="Take back a command the device does not have yet (409 once it has it)",
+    status_code=200,
+    opt=allow("command", "send"),
+)
+async def cancel(
+    id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
+) -> store.CommandOut:
+    principal = principal_of(request)
+    async with tether.engine.begin() as conn:
+        org_id, project_id = await resolve_scope(conn, request)
+        await _command(conn, principal, org_id, project_id, id)
+        row = await store.cancel(conn, org_id, id)
+    delivery_of(tether).changed([row], "updated")
+    return store.out(row)
+
+
+@post(
+    scoped_paths("/commands/{id:str}/resend"),
+    tags=["commands"],
+    summary="Send a command again, as a new command to the same device",
+    status_code=201,
+    opt=allow("command", "send"),
+)
+async def resend(
+    id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
+) -> store.CommandOut:
+    principal = principal_of(request)
+    async with tether.engine.begin() as conn:
+        org_id, project_id = await resolve_scope(conn, request)
+        old = await _command(conn, principal, org_id, project_id, id)
+        again = store.CommandIn(
+            name=old.name,
+            payload=msgspec.json.decode(old.payload),
+            ttl=max(1.0, (old.expires_at - old.created_at).total_seconds()),
+            timeout=old.timeout,
+        )
+        sender = store.sender_of(principal)
+        rows = await store.insert(conn, org_id, [(old.device_id, old.project_id)], again, sender)
+    delivery_of(tether).changed(rows, "created")
+    return store.out(rows[0])
+
+
+async def _answering(
+    request: Request[Any, Any, Any], tether: ServerState, change: Any
+) -> store.CommandOut:
+    """Apply a device's change to its own command and announce it."""
+    device_id = principal_of(request).id
+    async with tether.engine.begin() as conn:
+        row, moved = await change(conn, device_id)
+    if moved:
+        delivery_of(tether).changed([row], "updated")
+    return store.out(row)
+
+
+@post(
+    scoped_paths("/commands/{id:str}/ack"),
+    tags=["commands"],
+    summary="The device has stored the command (delivered); answers the command as it stands",
+    status_code=200,
+    opt=allow("command", "answer", target=CALLER),
+)
+async def acknowledge(
+    id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
+) -> store.CommandOut:
+    return await _answering(request, tether, lambda c, d: store.acknowledge(c, d, id))
+
+
+@post(
+    scoped_paths("/commands/{id:str}/progress"),
+    tags=["commands"],
+    summary="The device reports how far it got (in_progress)",
+    status_code=200,
+    opt=allow("command", "answer", target=CALLER),
+)
+async def report_progress(
+    id: FromPath[str],
+    request: Request[Any, Any, Any],
+    tether: Tether,
+    data: JSONBody[store.ProgressIn],
+) -> store.CommandOut:
+    return await _answering(request, tether, lambda c, d: store.progress(c, d, id, data.progress))
+
+
+@post(
+    scoped_paths("/commands/{id:str}/result"),
+    tags=["commands"],
+    summary="The device's answer: succeeded (with a result), failed or rejected (with an error)",
+    status_code=200,
+    opt=allow("command", "answer", target=CALLER),
+)
+async def report_result(
+    id: FromPath[str],
+    request: Request[Any, Any, Any],
+    tether: Tether,
+    data: JSONBody[store.AnswerIn],
+) -> store.CommandOut:
+    return await _answering(request, tether, lambda c, d: store.answer(c, d, id, data))
+
+
+router = Router(
+    "",
+    route_handlers=[
+        send,
+        send_many,
+        list_commands,
+        device_commands,
+        get_group,
+        get_command,
+        cancel,
+        resend,
+        acknowledge,
+        report_progress,
+        report_result,
+    ],
+)
