@@ -18,6 +18,7 @@ PAIRS = {
     "_async_files.py": "_sync_files.py",
     "_async_realtime.py": "_sync_realtime.py",
     "_async_updates.py": "_sync_updates.py",
+    "_async_commands.py": "_sync_commands.py",
 }
 RULES = [
     (r"\basync def\b", "def"),

@@ -15,6 +15,8 @@
     ├── DowngradeError              an update would install an older version than installed
     ├── TaskError                   a server task (move, copy, remove) failed
     │   └── TaskTimeoutError        it had not ended in time (also a TimeoutError)
+    ├── CommandTimeoutError         a command had not ended when the wait ran out (a TimeoutError)
+    ├── CommandRejected             raised by a device's command handler: it refuses the command
     ├── RealtimeError               the server refused a realtime request (an error frame)
     └── APIError                    the server answered with a problem document
         ├── BadRequestError         400, 413, 422 (`ValidationError` is the same class)
@@ -126,6 +128,20 @@ class TaskError(TetherError):
 
 class TaskTimeoutError(TaskError, TimeoutError):
     """A task was still running when the wait for it ran out (also a `TimeoutError`)."""
+
+
+class CommandTimeoutError(TetherError, TimeoutError):
+    """A command (or a command to many) had not ended when the wait for it ran out; it goes
+    on, and `command` is how it stood."""
+
+    def __init__(self, message: str, command: Any = None) -> None:
+        super().__init__(message)
+        self.command = command
+
+
+class CommandRejected(TetherError):
+    """Raise it in a command handler to refuse the command: it ends `rejected`, with this
+    exception's message as its error (any other exception makes it `failed`)."""
 
 
 class RealtimeError(TetherError):

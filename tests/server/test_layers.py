@@ -17,6 +17,7 @@ LAYERS: dict[str, int] = {
     "apidoc": 0,
     "front": 0,
     "realtime.events": 0,
+    "realtime.frames": 2,
     "db": 1,
     "files.blobs": 1,
     "files.objects": 1,

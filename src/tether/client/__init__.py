@@ -2,6 +2,7 @@
 
 from tether.client._answers import Answer
 from tether.client._async_client import AsyncClient, aclose_all
+from tether.client._async_commands import AsyncCommand, AsyncCommandGroup, AsyncCommands
 from tether.client._async_files import AsyncFiles, AsyncFileTask
 from tether.client._async_realtime import (
     AsyncBroadcast,
@@ -32,11 +33,13 @@ from tether.client._async_updates import (
     AsyncUpdateCheck,
     AsyncUpdates,
 )
+from tether.client._commands import ReceivedCommand
 from tether.client._config import Retries
 from tether.client._credentials import Credentials
 from tether.client._oauth import OAuthFlow, OAuthGrant
 from tether.client._session import USE_CLIENT_DEFAULT, AuthPayload, PairingCode
 from tether.client._sync_client import Client, close_all
+from tether.client._sync_commands import Command, CommandGroup, Commands
 from tether.client._sync_files import Files, FileTask
 from tether.client._sync_realtime import Broadcast, Channel, EventStream, Listener, Realtime
 from tether.client._sync_resources import (
@@ -66,6 +69,9 @@ __all__ = [
     "AsyncChannel",
     "AsyncClient",
     "AsyncCollection",
+    "AsyncCommand",
+    "AsyncCommandGroup",
+    "AsyncCommands",
     "AsyncContent",
     "AsyncDataCollection",
     "AsyncDataItem",
@@ -93,6 +99,9 @@ __all__ = [
     "Channel",
     "Client",
     "Collection",
+    "Command",
+    "CommandGroup",
+    "Commands",
     "Content",
     "Credentials",
     "DataCollection",
@@ -115,6 +124,7 @@ __all__ = [
     "Project",
     "Reading",
     "Realtime",
+    "ReceivedCommand",
     "RejectedEntry",
     "Resource",
     "ResultSet",

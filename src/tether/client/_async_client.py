@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from tether._exceptions import ClientClosedError
+from tether.client._async_commands import AsyncCommands
 from tether.client._async_files import AsyncFiles
 from tether.client._async_realtime import AsyncChannel, AsyncEventStream, AsyncRealtime
 from tether.client._async_resources import (
@@ -145,6 +146,8 @@ class AsyncClient:
         self._realtime: AsyncRealtime | None = None
         environment = os.environ if environ is None else environ
         self.updates = AsyncUpdates(self, update_key or environment.get("TETHER_UPDATE_KEY"))
+        self.commands = AsyncCommands(self)
+        """Send and follow commands; on a device, `on(name)` handlers and `start()`."""
         _OPEN.add(self)
 
     @property
@@ -337,6 +340,7 @@ class AsyncClient:
         if not self._closed:
             if self._telemetry is not None:
                 await self._telemetry.close()
+            await self.commands.stop()
             if self._realtime is not None:
                 await self._realtime.close()
             self._closed = True

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from tether._exceptions import ClientClosedError
+from tether.client._sync_commands import Commands
 from tether.client._sync_files import Files
 from tether.client._sync_realtime import Channel, EventStream, Realtime
 from tether.client._sync_resources import (
@@ -145,6 +146,8 @@ class Client:
         self._realtime: Realtime | None = None
         environment = os.environ if environ is None else environ
         self.updates = Updates(self, update_key or environment.get("TETHER_UPDATE_KEY"))
+        self.commands = Commands(self)
+        """Send and follow commands; on a device, `on(name)` handlers and `start()`."""
         _OPEN.add(self)
 
     @property
@@ -337,6 +340,7 @@ class Client:
         if not self._closed:
             if self._telemetry is not None:
                 self._telemetry.close()
+            self.commands.stop()
             if self._realtime is not None:
                 self._realtime.close()
             self._closed = True

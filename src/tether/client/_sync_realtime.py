@@ -207,6 +207,7 @@ class Realtime:
         self._listeners: dict[ChannelKey, set[Listener]] = {}
         self._callbacks: dict[str, list[Callable[[dict[str, Any]], Any]]] = {}
         self._presence: dict[ChannelKey, list[Callable[[str, dict[str, Any]], Any]]] = {}
+        self._commands: Callable[[dict[str, Any]], None] | None = None
         self._failures = 0
         self._current = 0
         self._closed = False
@@ -249,6 +250,8 @@ class Realtime:
             self._send_frame(
                 {"op": "events", "id": next(self._ids), "types": list(self._callbacks)}
             )
+        if self._commands is not None:
+            self._send_frame({"op": "commands", "id": next(self._ids)})
 
     def _ensure(self) -> None:
         if self._closed:
@@ -314,6 +317,11 @@ class Realtime:
                     watcher(change, frame[change])
                 except Exception:
                     logger.exception("presence callback failed")
+        elif op == "command" and self._commands is not None:
+            try:
+                self._commands(frame["command"])
+            except Exception:
+                logger.exception("keeping a command failed")
         elif op == "event":
             name = f"{frame['type']}:{frame['action']}"
             for pattern, callbacks in list(self._callbacks.items()):
@@ -389,6 +397,12 @@ class Realtime:
         "device:*", "*")."""
         self._callbacks.setdefault(event, []).append(callback)
         self.request({"op": "events", "types": list(self._callbacks)}, 10)
+
+    def take_commands(self, sink: Callable[[dict[str, Any]], None], timeout: float) -> None:
+        """Have the server deliver this device's commands on the socket, each to `sink`:
+        what is queued now, then each new one, and again after every reconnect."""
+        self._commands = sink
+        self.request({"op": "commands"}, timeout)
 
     def close(self) -> None:
         self._closed = True

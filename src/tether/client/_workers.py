@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import inspect
 import logging
 import queue
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 logger = logging.getLogger("tether")
@@ -48,6 +49,10 @@ class _AsyncWorker:
                     await asyncio.wait_for(self._wake.wait(), delay)
                 self._wake.clear()
 
+    def wake(self) -> None:
+        """Run the next step now rather than after the wait the last one asked for."""
+        self._wake.set()
+
     async def stop(self) -> None:
         self._stopping = True
         self._wake.set()
@@ -81,6 +86,9 @@ class _Worker:
             if delay > 0:
                 self._wake.wait(delay)
                 self._wake.clear()
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def stop(self) -> None:
         self._stopping = True
@@ -175,3 +183,43 @@ def _sync_ws_connect(url: str, headers: dict[str, str]) -> Any:
 
     connection = connect(url, additional_headers=headers, open_timeout=10, max_size=2**22)
     return connection.__enter__()  # kept open past this call; closed by its owner
+
+
+async def _async_call(function: Callable[..., Any], *args: Any) -> Any:
+    """Call a handler, awaiting what it returns when it is a coroutine."""
+    value = function(*args)
+    if inspect.isawaitable(value):
+        value = await value
+    return value
+
+
+def _sync_call(function: Callable[..., Any], *args: Any) -> Any:
+    value = function(*args)
+    if inspect.isawaitable(value):
+        close = getattr(value, "close", None)
+        if close is not None:
+            close()
+        raise TypeError("an async handler needs the AsyncClient; the Client calls plain functions")
+    return value
+
+
+def _async_start(work: Callable[[], Coroutine[Any, Any, None]]) -> asyncio.Task[None]:
+    """Run `work` beside the caller (a task here, a thread in the blocking twin)."""
+    return asyncio.get_running_loop().create_task(work())
+
+
+def _sync_start(work: Callable[[], None]) -> threading.Thread:
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread
+
+
+async def _async_join(handle: asyncio.Task[None], timeout: float | None) -> bool:
+    """Wait up to `timeout` seconds for started work to end; whether it did (it goes on)."""
+    done, _ = await asyncio.wait({handle}, timeout=timeout)
+    return bool(done)
+
+
+def _sync_join(handle: threading.Thread, timeout: float | None) -> bool:
+    handle.join(timeout)
+    return not handle.is_alive()

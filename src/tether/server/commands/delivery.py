@@ -32,8 +32,9 @@ import msgspec
 
 from tether.server.commands import store
 from tether.server.identity.policy import decide
+from tether.server.problems import Problem
 from tether.server.realtime.events import Event
-from tether.server.realtime.hub import Client, Frame, FrameError, Hub
+from tether.server.realtime.frames import Frame, FrameError, Socket
 from tether.server.state import ServerState
 
 logger = logging.getLogger("tether.server")
@@ -47,7 +48,7 @@ class Delivery:
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
-        self.hub: Hub = state.hub
+        self.hub = state.hub
         self._watchers: dict[str, set[asyncio.Event]] = {}
 
     def start(self) -> None:
@@ -125,7 +126,7 @@ class Delivery:
             rows = await store.mark_sent(conn, ids)
         self.changed(rows, "updated")
 
-    async def _take(self, client: Client, frame: Frame) -> dict[str, Any]:
+    async def _take(self, client: Socket, frame: Frame) -> dict[str, Any]:
         """A device asks for its commands on this socket: everything still queued, oldest
         first, then each new one as it comes."""
         device_id = _answering(client)
@@ -137,19 +138,19 @@ class Delivery:
 
     # -- from the devices
 
-    async def _acknowledge(self, client: Client, frame: Frame) -> dict[str, Any]:
+    async def _acknowledge(self, client: Socket, frame: Frame) -> dict[str, Any]:
         device_id, command_id = _answering(client), _command_of(frame)
         async with self.state.engine.begin() as conn:
             row, moved = await store.acknowledge(conn, device_id, command_id)
         return self._answered(frame, row, moved)
 
-    async def _progress(self, client: Client, frame: Frame) -> dict[str, Any]:
+    async def _progress(self, client: Socket, frame: Frame) -> dict[str, Any]:
         device_id, command_id = _answering(client), _command_of(frame)
         async with self.state.engine.begin() as conn:
             row, moved = await store.progress(conn, device_id, command_id, frame.progress)
         return self._answered(frame, row, moved)
 
-    async def _answer(self, client: Client, frame: Frame) -> dict[str, Any]:
+    async def _answer(self, client: Socket, frame: Frame) -> dict[str, Any]:
         device_id, command_id = _answering(client), _command_of(frame)
         try:
             data = msgspec.convert(
@@ -190,11 +191,11 @@ def delivery_of(state: ServerState) -> Delivery:
     return delivery
 
 
-def _answering(client: Client) -> str:
+def _answering(client: Socket) -> str:
     """The device this socket speaks for, if the policy lets it answer its commands."""
     try:
         decide(client.principal, "command", "answer", client.principal.id, client.path)
-    except Exception as exc:
+    except Problem as exc:
         raise FrameError("forbidden", "Only a device answers its own commands.") from exc
     return client.principal.id
 

@@ -63,6 +63,7 @@ from tether.server.realtime.backplane import (
     Member,
 )
 from tether.server.realtime.events import Event
+from tether.server.realtime.frames import Frame, FrameError, Operation
 from tether.server.realtime.stepped import DONE, Steps, finish, step
 
 MAX_FRAME = 64 * 1024
@@ -78,38 +79,7 @@ CLOSE_TIMEOUT = 5.0
 REALTIME_PATH = "/api/v1/realtime"
 
 
-class Frame(msgspec.Struct, omit_defaults=True):
-    op: str
-    id: int | str | None = None
-    channel: str | None = None
-    system: bool = False
-    consumer: bool = False
-    name: str | None = None
-    payload: Any = None
-    timeout: float = 0.1
-    broadcast: str | None = None
-    types: list[str] | None = None
-    presence: bool = False
-    command: str | None = None
-    state: str | None = None
-    result: Any = None
-    error: str | None = None
-    progress: Any = None
-    version: int | None = None
-    reported: Any = None
-
-
-class FrameError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 Send = Callable[[WebSocketSendEvent], Awaitable[None]]
-Operation = Callable[["Client", Frame], Awaitable[dict[str, Any] | None]]
-"""An area's answer to a frame: the reply to send (None for none); a `FrameError` or a
-`Problem` becomes an error frame."""
 
 
 @dataclass(eq=False)
