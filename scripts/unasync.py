@@ -19,6 +19,7 @@ PAIRS = {
     "_async_realtime.py": "_sync_realtime.py",
     "_async_updates.py": "_sync_updates.py",
     "_async_commands.py": "_sync_commands.py",
+    "_async_twin.py": "_sync_twin.py",
 }
 RULES = [
     (r"\basync def\b", "def"),

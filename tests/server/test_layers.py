@@ -26,6 +26,7 @@ LAYERS: dict[str, int] = {
     "commands": 4,
     "files": 4,
     "telemetry": 4,
+    "twin": 4,
     "updates": 4,
     "realtime": 4,
     "state": 5,

@@ -27,6 +27,7 @@ from tether.client._async_resources import (
     AsyncZone,
 )
 from tether.client._async_telemetry import AsyncTelemetry
+from tether.client._async_twin import AsyncTwins
 from tether.client._async_updates import (
     AsyncDeployment,
     AsyncDownloadablePackage,
@@ -58,6 +59,7 @@ from tether.client._sync_resources import (
     Zone,
 )
 from tether.client._sync_telemetry import Telemetry
+from tether.client._sync_twin import Twins
 from tether.client._sync_updates import Deployment, DownloadablePackage, UpdateCheck, Updates
 from tether.client._telemetry import Outbox, Reading, RejectedEntry
 from tether.client._updates import Package
@@ -91,6 +93,7 @@ __all__ = [
     "AsyncResultSet",
     "AsyncTelemetry",
     "AsyncThing",
+    "AsyncTwins",
     "AsyncUpdateCheck",
     "AsyncUpdates",
     "AsyncZone",
@@ -131,6 +134,7 @@ __all__ = [
     "Retries",
     "Telemetry",
     "Thing",
+    "Twins",
     "UpdateCheck",
     "Updates",
     "Zone",

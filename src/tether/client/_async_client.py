@@ -33,6 +33,7 @@ from tether.client._async_resources import (
     AsyncZone,
 )
 from tether.client._async_telemetry import AsyncTelemetry
+from tether.client._async_twin import AsyncTwins
 from tether.client._async_updates import AsyncUpdates
 from tether.client._config import DEFAULT_TIMEOUT, Retries
 from tether.client._credentials import Credentials, resolve
@@ -148,6 +149,8 @@ class AsyncClient:
         self.updates = AsyncUpdates(self, update_key or environment.get("TETHER_UPDATE_KEY"))
         self.commands = AsyncCommands(self)
         """Send and follow commands; on a device, `on(name)` handlers and `start()`."""
+        self.twins = AsyncTwins(self)
+        """Read and change device twins; on a device, `on_desired`, `start()`, `report()`."""
         _OPEN.add(self)
 
     @property
@@ -341,6 +344,7 @@ class AsyncClient:
             if self._telemetry is not None:
                 await self._telemetry.close()
             await self.commands.stop()
+            await self.twins.stop()
             if self._realtime is not None:
                 await self._realtime.close()
             self._closed = True

@@ -293,7 +293,9 @@ class AsyncCommands:
         acknowledged."""
         self.inbox()
         self._socket = True
-        await self._client.realtime.take_commands(self._received, timeout)
+        await self._client.realtime.take(
+            "command", lambda frame: self._received(frame["command"]), _commands_frame, timeout
+        )
         self._ensure_worker()
 
     async def poll(self) -> int:
@@ -417,6 +419,10 @@ class AsyncCommands:
             await self._tell("progress", command_id, {"progress": value})
         except TetherError as exc:
             logger.info("commands: progress of %s not reported (%s)", command_id, exc)
+
+
+def _commands_frame() -> dict[str, Any]:
+    return {"op": "commands"}
 
 
 def _body(

@@ -33,6 +33,7 @@ from tether.client._sync_resources import (
     Zone,
 )
 from tether.client._sync_telemetry import Telemetry
+from tether.client._sync_twin import Twins
 from tether.client._sync_updates import Updates
 from tether.client._config import DEFAULT_TIMEOUT, Retries
 from tether.client._credentials import Credentials, resolve
@@ -148,6 +149,8 @@ class Client:
         self.updates = Updates(self, update_key or environment.get("TETHER_UPDATE_KEY"))
         self.commands = Commands(self)
         """Send and follow commands; on a device, `on(name)` handlers and `start()`."""
+        self.twins = Twins(self)
+        """Read and change device twins; on a device, `on_desired`, `start()`, `report()`."""
         _OPEN.add(self)
 
     @property
@@ -341,6 +344,7 @@ class Client:
             if self._telemetry is not None:
                 self._telemetry.close()
             self.commands.stop()
+            self.twins.stop()
             if self._realtime is not None:
                 self._realtime.close()
             self._closed = True

@@ -293,7 +293,9 @@ class Commands:
         acknowledged."""
         self.inbox()
         self._socket = True
-        self._client.realtime.take_commands(self._received, timeout)
+        self._client.realtime.take(
+            "command", lambda frame: self._received(frame["command"]), _commands_frame, timeout
+        )
         self._ensure_worker()
 
     def poll(self) -> int:
@@ -417,6 +419,10 @@ class Commands:
             self._tell("progress", command_id, {"progress": value})
         except TetherError as exc:
             logger.info("commands: progress of %s not reported (%s)", command_id, exc)
+
+
+def _commands_frame() -> dict[str, Any]:
+    return {"op": "commands"}
 
 
 def _body(

@@ -207,7 +207,7 @@ class Realtime:
         self._listeners: dict[ChannelKey, set[Listener]] = {}
         self._callbacks: dict[str, list[Callable[[dict[str, Any]], Any]]] = {}
         self._presence: dict[ChannelKey, list[Callable[[str, dict[str, Any]], Any]]] = {}
-        self._commands: Callable[[dict[str, Any]], None] | None = None
+        self._feeds: dict[str, tuple[Callable[[dict[str, Any]], None], Callable[[], Any]]] = {}
         self._failures = 0
         self._current = 0
         self._closed = False
@@ -250,8 +250,8 @@ class Realtime:
             self._send_frame(
                 {"op": "events", "id": next(self._ids), "types": list(self._callbacks)}
             )
-        if self._commands is not None:
-            self._send_frame({"op": "commands", "id": next(self._ids)})
+        for _sink, resume in self._feeds.values():
+            self._send_frame({**resume(), "id": next(self._ids)})
 
     def _ensure(self) -> None:
         if self._closed:
@@ -317,11 +317,11 @@ class Realtime:
                     watcher(change, frame[change])
                 except Exception:
                     logger.exception("presence callback failed")
-        elif op == "command" and self._commands is not None:
+        elif op in self._feeds:
             try:
-                self._commands(frame["command"])
+                self._feeds[str(op)][0](frame)
             except Exception:
-                logger.exception("keeping a command failed")
+                logger.exception("handling a %s frame failed", op)
         elif op == "event":
             name = f"{frame['type']}:{frame['action']}"
             for pattern, callbacks in list(self._callbacks.items()):
@@ -398,11 +398,18 @@ class Realtime:
         self._callbacks.setdefault(event, []).append(callback)
         self.request({"op": "events", "types": list(self._callbacks)}, 10)
 
-    def take_commands(self, sink: Callable[[dict[str, Any]], None], timeout: float) -> None:
-        """Have the server deliver this device's commands on the socket, each to `sink`:
-        what is queued now, then each new one, and again after every reconnect."""
-        self._commands = sink
-        self.request({"op": "commands"}, timeout)
+    def take(
+        self,
+        op: str,
+        sink: Callable[[dict[str, Any]], None],
+        resume: Callable[[], dict[str, Any]],
+        timeout: float,
+    ) -> dict[str, Any]:
+        """Have the server deliver a feed of frames (`op`: a device's `command`s, its `twin`)
+        on this socket, each to `sink`; `resume()` is the frame that asks for it, sent now and
+        again after every reconnect. The server's answer to the first one."""
+        self._feeds[op] = (sink, resume)
+        return self.request(resume(), timeout)
 
     def close(self) -> None:
         self._closed = True

@@ -53,6 +53,8 @@ from tether.server.resources import pairing as pairing_approval
 from tether.server.settings import Settings
 from tether.server.state import ServerState
 from tether.server.telemetry import ingest, queries, retention
+from tether.server.twin import routes as twin_routes
+from tether.server.twin.delivery import TwinDelivery
 from tether.server.updates import checks, deployments, installed, packages
 
 logger = logging.getLogger("tether.server")
@@ -170,7 +172,9 @@ async def _background(state: ServerState) -> AsyncIterator[None]:
     )
     state.hub.hearing.append(deployments.heard(state))
     state.areas["commands"] = Delivery(state)
-    state.areas["commands"].start()
+    state.areas["twin"] = TwinDelivery(state)
+    for area in state.areas.values():
+        area.start()
     state.spawn(forward_events(state.bus, state.hub))
     state.spawn(journal.record(state, state.bus))
     state.spawn(_hourly(lambda: journal.prune(state), "forgot %d events past their retention"))
@@ -284,6 +288,7 @@ def create_app(
             installed.router,
             journal.router,
             command_routes.router,
+            twin_routes.router,
             realtime,
             *(extra_handlers or []),
         ],

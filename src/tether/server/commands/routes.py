@@ -18,14 +18,14 @@ from sqlalchemy.exc import IntegrityError
 from tether.server.commands import store
 from tether.server.commands.delivery import delivery_of
 from tether.server.db.pages import Page, Sort, filters_of, list_page, page_limit
-from tether.server.db.reads import Reads, fetch
+from tether.server.db.reads import Reads
 from tether.server.db.tables import command_groups, commands, resources
 from tether.server.identity.credentials import Principal
 from tether.server.identity.policy import CALLER, allow
 from tether.server.identity.scope import principal_of, resolve_scope, scoped_paths
 from tether.server.parameters import QUERY, Parameter, check
 from tether.server.problems import Problem, invalid, not_found
-from tether.server.resources.queries import reads_installed, selection
+from tether.server.resources.queries import device_in_scope, reads_installed, selection
 from tether.server.state import ServerState, Tether
 
 NEWEST_FIRST = Sort(None, descending=True)
@@ -90,20 +90,6 @@ def _device_only(principal: Principal, given: dict[str, str]) -> None:
         given["device_id"] = principal.id
 
 
-_DEVICE = sa.select(resources.c.id, resources.c.project_id).where(
-    resources.c.id == sa.bindparam("id"),
-    resources.c.org_id == sa.bindparam("org_id"),
-    resources.c.kind == "device",
-)
-
-
-async def _device(reads: Reads, org_id: str, project_id: str | None, device_id: str) -> Any:
-    found = await fetch(reads, _DEVICE, {"id": device_id, "org_id": org_id})
-    if not found or (project_id is not None and found[0].project_id != project_id):
-        raise not_found("device")
-    return found[0]
-
-
 async def _command(
     reads: Any, principal: Principal, org_id: str, project_id: str | None, command_id: str
 ) -> Any:
@@ -135,7 +121,7 @@ async def send(
     principal = principal_of(request)
     async with tether.reader.connect() as reads:
         org_id, project_id = await resolve_scope(reads, request)
-        device = await _device(reads, org_id, project_id, id)
+        device = await device_in_scope(reads, org_id, project_id, id)
     try:
         async with tether.engine.begin() as conn:
             kept = await store.kept_key(conn, commands, org_id, data.idempotency_key)
@@ -292,7 +278,7 @@ async def device_commands(
 ) -> Page[store.CommandOut]:
     async with tether.reader.connect() as reads:
         org_id, project_id = await resolve_scope(reads, request)
-        await _device(reads, org_id, project_id, id)
+        await device_in_scope(reads, org_id, project_id, id)
         given = {"device_id": id}
         return await _page(reads, request, tether, org_id, project_id, given, OLDEST_FIRST)
 

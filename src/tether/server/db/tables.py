@@ -556,3 +556,53 @@ commands = sa.Table(
 """Commands to devices (`commands`): what to do, and each state it went through with its
 time. `deadline` is when a delivered command times out; `answered_at` is when the device's
 answer came, even after it timed out."""
+
+twins = sa.Table(
+    "twins",
+    metadata,
+    _id("device_id", primary_key=True),
+    _org(),
+    _id("project_id", nullable=True),
+    sa.Column("desired", sa.Text, nullable=False),
+    sa.Column("reported", sa.Text, nullable=False),
+    sa.Column("tags", sa.Text, nullable=False),
+    sa.Column("desired_version", sa.Integer, nullable=False),
+    sa.Column("reported_version", sa.Integer, nullable=False),
+    sa.Column("tags_version", sa.Integer, nullable=False),
+    sa.Column("metadata", sa.Text, nullable=False),
+    sa.Column("pending", sa.Integer, nullable=False),
+    sa.Column("clear_when_reported", sa.Boolean, nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_twins_org", "org_id", "pending"),
+)
+"""Each device's twin (`twin`): desired (people and apps), reported (the device) and tags
+(people and apps, never sent to the device), each with its own version; `pending` counts the
+desired keys the device has not reported yet."""
+
+twin_changes = sa.Table(
+    "twin_changes",
+    metadata,
+    _id(primary_key=True),
+    _org(),
+    _id("device_id", nullable=False),
+    sa.Column("section", sa.String(10), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("patch", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("by", sa.String(300), nullable=False),
+    sa.Column("report_id", sa.String(64), nullable=True),
+    sa.Column("at", UTCDateTime(), nullable=False),
+    sa.Index("ix_twin_changes_device", "device_id", "section", "version"),
+    sa.Index("ix_twin_changes_at", "device_id", "at"),
+    sa.Index(
+        "ix_twin_changes_report",
+        "device_id",
+        "report_id",
+        unique=True,
+        sqlite_where=sa.text("report_id IS NOT NULL"),
+        postgresql_where=sa.text("report_id IS NOT NULL"),
+    ),
+)
+"""Every change of a twin: the merge patch, the section as it stood after it (so a device can
+be brought from any version it names to the latest in one step), who made it, and, for a
+device's report, the id it gave so a report sent twice is applied once."""

@@ -146,6 +146,16 @@ _TABLE: list[Rule] = [
         False,
         "acknowledge, report progress on and answer its own commands",
     ),
+    Rule("twin", "read", _who(*READERS, device=SELF), True, "a device's twin and its history"),
+    Rule(
+        "twin",
+        "write",
+        _who(*WRITERS, device=SELF),
+        False,
+        "patch a twin (each section as the next two rows say)",
+    ),
+    Rule("twin", "desire", _who(*WRITERS), False, "a twin's desired state and tags"),
+    Rule("twin", "report", _who(device=SELF), False, "a device's own reported state"),
     Rule("channel", "listen", _who(*ROLES), True, "subscribe, members, events"),
     Rule(
         "event", "read", _who(*ROLES), True, "the journal of recent events, each to who may hear it"
@@ -235,7 +245,9 @@ def _is_self(principal: Principal, resource: str, target: str) -> bool:
 
 def forbidden_for(principal: Principal, rule: Rule) -> Problem:
     what = rule.summary or f"{rule.action} {rule.resource}s"
-    return Problem(403, f"A {role_of(principal)} may not do this ({what}).", code="forbidden")
+    role = role_of(principal)
+    article = "An" if role[0] in "aeiou" else "A"
+    return Problem(403, f"{article} {role} may not do this ({what}).", code="forbidden")
 
 
 def own_device(principal: Principal, given: str | None) -> str | None:

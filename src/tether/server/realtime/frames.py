@@ -30,6 +30,7 @@ class Frame(msgspec.Struct, omit_defaults=True):
     progress: Any = None
     version: int | None = None
     reported: Any = None
+    report_id: str | None = None
 
 
 class FrameError(Exception):

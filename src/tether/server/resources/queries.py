@@ -15,9 +15,11 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from tether.server.db.pages import BY_ID, Sort
+from tether.server.db.reads import Reads, fetch
 from tether.server.db.tables import installed_packages, resources, zone_members
 from tether.server.identity.seen import online_since
 from tether.server.inputs import invalid_parameter, query_members
+from tether.server.problems import not_found
 from tether.server.resources.documents import bound as documents_bound
 from tether.server.resources.documents import document_filters, narrowed_by
 
@@ -139,6 +141,22 @@ def reads_installed(params: Any) -> bool:
     """Whether a selection filters by installed packages, whose reports are written behind:
     flush them before the read that takes the snapshot."""
     return any(name.partition("[")[0] == "installed" for name in params)
+
+
+_DEVICE = sa.select(resources.c.id, resources.c.project_id).where(
+    resources.c.id == sa.bindparam("id"),
+    resources.c.org_id == sa.bindparam("org_id"),
+    resources.c.kind == "device",
+)
+
+
+async def device_in_scope(reads: Reads, org_id: str, project_id: str | None, device_id: str) -> Any:
+    """A device (its id and project) in the caller's organization and, under a project's
+    path, that project; 404 otherwise. For the areas that act on one device."""
+    found = await fetch(reads, _DEVICE, {"id": device_id, "org_id": org_id})
+    if not found or (project_id is not None and found[0].project_id != project_id):
+        raise not_found("device")
+    return found[0]
 
 
 def presence_filter(raw: str | None) -> bool | None:
