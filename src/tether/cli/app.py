@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 import tether
-from tether.cli import admin, files, projects, realtime, telemetry, updates, users
+from tether.cli import admin, control, files, projects, realtime, telemetry, updates, users
 from tether.cli.common import (
     Commands,
     DocumentOption,
@@ -439,6 +439,8 @@ app.add_typer(pairing_app, name="pairing", rich_help_panel=FLEET)
 app.add_typer(projects.app, name="projects", rich_help_panel=FLEET)
 app.add_typer(telemetry.app, name="telemetry", rich_help_panel=FLEET)
 app.add_typer(files.app, name="files", rich_help_panel=FLEET)
+app.add_typer(control.commands_app, name="commands", rich_help_panel=FLEET)
+app.add_typer(control.twin_app, name="twin", rich_help_panel=FLEET)
 app.add_typer(updates.packages_app, name="packages", rich_help_panel=UPDATES)
 app.add_typer(updates.deployments_app, name="deployments", rich_help_panel=UPDATES)
 app.add_typer(updates.updates_app, name="updates", rich_help_panel=UPDATES)
