@@ -26,7 +26,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.select import Select
 
 import tether
-from tests.conftest import Tenant
+from tests.conftest import Tenant, wait_for
 from tests.console.conftest import shot, sign_in, wait, wait_for_heading
 
 
@@ -687,3 +687,51 @@ def test_fifty_devices_fit_a_phone_with_their_actions_in_reach(
         wait_for_heading(browser, "Software updates")
     finally:
         browser.set_window_size(1280, 900)
+
+
+def test_a_twin_is_edited_at_its_version_and_a_command_sent_from_the_device_page(
+    browser: WebDriver, tenant: Tenant, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with tenant.client() as admin:
+        device = admin.devices.create("valve-3")
+        admin.twins.desire(device, {"open": False})
+    sign_in(browser, tenant)
+    browser.get(f"{tenant.url}/devices/{device.id}")
+    assert "open" in browser.find_element(By.CSS_SELECTOR, "p.pending").text
+    with tenant.client() as admin:
+        admin.twins.desire(device, {"open": True})
+    editor = browser.find_element(By.ID, "desired")
+    editor.clear()
+    editor.send_keys('{"open": false, "limit": 40}')
+    editor.submit()
+    wait(browser).until(
+        lambda b: (
+            "changed since you read it" in b.find_element(By.CSS_SELECTOR, "[role=alert]").text
+        )
+    )
+    editor = browser.find_element(By.ID, "desired")
+    editor.clear()
+    editor.send_keys('{"open": true, "limit": 40}')
+    editor.submit()
+    wait(browser).until(lambda b: not b.find_elements(By.CSS_SELECTOR, "[role=alert]"))
+    with tenant.client() as admin:
+        assert admin.twins.get(device)["desired"] == {"open": True, "limit": 40}
+    monkeypatch.setenv("TETHER_OUTBOX", str(tmp_path / "valve.db"))
+    with tether.Client(tenant.url, device_id=device.id, device_secret=str(device.secret)) as dc:
+        dc.commands.on("close", lambda command: {"closed": command.payload["slowly"]})
+        dc.commands.start()
+        browser.find_element(By.NAME, "name").send_keys("close")
+        browser.find_element(By.NAME, "payload").send_keys('{"slowly": true}')
+        browser.find_element(By.CSS_SELECTOR, "#commands + form button").click()
+        with tenant.client() as admin:
+            wait_for(
+                lambda: [c.state for c in admin.commands.list(device=device)] == ["succeeded"],
+                20,
+                "the command to be answered",
+            )
+    browser.get(f"{tenant.url}/commands")
+    wait_for_heading(browser, "Commands")
+    row = browser.find_element(By.CSS_SELECTOR, "main table tbody tr")
+    assert row.text.split()[:1] == ["close"]
+    assert "succeeded" in row.text
+    shot(browser, "commands")

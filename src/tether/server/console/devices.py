@@ -16,6 +16,7 @@ import tether
 from tether.server.console.layout import OPEN, PAGE, posted, render, signed_in
 from tether.server.console.session import Api, Session, api
 from tether.server.state import TimedCache
+from tether.server.twin.patches import leaves
 
 
 async def _choices(request: Request[Any, Any, Any], session: Session, client: Api) -> Any:
@@ -122,13 +123,14 @@ async def device(
     request: Request[Any, Any, Any], device_id: FromPath[str]
 ) -> Response[Any] | Template:
     session = await signed_in(request)
-    return await _device_page(request, session, device_id)
+    return await device_page(request, session, device_id)
 
 
-async def _device_page(
+async def device_page(
     request: Request[Any, Any, Any], session: Session, device_id: str, **shown: Any
 ) -> Response[Any] | Template:
-    """A device's page, with what the last action showed (`secret`, `error`, `draft`)."""
+    """A device's page, with what the last action showed (`secret`, `error`, a `draft` of the
+    document, of `desired` or of a command's `payload`)."""
     async with api(request, session) as client:
         try:
             found = await client.get(f"devices/{device_id}")
@@ -137,12 +139,15 @@ async def _device_page(
         latest = await client.get(f"devices/{device_id}/telemetry/latest")
         updates = await client.get(f"devices/{device_id}/updates")
         events = await client.get("events", {"device_id": device_id, "limit": 20})
+        twin = await client.get(f"devices/{device_id}/twin")
+        sent = await client.get("commands", {"device_id": device_id, "limit": 20})
         try:
             files = await client.get(f"files/list/devices/{device_id}", {"limit": 100})
         except tether.NotFoundError:
             files = {"total": 0, "results": []}
     status = 422 if shown.get("error") else 200
     document = shown.pop("draft", None) or json.dumps(found["document"], indent=2)
+    desired = shown.pop("desired", None) or json.dumps(twin["desired"], indent=2)
     values = sorted(latest["values"].items())
     numeric = [f for f, r in values if _plottable(r["value"])]
     return render(
@@ -156,6 +161,10 @@ async def _device_page(
         updates=updates,
         events=events["results"],
         files=files,
+        twin=twin,
+        desired=desired,
+        pending=leaves(twin["delta"]),
+        commands=sent["results"],
         **shown,
     )
 
@@ -175,17 +184,15 @@ async def edit_document(
     try:
         document = json.loads(draft)
     except ValueError as exc:
-        return await _device_page(
-            request, session, device_id, error=f"Not JSON: {exc}", draft=draft
-        )
+        return await device_page(request, session, device_id, error=f"Not JSON: {exc}", draft=draft)
     if not isinstance(document, dict):
         error = "The document is a JSON object: {...}."
-        return await _device_page(request, session, device_id, error=error, draft=draft)
+        return await device_page(request, session, device_id, error=error, draft=draft)
     async with api(request, session) as client:
         try:
             await client.call("PATCH", f"devices/{device_id}", json={"document": document})
         except tether.APIError as exc:
-            return await _device_page(request, session, device_id, error=exc.message, draft=draft)
+            return await device_page(request, session, device_id, error=exc.message, draft=draft)
     return Redirect(f"/devices/{device_id}", status_code=303)
 
 
@@ -197,7 +204,7 @@ async def rotate_secret(
     session, _ = await posted(request)
     async with api(request, session) as client:
         rotated = await client.post(f"devices/{device_id}/secret")
-    return await _device_page(request, session, device_id, secret=rotated["secret"])
+    return await device_page(request, session, device_id, secret=rotated["secret"])
 
 
 @post("/devices/{device_id:str}/delete", opt=OPEN, include_in_schema=False, status_code=303)

@@ -15,7 +15,7 @@ from litestar.response import Redirect, Template
 
 import tether
 from tether._version import __version__
-from tether.server.console import apps, devices
+from tether.server.console import apps, control, devices
 from tether.server.console.layout import (
     OPEN,
     PAGE,
@@ -479,6 +479,7 @@ router = Router(
         delete_group,
         channels,
         *devices.handlers,
+        *control.handlers,
         *apps.handlers,
     ],
     exception_handlers={SignedOut: to_sign_in, tether.APIError: refused},

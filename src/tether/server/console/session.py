@@ -80,11 +80,13 @@ class Api:
         path: str,
         params: dict[str, Any] | None = None,
         json: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         body = b"" if json is None else msgspec.json.encode(json)
-        headers = [*self._headers, (b"content-length", str(len(body)).encode())]
+        given = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+        headers_list = [*self._headers, *given, (b"content-length", str(len(body)).encode())]
         if json is not None:
-            headers.append((b"content-type", b"application/json"))
+            headers_list.append((b"content-type", b"application/json"))
         scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": "3.0"},
@@ -95,7 +97,7 @@ class Api:
             "raw_path": f"/api/v1/{path.lstrip('/')}".encode(),
             "root_path": "",
             "query_string": urlencode(params or {}, doseq=True).encode(),
-            "headers": headers,
+            "headers": headers_list,
             "client": self._client,
             "server": ("console.internal", 80),
         }
