@@ -13,6 +13,8 @@ def test_every_area_declares_what_a_delete_means_for_its_tables() -> None:
         "tether.server.identity.sessions._stop_credentials",
         "tether.server.telemetry.retention._forget_points",
         "tether.server.updates.installed._forget_device",
+        "tether.server.commands.store._forget_commands",
+        "tether.server.twin.store._forget_twins",
     }
     assert set(declared("app")) == {
         "tether.server.identity.sessions._stop_credentials",
@@ -22,5 +24,6 @@ def test_every_area_declares_what_a_delete_means_for_its_tables() -> None:
         "tether.server.files.tree._forget_tree",
         "tether.server.resources.data._forget_items",
         "tether.server.resources.kinds._forget_held",
+        "tether.server.commands.store._forget_groups",
     }
     assert declared("thing") == ()

@@ -85,7 +85,7 @@ def made_up() -> dict[str, str]:
     fake = str(uuid.uuid4())
     names = {"group": "nope", "key": "nope", "path": "nope/none.txt", "reference": "nope"}
     named = ["project_id", *PLURALS, "user_id", "token_id", "task_id", "version_id", "deployments"]
-    named.append("family_id")
+    named += ["family_id", "commands", "groups"]
     ids = dict.fromkeys(named, fake)
     return ids | names | {"version": "9.9.9"}
 
@@ -215,8 +215,10 @@ def test_every_operation_for_every_principal_obeys_the_policy(
 
 def _target(rule: Rule, template: str, ids: dict[str, str], caller: Caller) -> str | None:
     """What a SELF reach compares with the caller: the device of a `/devices/{id}` path, the
-    file path of the files area, the caller itself for its update checks and reports."""
-    if rule.resource == "update":
+    file path of the files area, the caller itself for its update checks and reports and for
+    the commands it reads and answers (each handler keeps a device to its own)."""
+    bound_to_caller = rule.resource == "command" and "/devices/{id}" not in template
+    if rule.resource == "update" or (bound_to_caller and "/groups/" not in template):
         return str(caller.identity["id"])
     if "/devices/{id}" in template:
         return ids["devices"]

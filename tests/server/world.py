@@ -27,6 +27,8 @@ VALID_BODIES = {
     "/files/folders": {"path": "/new"},
     "/files/tasks": {"op": "remove", "path": "/docs/b.txt"},
     "/updates/reports": {"reference": "fw", "version": "1.0.0", "state": "installed"},
+    "/commands": {"name": "c"},
+    "/result": {"state": "succeeded"},
 }
 READS_ONLY = {"/updates/check", "/files/delta/{path}"}
 """POSTs that change nothing, which read-only credentials may send."""
@@ -54,8 +56,9 @@ def endpoints(server: RunningServer) -> list[tuple[str, str]]:
 
 def populate(client: tether.Client, suffix: str = "") -> dict[str, str]:
     """One object of every kind, a project holding one of each, a data item, files, a task,
-    a user, a token, a package version and its deployment; the ids and names that fill the
-    operations' paths. `suffix` makes the names of a second tenant differ from the first's."""
+    a user, a token, a package version and its deployment, a command and a command to many
+    and a twin; the ids and names that fill the operations' paths. `suffix` makes the names
+    of a second tenant differ from the first's."""
     project = client.projects.create("p")
     ids: dict[str, str] = {"project_id": project.id}
     for plural in PLURALS:
@@ -76,6 +79,11 @@ def populate(client: tether.Client, suffix: str = "") -> dict[str, str]:
     ids.update(reference=reference, version="1.0.0", version_id=version["id"])
     ids.update(deployments=deployment["id"])
     ids.update(family_id=_authorized_app(client, suffix))
+    device = ids["devices"]
+    command = client.post(f"projects/{project.id}/devices/{device}/commands", {"name": "c"})
+    group = client.post(f"projects/{project.id}/commands", {"name": "c", "device_ids": [device]})
+    ids.update(commands=command["id"], groups=group["id"])
+    client.patch(f"projects/{project.id}/devices/{device}/twin", {"desired": {"on": True}})
     return ids
 
 

@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 import msgspec
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tether.server.commands import store
+from tether.server.db.engine import utcnow
 from tether.server.identity.policy import decide
 from tether.server.problems import Problem
 from tether.server.realtime.events import Event
@@ -41,6 +44,63 @@ logger = logging.getLogger("tether.server")
 
 SWEEP_EVERY = 0.5
 """Seconds between two looks for commands that expired or timed out."""
+SENT_WITHIN = 0.2
+"""Seconds after a command is written to a socket by which `sent` is stored, if no
+acknowledgement stored it first."""
+
+
+Change = Callable[[AsyncConnection], Awaitable[tuple[Any, bool]]]
+"""One device's change to one of its commands, in a transaction: the row after it, and
+whether it moved."""
+
+
+class GroupCommit:
+    """Devices' changes to their commands, applied together: what arrives while one
+    transaction runs waits for the next, and goes in it with everything else that arrived
+    (a thousand acknowledgements are one commit, not a thousand). A change refused with a
+    `Problem` (no such command) is refused alone; it raises before it writes anything."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._waiting: list[tuple[Change, asyncio.Future[tuple[Any, bool]]]] = []
+        self._running: asyncio.Task[None] | None = None
+
+    async def apply(self, change: Change) -> tuple[Any, bool]:
+        future: asyncio.Future[tuple[Any, bool]] = asyncio.get_running_loop().create_future()
+        self._waiting.append((change, future))
+        if self._running is None:
+            self._running = asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                await self._commit(batch)
+        finally:
+            self._running = None
+
+    async def _commit(self, batch: list[tuple[Change, asyncio.Future[tuple[Any, bool]]]]) -> None:
+        outcomes: list[tuple[asyncio.Future[tuple[Any, bool]], Any]] = []
+        try:
+            async with self.engine.begin() as conn:
+                for change, future in batch:
+                    try:
+                        outcomes.append((future, await change(conn)))
+                    except Problem as exc:
+                        outcomes.append((future, exc))
+        except Exception as exc:
+            for _change, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for future, outcome in outcomes:
+            if future.done():
+                continue
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
 
 class Delivery:
@@ -49,7 +109,12 @@ class Delivery:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.hub = state.hub
+        self.writes = GroupCommit(state.engine)
         self._watchers: dict[str, set[asyncio.Event]] = {}
+        self._sent: dict[str, dt.datetime] = {}
+        """Commands written to a socket here and not yet stored as `sent`, with when: an
+        acknowledgement usually comes first and stores both times in one commit."""
+        self._storing_sent: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
         self.hub.operations.update(
@@ -112,24 +177,37 @@ class Delivery:
     def _push(self, commands: Sequence[store.CommandOut]) -> None:
         """Write each command to its device's sockets here that asked for commands; the ones
         written become `sent` (in a task: the caller is not kept waiting)."""
-        sent = []
+        now = utcnow()
         for command in commands:
             sockets = [c for c in self.hub.sockets_of(command.device_id) if "commands" in c.takes]
             frame = {"op": "command", "command": command}
             if [c for c in sockets if c.offer(frame)]:
-                sent.append(command.id)
-        if sent:
-            self.state.spawn(self._mark_sent(sent))
+                self._sent.setdefault(command.id, now)
+        if self._sent and self._storing_sent is None:
+            loop = asyncio.get_running_loop()
+            self._storing_sent = loop.call_later(SENT_WITHIN, self._store_sent)
 
-    async def _mark_sent(self, ids: list[str]) -> None:
-        async with self.state.engine.begin() as conn:
-            rows = await store.mark_sent(conn, ids)
+    def _store_sent(self) -> None:
+        self._storing_sent = None
+        self.state.spawn(self._mark_sent())
+
+    async def _mark_sent(self) -> None:
+        """Store `sent` for the commands written to a socket that no acknowledgement has
+        moved on yet."""
+        sent, self._sent = self._sent, {}
+        rows: list[Any] = []
+
+        async def mark(conn: AsyncConnection) -> tuple[Any, bool]:
+            rows.extend(await store.mark_sent(conn, sent))
+            return None, bool(rows)
+
+        await self.writes.apply(mark)
         self.changed(rows, "updated")
 
     async def _take(self, client: Socket, frame: Frame) -> dict[str, Any]:
         """A device asks for its commands on this socket: everything still queued, oldest
         first, then each new one as it comes."""
-        device_id = _answering(client)
+        device_id = _answering(client).device_id or ""
         client.takes.add("commands")
         async with self.state.reader.connect() as reads:
             rows = await store.undelivered(reads, device_id)
@@ -138,20 +216,28 @@ class Delivery:
 
     # -- from the devices
 
+    async def device_change(self, change: Change) -> store.CommandOut:
+        """Apply a device's change to its command (with others, in one commit) and announce
+        it: the command as it now stands."""
+        row, moved = await self.writes.apply(change)
+        if moved:
+            self.changed([row], "updated")
+        return store.out(row)
+
     async def _acknowledge(self, client: Socket, frame: Frame) -> dict[str, Any]:
-        device_id, command_id = _answering(client), _command_of(frame)
-        async with self.state.engine.begin() as conn:
-            row, moved = await store.acknowledge(conn, device_id, command_id)
-        return self._answered(frame, row, moved)
+        by, command_id = _answering(client), _command_of(frame)
+        sent_at = self._sent.pop(command_id, None)
+        command = await self.device_change(lambda c: store.acknowledge(c, by, command_id, sent_at))
+        return {"op": "ack", "id": frame.id, "command": command}
 
     async def _progress(self, client: Socket, frame: Frame) -> dict[str, Any]:
-        device_id, command_id = _answering(client), _command_of(frame)
-        async with self.state.engine.begin() as conn:
-            row, moved = await store.progress(conn, device_id, command_id, frame.progress)
-        return self._answered(frame, row, moved)
+        by, command_id = _answering(client), _command_of(frame)
+        value = frame.progress
+        command = await self.device_change(lambda c: store.progress(c, by, command_id, value))
+        return {"op": "ack", "id": frame.id, "command": command}
 
     async def _answer(self, client: Socket, frame: Frame) -> dict[str, Any]:
-        device_id, command_id = _answering(client), _command_of(frame)
+        by, command_id = _answering(client), _command_of(frame)
         try:
             data = msgspec.convert(
                 {"state": frame.state, "result": frame.result, "error": frame.error},
@@ -159,14 +245,8 @@ class Delivery:
             )
         except msgspec.ValidationError as exc:
             raise FrameError("invalid", str(exc)) from None
-        async with self.state.engine.begin() as conn:
-            row, moved = await store.answer(conn, device_id, command_id, data)
-        return self._answered(frame, row, moved)
-
-    def _answered(self, frame: Frame, row: Any, moved: bool) -> dict[str, Any]:
-        if moved:
-            self.changed([row], "updated")
-        return {"op": "ack", "id": frame.id, "command": store.out(row)}
+        command = await self.device_change(lambda c: store.answer(c, by, command_id, data))
+        return {"op": "ack", "id": frame.id, "command": command}
 
     # -- time
 
@@ -191,13 +271,17 @@ def delivery_of(state: ServerState) -> Delivery:
     return delivery
 
 
-def _answering(client: Socket) -> str:
-    """The device this socket speaks for, if the policy lets it answer its commands."""
+def _answering(client: Socket) -> store.Answerer:
+    """The device this socket speaks for, if the policy lets it answer its commands (a
+    socket's command frames are a device's; people and apps answer over HTTP)."""
+    principal = client.principal
     try:
-        decide(client.principal, "command", "answer", client.principal.id, client.path)
+        decide(principal, "command", "answer", principal.id, client.path)
     except Problem as exc:
-        raise FrameError("forbidden", "Only a device answers its own commands.") from exc
-    return client.principal.id
+        raise FrameError(exc.code, exc.detail) from exc
+    if principal.type != "device":
+        raise FrameError("forbidden", "Command frames are a device's own.")
+    return store.Answerer(principal.org_id, principal.id)
 
 
 def _command_of(frame: Frame) -> str:

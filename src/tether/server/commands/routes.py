@@ -151,13 +151,14 @@ async def send_many(
     request: Request[Any, Any, Any], tether: Tether, data: JSONBody[store.CommandsIn]
 ) -> Response[store.GroupOut]:
     principal = principal_of(request)
+    async with tether.reader.connect() as reads:
+        org_id, project_id = await resolve_scope(reads, request)
     if (data.device_ids is None) == (data.filter is None):
         raise invalid("Give device_ids or a filter (one of them).", "invalid")
     params = _filter_params(data.filter or {})
     if reads_installed(params):
         await tether.installed.flush()
     async with tether.reader.connect() as reads:
-        org_id, project_id = await resolve_scope(reads, request)
         devices = await _chosen(reads, org_id, project_id, data, params)
     sender = store.sender_of(principal)
     try:
@@ -381,13 +382,16 @@ async def resend(
 async def _answering(
     request: Request[Any, Any, Any], tether: ServerState, change: Any
 ) -> store.CommandOut:
-    """Apply a device's change to its own command and announce it."""
-    device_id = principal_of(request).id
-    async with tether.engine.begin() as conn:
-        row, moved = await change(conn, device_id)
-    if moved:
-        delivery_of(tether).changed([row], "updated")
-    return store.out(row)
+    """Apply a change to a command (`change(conn, answerer)`): a device's to its own, a
+    person's or an app's to any of the organization's (in the caller's project)."""
+    principal = principal_of(request)
+    async with tether.reader.connect() as reads:
+        org_id, project_id = await resolve_scope(reads, request)
+        if principal.type != "device":
+            await _command(reads, principal, org_id, project_id, request.path_params["id"])
+    device_id = principal.id if principal.type == "device" else None
+    by = store.Answerer(org_id, device_id)
+    return await delivery_of(tether).device_change(lambda conn: change(conn, by))
 
 
 @post(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -301,33 +302,42 @@ async def _move(
     return list((await conn.execute(statement)).all())
 
 
-async def mark_sent(conn: AsyncConnection, ids: Sequence[str]) -> list[Any]:
-    """Written to the device's socket."""
-    if not ids:
-        return []
-    return await _move(
-        conn, commands.c.id.in_(ids), ("queued",), {"state": "sent", "sent_at": utcnow()}
-    )
+async def mark_sent(conn: AsyncConnection, sent: dict[str, dt.datetime]) -> list[Any]:
+    """Written to the device's socket (each id with when); those still queued."""
+    moved: list[Any] = []
+    for command_id, at in sent.items():
+        where = commands.c.id == command_id
+        moved += await _move(conn, where, ("queued",), {"state": "sent", "sent_at": at})
+    return moved
 
 
-async def of_device(conn: Any, device_id: str, command_id: str) -> Any:
-    """One command of a device; 404 when it has none of that id."""
-    row = (
-        await conn.execute(
-            sa.select(commands).where(
-                commands.c.id == command_id, commands.c.device_id == device_id
-            )
-        )
-    ).first()
+@dataclass(frozen=True)
+class Answerer:
+    """Who acknowledges and answers: a device, its own commands only; a person or an app
+    (speaking for devices that do not run the SDK), any command of its organization."""
+
+    org_id: str
+    device_id: str | None
+
+
+async def answerable(conn: Any, by: Answerer, command_id: str) -> Any:
+    """The command `by` may answer; 404 when there is none of that id."""
+    query = sa.select(commands).where(commands.c.id == command_id, commands.c.org_id == by.org_id)
+    if by.device_id is not None:
+        query = query.where(commands.c.device_id == by.device_id)
+    row = (await conn.execute(query)).first()
     if row is None:
-        raise Problem(404, "No such command for this device.", code="not_found")
+        raise Problem(404, "No such command.", code="not_found")
     return row
 
 
-async def acknowledge(conn: AsyncConnection, device_id: str, command_id: str) -> tuple[Any, bool]:
+async def acknowledge(
+    conn: AsyncConnection, by: Answerer, command_id: str, sent_at: dt.datetime | None = None
+) -> tuple[Any, bool]:
     """The device has stored the command: delivered, and its answer due `timeout` seconds from
-    now. Again, or after it ended, nothing changes; the row says what the device should do."""
-    row = await of_device(conn, device_id, command_id)
+    now (`sent_at`: when it was written to the socket, if that is not stored yet). Again, or
+    after it ended, nothing changes; the row says what the device should do."""
+    row = await answerable(conn, by, command_id)
     now = utcnow()
     moved = await _move(
         conn,
@@ -336,7 +346,7 @@ async def acknowledge(conn: AsyncConnection, device_id: str, command_id: str) ->
         {
             "state": "delivered",
             "delivered_at": now,
-            "sent_at": sa.func.coalesce(commands.c.sent_at, now),
+            "sent_at": sa.func.coalesce(commands.c.sent_at, sent_at or now),
             "deadline": now + dt.timedelta(seconds=min(row.timeout, MAX_TTL)),
         },
     )
@@ -344,10 +354,10 @@ async def acknowledge(conn: AsyncConnection, device_id: str, command_id: str) ->
 
 
 async def progress(
-    conn: AsyncConnection, device_id: str, command_id: str, value: Any
+    conn: AsyncConnection, by: Answerer, command_id: str, value: Any
 ) -> tuple[Any, bool]:
     """The device is working on it, and says how far it got."""
-    row = await of_device(conn, device_id, command_id)
+    row = await answerable(conn, by, command_id)
     now = utcnow()
     text = encoded(value, "progress")
     moved = await _move(
@@ -368,12 +378,12 @@ async def progress(
 
 
 async def answer(
-    conn: AsyncConnection, device_id: str, command_id: str, data: AnswerIn
+    conn: AsyncConnection, by: Answerer, command_id: str, data: AnswerIn
 ) -> tuple[Any, bool]:
     """The device's answer. An open command ends in its state; one that timed out (or was
     canceled or expired while the device had it) keeps its state and records the late answer.
     A second answer changes nothing: the first one stands."""
-    await of_device(conn, device_id, command_id)
+    await answerable(conn, by, command_id)
     now = utcnow()
     answered = {
         "answered_at": now,
@@ -386,7 +396,7 @@ async def answer(
         moved = await _move(conn, mine, FINAL, answered)
     if moved:
         return moved[0], True
-    return await of_device(conn, device_id, command_id), False
+    return await answerable(conn, by, command_id), False
 
 
 async def cancel(conn: AsyncConnection, org_id: str, command_id: str) -> Any:

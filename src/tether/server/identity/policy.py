@@ -142,9 +142,10 @@ _TABLE: list[Rule] = [
     Rule(
         "command",
         "answer",
-        _who(device=SELF),
+        _who(*WRITERS, device=SELF),
         False,
-        "acknowledge, report progress on and answer its own commands",
+        "acknowledge, report progress on and answer commands (a device: its own; people and "
+        "apps: for devices that do not run the SDK)",
     ),
     Rule("twin", "read", _who(*READERS, device=SELF), True, "a device's twin and its history"),
     Rule(

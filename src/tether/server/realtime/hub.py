@@ -226,6 +226,16 @@ class Hub:
         """Frames an area answers (`commands`: ack, progress, result...), by their op: how
         every area reaches the sockets without the hub knowing the area."""
         self._principals: dict[str, set[Client]] = {}
+        self._listening: set[Client] = set()
+        """The sockets that asked for resource events: the only ones `publish` looks at, so a
+        fleet of device sockets costs an event nothing."""
+
+    def listen(self, client: Client, types: set[str]) -> None:
+        client.events = types
+        if types:
+            self._listening.add(client)
+        else:
+            self._listening.discard(client)
 
     def join(self, client: Client) -> None:
         self.clients.add(client)
@@ -279,6 +289,7 @@ class Hub:
         for key in list(client.channels):
             self.unsubscribe(client, key)
         self.clients.discard(client)
+        self._listening.discard(client)
         own = self._principals.get(client.principal.id)
         if own is not None:
             own.discard(client)
@@ -405,7 +416,7 @@ class Hub:
             "document": event.document,
         }
         encoded = None
-        for client in list(self.clients):
+        for client in list(self._listening):
             if client.wants(event):
                 encoded = encoded or _text(frame)
                 client.offer(encoded)
@@ -457,7 +468,7 @@ def _handle(hub: Hub, client: Client, frame: Frame) -> dict[str, Any] | None:
             )
         return None
     if frame.op == "events":
-        client.events = set(frame.types or [])
+        hub.listen(client, set(frame.types or []))
         return {"op": "ack", "id": frame.id}
     raise FrameError("unknown_op", f"unknown op {frame.op!r}")
 

@@ -12,7 +12,7 @@ from litestar import Request, Router, get, patch
 from litestar.params import FromPath, JSONBody
 from msgspec import Meta
 
-from tether.server.db.pages import Page, Sort, list_page, page_limit
+from tether.server.db.pages import BY_ID, Page, list_page, page_limit
 from tether.server.db.reads import Reads
 from tether.server.db.tables import twin_changes, twins
 from tether.server.identity.policy import allow, decide
@@ -78,6 +78,8 @@ async def patch_twin(
     data: JSONBody[store.TwinPatchIn],
 ) -> store.TwinOut:
     principal = principal_of(request)
+    async with tether.reader.connect() as reads:
+        org_id, device = await _device(reads, request, id)
     given = [s for s in store.SECTIONS if getattr(data, s) is not None]
     if len(given) > 1 or not (given or data.clear_when_reported is not None):
         raise invalid("Give one section to change: desired, reported or tags.", "invalid")
@@ -88,8 +90,6 @@ async def patch_twin(
     decide(principal, "twin", action, id, request.url.path)
     if section == "reported" and data.clear_when_reported is not None:
         raise invalid("clear_when_reported is set by people and apps, not in a report.", "invalid")
-    async with tether.reader.connect() as reads:
-        org_id, device = await _device(reads, request, id)
     async with tether.engine.begin() as conn:
         twin, changes = await store.change(
             conn,
@@ -160,7 +160,7 @@ async def twin_history(
             limit,
             store.change_out,
             bound | {"org_id": org_id},
-            Sort(None),
+            BY_ID,
         )
 
 
