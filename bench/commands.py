@@ -7,11 +7,11 @@ here each with its own device credentials, taking its commands on its socket (it
 and answers each at once) and subscribed to a channel (it answers each broadcast at once).
 
 1. queued → delivered for one online device (the server's own `created_at` to `delivered_at`)
-   beside one broadcast round trip to one subscriber (goal: p50 within 1.5×).
+   beside one broadcast round trip to one subscriber (goal: p50 within 1.5 times).
 2. A device reconnecting with 100 pending commands: time from its `commands` frame to the
    100th command received (goal: under 100 ms), beside the same 100 fetched in one HTTP GET.
 3. One command to every device until its aggregate is complete (all succeeded, seen by a
-   long poll of the group) beside a broadcast-and-collect to the same devices (goal: 1.5×).
+   long poll of the group) beside a broadcast-and-collect to the same devices (goal: 1.5 times).
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ class Device:
         self.url, self.device = url, device
         self.received: list[float] = []
         self.ws: Any = None
+        self.expect = 0
+        self.all_in = asyncio.Event()
 
     async def open(self, take_commands: bool = True) -> None:
         self.ws = await connect(self.url, additional_headers=basic(self.device), max_size=2**22)
@@ -59,6 +61,8 @@ class Device:
             frame = json.loads(text)
             if frame["op"] == "command":
                 self.received.append(time.perf_counter())
+                if len(self.received) == self.expect:
+                    self.all_in.set()
                 command = frame["command"]["id"]
                 n += 2
                 await ws.send(json.dumps({"op": "command_ack", "id": n, "command": command}))
@@ -78,7 +82,9 @@ def percentile(values: list[float], q: float) -> float:
 async def broadcast_round(caster: Any, number: int, expected: int) -> float:
     started = time.perf_counter()
     await caster.send(
-        json.dumps({"op": "broadcast", "id": number, "channel": "bench", "name": "t", "timeout": 30})
+        json.dumps(
+            {"op": "broadcast", "id": number, "channel": "bench", "name": "t", "timeout": 30}
+        )
     )
     while True:
         frame = json.loads(await caster.recv())
@@ -111,7 +117,7 @@ async def main(devices_n: int, rounds: int) -> None:
                 broadcast = [await broadcast_round(caster, r, 1) for r in range(rounds)]
                 delivered = []
                 for _ in range(rounds):
-                    sent = (await http.post(f"devices/{lone['id']}/commands", json={"name": "x"}))
+                    sent = await http.post(f"devices/{lone['id']}/commands", json={"name": "x"})
                     command = (
                         await http.get(f"commands/{sent.json()['id']}", params={"wait": 10})
                     ).json()
@@ -129,7 +135,9 @@ async def main(devices_n: int, rounds: int) -> None:
 
                 # 2. a reconnecting device with 100 pending
                 for n in range(100):
-                    await http.post(f"devices/{lone['id']}/commands", json={"name": "p", "payload": n})
+                    await http.post(
+                        f"devices/{lone['id']}/commands", json={"name": "p", "payload": n}
+                    )
                 started = time.perf_counter()
                 listing = await http.get(
                     f"devices/{lone['id']}/commands", params={"state": "open", "limit": 100}
@@ -138,11 +146,11 @@ async def main(devices_n: int, rounds: int) -> None:
                 assert len(listing.json()["results"]) == 100
                 device = Device(ws_url, lone)
                 device.ws = await connect(ws_url, additional_headers=basic(lone))
+                device.expect = 100
                 runner = asyncio.create_task(device.run())
                 started = time.perf_counter()
                 await device.ws.send(json.dumps({"op": "commands", "id": 2}))
-                while len(device.received) < 100:
-                    await asyncio.sleep(0.0005)
+                await asyncio.wait_for(device.all_in.wait(), 30)
                 took = device.received[-1] - started
                 runner.cancel()
                 await device.ws.close()
