@@ -155,7 +155,7 @@ async def main(devices_n: int, rounds: int) -> None:
                 runner.cancel()
                 await device.ws.close()
                 print(
-                    f"2. 100 pending on reconnect: all received in {took * 1000:.1f} ms (goal < 100); "
+                    f"2. 100 pending on reconnect: all in {took * 1000:.1f} ms (goal < 100); "
                     f"the same 100 in one HTTP GET: {fetched * 1000:.1f} ms; ratio "
                     f"{took / fetched:.2f}"
                 )
