@@ -187,6 +187,7 @@ async def main(devices_n: int, rounds: int) -> None:
                     assert group["counts"] == {"succeeded": devices_n}, group["counts"]
                 for r in runners:
                     r.cancel()
+                await asyncio.gather(*(s.ws.close() for s in sims))
                 c50, a50 = statistics.median(collect), statistics.median(aggregate)
                 print(
                     f"3. one command to {devices_n} devices, complete aggregate p50 "

@@ -26,11 +26,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import msgspec
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tether.server.commands import store
 from tether.server.db.engine import utcnow
@@ -49,23 +49,19 @@ SENT_WITHIN = 0.2
 acknowledgement stored it first."""
 
 
-Change = Callable[[AsyncConnection], Awaitable[tuple[Any, bool]]]
-"""One device's change to one of its commands, in a transaction: the row after it, and
-whether it moved."""
-
-
 class GroupCommit:
     """Devices' changes to their commands, applied together: what arrives while one
-    transaction runs waits for the next, and goes in it with everything else that arrived
-    (a thousand acknowledgements are one commit, not a thousand). A change refused with a
-    `Problem` (no such command) is refused alone; it raises before it writes anything."""
+    transaction runs waits for the next and goes in it with everything else that arrived, as
+    one read and one write (`store.apply`): a thousand acknowledgements are one commit."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._waiting: list[tuple[Change, asyncio.Future[tuple[Any, bool]]]] = []
+        self._waiting: list[tuple[store.DeviceChange, asyncio.Future[tuple[Any, bool]]]] = []
         self._running: asyncio.Task[None] | None = None
 
-    async def apply(self, change: Change) -> tuple[Any, bool]:
+    async def apply(self, change: store.DeviceChange) -> tuple[Any, bool]:
+        """The command after `change`, and whether it moved (a `Problem` for a command its
+        sender may not answer)."""
         future: asyncio.Future[tuple[Any, bool]] = asyncio.get_running_loop().create_future()
         self._waiting.append((change, future))
         if self._running is None:
@@ -80,24 +76,20 @@ class GroupCommit:
         finally:
             self._running = None
 
-    async def _commit(self, batch: list[tuple[Change, asyncio.Future[tuple[Any, bool]]]]) -> None:
-        outcomes: list[tuple[asyncio.Future[tuple[Any, bool]], Any]] = []
+    async def _commit(
+        self, batch: list[tuple[store.DeviceChange, asyncio.Future[tuple[Any, bool]]]]
+    ) -> None:
         try:
-            async with self.engine.begin() as conn:
-                for change, future in batch:
-                    try:
-                        outcomes.append((future, await change(conn)))
-                    except Problem as exc:
-                        outcomes.append((future, exc))
+            outcomes = await store.apply(self.engine, [change for change, _ in batch])
         except Exception as exc:
             for _change, future in batch:
                 if not future.done():
                     future.set_exception(exc)
             return
-        for future, outcome in outcomes:
+        for (_change, future), outcome in zip(batch, outcomes, strict=True):
             if future.done():
                 continue
-            if isinstance(outcome, BaseException):
+            if isinstance(outcome, Problem):
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
@@ -195,13 +187,8 @@ class Delivery:
         """Store `sent` for the commands written to a socket that no acknowledgement has
         moved on yet."""
         sent, self._sent = self._sent, {}
-        rows: list[Any] = []
-
-        async def mark(conn: AsyncConnection) -> tuple[Any, bool]:
-            rows.extend(await store.mark_sent(conn, sent))
-            return None, bool(rows)
-
-        await self.writes.apply(mark)
+        async with self.state.engine.begin() as conn:
+            rows = await store.mark_sent(conn, sent)
         self.changed(rows, "updated")
 
     async def _take(self, client: Socket, frame: Frame) -> dict[str, Any]:
@@ -216,7 +203,7 @@ class Delivery:
 
     # -- from the devices
 
-    async def device_change(self, change: Change) -> store.CommandOut:
+    async def device_change(self, change: store.DeviceChange) -> store.CommandOut:
         """Apply a device's change to its command (with others, in one commit) and announce
         it: the command as it now stands."""
         row, moved = await self.writes.apply(change)
@@ -227,13 +214,17 @@ class Delivery:
     async def _acknowledge(self, client: Socket, frame: Frame) -> dict[str, Any]:
         by, command_id = _answering(client), _command_of(frame)
         sent_at = self._sent.pop(command_id, None)
-        command = await self.device_change(lambda c: store.acknowledge(c, by, command_id, sent_at))
+        command = await self.device_change(
+            store.DeviceChange("ack", by, command_id, sent_at=sent_at)
+        )
         return {"op": "ack", "id": frame.id, "command": command}
 
     async def _progress(self, client: Socket, frame: Frame) -> dict[str, Any]:
         by, command_id = _answering(client), _command_of(frame)
-        value = frame.progress
-        command = await self.device_change(lambda c: store.progress(c, by, command_id, value))
+        progress = store.encoded(frame.progress, "progress")
+        command = await self.device_change(
+            store.DeviceChange("progress", by, command_id, progress=progress)
+        )
         return {"op": "ack", "id": frame.id, "command": command}
 
     async def _answer(self, client: Socket, frame: Frame) -> dict[str, Any]:
@@ -245,7 +236,7 @@ class Delivery:
             )
         except msgspec.ValidationError as exc:
             raise FrameError("invalid", str(exc)) from None
-        command = await self.device_change(lambda c: store.answer(c, by, command_id, data))
+        command = await self.device_change(store.answer_of(by, command_id, data))
         return {"op": "ack", "id": frame.id, "command": command}
 
     # -- time

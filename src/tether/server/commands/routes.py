@@ -3,9 +3,11 @@ a device without a socket, list its pending commands and answer them over HTTP."
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -31,6 +33,9 @@ from tether.server.state import ServerState, Tether
 NEWEST_FIRST = Sort(None, descending=True)
 OLDEST_FIRST = Sort(None)
 MAX_WAIT = 60.0
+COALESCE = 0.02
+"""Seconds a waiting group read lets further changes gather after the first: a thousand
+devices answering at once are one read of the counts, not a thousand."""
 
 _STATE = Parameter(
     Literal[(*store.STATES, "open")],
@@ -332,6 +337,7 @@ async def get_group(
         left = deadline - time.monotonic()
         if group.done or left <= 0 or not await delivery.changes_of(id, left):
             return group
+        await asyncio.sleep(min(COALESCE, max(0.0, deadline - time.monotonic())))
 
 
 @post(
@@ -380,10 +386,12 @@ async def resend(
 
 
 async def _answering(
-    request: Request[Any, Any, Any], tether: ServerState, change: Any
+    request: Request[Any, Any, Any],
+    tether: ServerState,
+    change: Callable[[store.Answerer], store.DeviceChange],
 ) -> store.CommandOut:
-    """Apply a change to a command (`change(conn, answerer)`): a device's to its own, a
-    person's or an app's to any of the organization's (in the caller's project)."""
+    """Apply a change to a command (`change(answerer)`): a device's to its own, a person's or
+    an app's to any of the organization's (in the caller's project)."""
     principal = principal_of(request)
     async with tether.reader.connect() as reads:
         org_id, project_id = await resolve_scope(reads, request)
@@ -391,7 +399,7 @@ async def _answering(
             await _command(reads, principal, org_id, project_id, request.path_params["id"])
     device_id = principal.id if principal.type == "device" else None
     by = store.Answerer(org_id, device_id)
-    return await delivery_of(tether).device_change(lambda conn: change(conn, by))
+    return await delivery_of(tether).device_change(change(by))
 
 
 @post(
@@ -404,7 +412,7 @@ async def _answering(
 async def acknowledge(
     id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
 ) -> store.CommandOut:
-    return await _answering(request, tether, lambda c, d: store.acknowledge(c, d, id))
+    return await _answering(request, tether, lambda by: store.DeviceChange("ack", by, id))
 
 
 @post(
@@ -420,7 +428,13 @@ async def report_progress(
     tether: Tether,
     data: JSONBody[store.ProgressIn],
 ) -> store.CommandOut:
-    return await _answering(request, tether, lambda c, d: store.progress(c, d, id, data.progress))
+    return await _answering(
+        request,
+        tether,
+        lambda by: store.DeviceChange(
+            "progress", by, id, progress=store.encoded(data.progress, "progress")
+        ),
+    )
 
 
 @post(
@@ -436,7 +450,7 @@ async def report_result(
     tether: Tether,
     data: JSONBody[store.AnswerIn],
 ) -> store.CommandOut:
-    return await _answering(request, tether, lambda c, d: store.answer(c, d, id, data))
+    return await _answering(request, tether, lambda by: store.answer_of(by, id, data))
 
 
 router = Router(

@@ -5,17 +5,19 @@ so that whoever loses a race changes nothing and says so."""
 from __future__ import annotations
 
 import datetime as dt
+import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import msgspec
 import sqlalchemy as sa
 from msgspec import Meta
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tether.server.db.cascades import Gone, on_delete
-from tether.server.db.engine import new_id, utcnow
+from tether.server.db.engine import new_id, run_on_sqlite_thread, utcnow
+from tether.server.db.prepared import prepare
 from tether.server.db.tables import command_groups, commands
 from tether.server.identity.credentials import Principal
 from tether.server.inputs import MAX_TIME
@@ -251,7 +253,11 @@ async def insert(
 
 
 class _Row(dict[str, Any]):
-    """A row just inserted, read like a result row (every column, None where unset)."""
+    """A row as it now stands (just inserted, or changed in memory), read like a result row
+    (every column, None where unset); a copy, so later changes leave it as it was."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        super().__init__(values)
 
     def __getattr__(self, name: str) -> Any:
         return self.get(name)
@@ -303,11 +309,16 @@ async def _move(
 
 
 async def mark_sent(conn: AsyncConnection, sent: dict[str, dt.datetime]) -> list[Any]:
-    """Written to the device's socket (each id with when); those still queued."""
-    moved: list[Any] = []
+    """Written to the device's socket (each id with when); those still queued, one statement
+    for the commands written at the same moment."""
+    by_time: dict[dt.datetime, list[str]] = {}
     for command_id, at in sent.items():
-        where = commands.c.id == command_id
-        moved += await _move(conn, where, ("queued",), {"state": "sent", "sent_at": at})
+        by_time.setdefault(at, []).append(command_id)
+    moved: list[Any] = []
+    for at, ids in by_time.items():
+        for start in range(0, len(ids), 500):
+            chunk = commands.c.id.in_(ids[start : start + 500])
+            moved += await _move(conn, chunk, ("queued",), {"state": "sent", "sent_at": at})
     return moved
 
 
@@ -320,83 +331,153 @@ class Answerer:
     device_id: str | None
 
 
-async def answerable(conn: Any, by: Answerer, command_id: str) -> Any:
-    """The command `by` may answer; 404 when there is none of that id."""
-    query = sa.select(commands).where(commands.c.id == command_id, commands.c.org_id == by.org_id)
-    if by.device_id is not None:
-        query = query.where(commands.c.device_id == by.device_id)
-    row = (await conn.execute(query)).first()
-    if row is None:
-        raise Problem(404, "No such command.", code="not_found")
-    return row
+@dataclass(frozen=True)
+class DeviceChange:
+    """What a device (or who answers for it) says about one of its commands: it stored it
+    (`ack`, with when it was written to its socket if that is not stored yet), how far it got
+    (`progress`, as JSON text) or its `answer`."""
+
+    kind: Literal["ack", "progress", "answer"]
+    by: Answerer
+    command_id: str
+    sent_at: dt.datetime | None = None
+    progress: str | None = None
+    answer: AnswerIn | None = None
+    result: str | None = None
+    """The answer's result as JSON text (checked for size before it is queued)."""
+    at: dt.datetime = field(default_factory=utcnow)
+    """When the server received it: the time the command was delivered, started or answered."""
 
 
-async def acknowledge(
-    conn: AsyncConnection, by: Answerer, command_id: str, sent_at: dt.datetime | None = None
-) -> tuple[Any, bool]:
-    """The device has stored the command: delivered, and its answer due `timeout` seconds from
-    now (`sent_at`: when it was written to the socket, if that is not stored yet). Again, or
-    after it ended, nothing changes; the row says what the device should do."""
-    row = await answerable(conn, by, command_id)
-    now = utcnow()
-    moved = await _move(
-        conn,
-        commands.c.id == command_id,
-        UNDELIVERED,
-        {
+def transition(row: dict[str, Any], change: DeviceChange, now: dt.datetime) -> dict[str, Any]:
+    """The columns `change` sets on a command as it stands (none when it changes nothing):
+    the state machine, as a rule over one row.
+
+    An acknowledgement moves an undelivered command to delivered, its answer due `timeout`
+    seconds from now. Progress moves an open one to in_progress. An answer ends an open
+    command in its state; one that timed out (or was canceled or expired while the device had
+    it) keeps its state and records the late answer. A second answer changes nothing."""
+    state = row["state"]
+    due = now + dt.timedelta(seconds=min(float(row["timeout"]), MAX_TTL))
+    if change.kind == "ack":
+        if state not in UNDELIVERED:
+            return {}
+        return {
             "state": "delivered",
             "delivered_at": now,
-            "sent_at": sa.func.coalesce(commands.c.sent_at, sent_at or now),
-            "deadline": now + dt.timedelta(seconds=min(row.timeout, MAX_TTL)),
-        },
-    )
-    return (moved[0], True) if moved else (row, False)
-
-
-async def progress(
-    conn: AsyncConnection, by: Answerer, command_id: str, value: Any
-) -> tuple[Any, bool]:
-    """The device is working on it, and says how far it got."""
-    row = await answerable(conn, by, command_id)
-    now = utcnow()
-    text = encoded(value, "progress")
-    moved = await _move(
-        conn,
-        commands.c.id == command_id,
-        OPEN,
-        {
+            "sent_at": row["sent_at"] or change.sent_at or now,
+            "deadline": due,
+        }
+    if change.kind == "progress":
+        if state not in OPEN:
+            return {}
+        return {
             "state": "in_progress",
-            "progress": text,
-            "started_at": sa.func.coalesce(commands.c.started_at, now),
-            "delivered_at": sa.func.coalesce(commands.c.delivered_at, now),
-            "deadline": sa.func.coalesce(
-                commands.c.deadline, now + dt.timedelta(seconds=min(row.timeout, MAX_TTL))
-            ),
-        },
-    )
-    return (moved[0], True) if moved else (row, False)
+            "progress": change.progress,
+            "started_at": row["started_at"] or now,
+            "delivered_at": row["delivered_at"] or now,
+            "sent_at": row["sent_at"] or now,
+            "deadline": row["deadline"] or due,
+        }
+    if row["answered_at"] is not None or change.answer is None:
+        return {}
+    answered = {"answered_at": now, "result": change.result, "error": change.answer.error}
+    if state in OPEN:
+        answered |= {"state": change.answer.state, "finished_at": now}
+    return answered
 
 
-async def answer(
-    conn: AsyncConnection, by: Answerer, command_id: str, data: AnswerIn
-) -> tuple[Any, bool]:
-    """The device's answer. An open command ends in its state; one that timed out (or was
-    canceled or expired while the device had it) keeps its state and records the late answer.
-    A second answer changes nothing: the first one stands."""
-    await answerable(conn, by, command_id)
-    now = utcnow()
-    answered = {
-        "answered_at": now,
-        "result": None if data.result is None else encoded(data.result, "result"),
-        "error": data.error,
-    }
-    mine = sa.and_(commands.c.id == command_id, commands.c.answered_at.is_(None))
-    moved = await _move(conn, mine, OPEN, {**answered, "state": data.state, "finished_at": now})
-    if not moved:
-        moved = await _move(conn, mine, FINAL, answered)
-    if moved:
-        return moved[0], True
-    return await answerable(conn, by, command_id), False
+def answer_of(by: Answerer, command_id: str, data: AnswerIn) -> DeviceChange:
+    """An answer as a change, its result checked for size first."""
+    result = None if data.result is None else encoded(data.result, "result")
+    return DeviceChange("answer", by, command_id, answer=data, result=result)
+
+
+CHANGING = (
+    *("state", "sent_at", "delivered_at", "started_at", "finished_at", "deadline"),
+    *("answered_at", "progress", "result", "error"),
+)
+_APPLY = (
+    commands.update()
+    .where(commands.c.id == sa.bindparam("changed_id"))
+    .values({column: sa.bindparam(f"new_{column}") for column in CHANGING})
+)
+
+
+_ONE = sa.select(commands).where(commands.c.id == sa.bindparam("command_id"))
+
+
+def _decide(
+    current: dict[str, dict[str, Any]], changes: Sequence[DeviceChange]
+) -> tuple[list[tuple[Any, bool] | Problem], dict[str, dict[str, Any]]]:
+    """Each change applied in order to the rows as they stand (`current`, updated in place):
+    the outcome of each (the row after it and whether it moved, or a 404 for a command its
+    sender may not answer) and the rows that changed."""
+    outcomes: list[tuple[Any, bool] | Problem] = []
+    changed: dict[str, dict[str, Any]] = {}
+    for change in changes:
+        row = current.get(change.command_id)
+        by = change.by
+        if (
+            row is None
+            or row["org_id"] != by.org_id
+            or (by.device_id is not None and row["device_id"] != by.device_id)
+        ):
+            outcomes.append(Problem(404, "No such command.", code="not_found"))
+            continue
+        values = transition(row, change, change.at)
+        row.update(values)
+        if values:
+            changed[row["id"]] = row
+        outcomes.append((_Row(row), bool(values)))
+    return outcomes, changed
+
+
+def _written(changed: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"changed_id": i, **{f"new_{c}": row[c] for c in CHANGING}} for i, row in changed.items()
+    ]
+
+
+async def apply(
+    engine: AsyncEngine, changes: Sequence[DeviceChange]
+) -> list[tuple[Any, bool] | Problem]:
+    """Apply devices' changes in order, in one transaction with one read and one write for
+    them all. The rows are locked for the transaction (PostgreSQL); on SQLite, which has one
+    writer at a time, the whole transaction is one call on the writer's thread."""
+    ids = list(dict.fromkeys(change.command_id for change in changes))
+    if engine.dialect.name == "sqlite":
+        read, write = prepare(_ONE, engine.dialect), prepare(_APPLY, engine.dialect)
+
+        def transaction(db: sqlite3.Connection) -> list[tuple[Any, bool] | Problem]:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                current = {}
+                for command_id in ids:
+                    found = read.shape(db.execute(read.sql, [command_id]).fetchall())
+                    if found:
+                        current[command_id] = found[0]._asdict()
+                outcomes, changed = _decide(current, changes)
+                if changed:
+                    db.executemany(write.sql, [write.arguments(v) for v in _written(changed)])
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return outcomes
+
+        async with engine.connect() as conn:
+            return await run_on_sqlite_thread(conn, transaction)
+    async with engine.begin() as conn:
+        current = {}
+        for start in range(0, len(ids), 500):
+            query = sa.select(commands).where(commands.c.id.in_(ids[start : start + 500]))
+            for found in (await conn.execute(query.with_for_update())).all():
+                current[found.id] = dict(found._mapping)
+        outcomes, changed = _decide(current, changes)
+        if changed:
+            await conn.execute(_APPLY, _written(changed))
+    return outcomes
 
 
 async def cancel(conn: AsyncConnection, org_id: str, command_id: str) -> Any:

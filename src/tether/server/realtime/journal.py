@@ -10,6 +10,7 @@ applies), so a page may hold fewer events than asked for.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import functools
 import logging
@@ -31,6 +32,9 @@ logger = logging.getLogger("tether.server")
 
 BATCH = 500
 """Most events written in one statement."""
+GATHER = 0.05
+"""Seconds the journal lets events gather after the first before it writes them: one write
+for a burst, and the writer free for what a device is waiting for."""
 MAX_DOCUMENT = 4096
 """Largest document (as JSON) an event keeps; a larger one is kept as its id and name only."""
 STREAMS = frozenset({"telemetry"})
@@ -96,6 +100,7 @@ async def record(state: ServerState, bus: EventBus) -> None:
     async with bus.subscribe() as queue:
         while True:
             batch = [await queue.get()]
+            await asyncio.sleep(GATHER)
             while len(batch) < BATCH and not queue.empty():
                 batch.append(queue.get_nowait())
             rows = [_row(event) for event in batch if kept(event)]
