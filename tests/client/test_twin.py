@@ -142,3 +142,19 @@ def test_each_section_has_its_writer(tenant: Tenant, make_tenant: Any, outbox: P
             stranger.twins.get(device)
         with pytest.raises(tether.BadRequestError, match="at most 65536"):
             people.twins.desire(device, {"big": "x" * 70_000})
+
+
+def test_devices_are_found_by_their_twin_fields(tenant: Tenant) -> None:
+    with tenant.client() as people:
+        oslo, bergen = people.devices.create("oslo-1"), people.devices.create("bergen-1")
+        people.twins.tag(oslo, {"site": "oslo", "rack": {"row": 3}})
+        people.twins.tag(bergen, {"site": "bergen"})
+        people.twins.desire(oslo, {"fan": 2})
+        found = people.devices.find(tags={"site": "oslo"})
+        assert [d.name for d in found.results] == ["oslo-1"]
+        assert [d.name for d in people.devices.find(tags={"rack.row": 3}).results] == ["oslo-1"]
+        assert [d.name for d in people.devices.find(desired={"fan": 2}).results] == ["oslo-1"]
+        assert people.devices.find(reported={"fan": 2}).results == []
+        group = people.commands.send_many("ping", where={"tags": {"site": "bergen"}})
+        assert group.total == 1
+        assert [c.device_id for c in group.commands()] == [bergen.id]

@@ -46,11 +46,14 @@ document field."""
 def find_query(filters: Mapping[str, Any]) -> dict[str, Any]:
     """A find's query string: `subtype="player"` (or `document={"subtype": "player"}`) asks for
     `document[subtype]=player`; `**{"address.city": "Oslo"}` names a nested field;
-    `installed={"firmware": "2.1"}` finds devices running that version; `online=True`."""
+    `installed={"firmware": "2.1"}` finds devices running that version; `online=True`;
+    `desired=`, `reported=` or `tags={"site": "oslo"}` finds devices by their twin's fields."""
     query: dict[str, Any] = {}
     for name, value in filters.items():
         if name == "document" and isinstance(value, Mapping):
             query |= find_query({f"document[{k}]": v for k, v in value.items()})
+        elif name in TWIN_SECTIONS and isinstance(value, Mapping):
+            query |= {f"{name}[{k}]": _text(v) for k, v in value.items()}
         elif name == "installed" and isinstance(value, Mapping):
             query |= {f"installed[{k}]": str(v) for k, v in value.items()}
         elif isinstance(value, bool) and name in LISTED_AS_THEY_ARE:
@@ -59,8 +62,16 @@ def find_query(filters: Mapping[str, Any]) -> dict[str, Any]:
             query[name] = value
         else:
             key = name if name.startswith("document[") else f"document[{name}]"
-            query[key] = json.dumps(value) if isinstance(value, bool) else str(value)
+            query[key] = _text(value)
     return query
+
+
+TWIN_SECTIONS = ("desired", "reported", "tags")
+
+
+def _text(value: Any) -> str:
+    """A filter's value as the query string carries it (booleans as JSON: true, false)."""
+    return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
 class ResultSet(Generic[R]):

@@ -155,6 +155,15 @@ QUERY: dict[str, Parameter] = {
         "OAuth PKCE: base64url(SHA-256(code_verifier)), unpadded.",
     ),
     "code_challenge_method": Parameter(Literal["S256"], "OAuth PKCE: S256."),
+    **{
+        section: Parameter(
+            Annotated[str, Meta(max_length=6000)],
+            f"Devices whose twin's {section} holds these fields (at most 5), as a JSON object "
+            f'{{"fan.speed": 3}} (or {section}[FIELD]=VALUE, one parameter a field), matched as '
+            "document fields are.",
+        )
+        for section in ("desired", "reported", "tags")
+    },
     "document": Parameter(
         Annotated[str, Meta(max_length=6000)],
         'Document fields to match (at most 5), as a JSON object {"subtype": "player", "a.b": 7} '

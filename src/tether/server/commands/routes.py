@@ -54,7 +54,7 @@ _OWN = {
 _FILTERS = ("device_id", "group_id", "name")
 DEVICE_FILTERS = (
     *("name", "location_id", "experience_id", "zone_id", "project_id"),
-    *("online", "document", "installed"),
+    *("online", "document", "installed", "desired", "reported", "tags"),
 )
 """What a command to many may select devices by: the device list's filters."""
 

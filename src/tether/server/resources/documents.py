@@ -49,15 +49,15 @@ class DocumentFilter:
         return "", 2
 
 
-def document_filters(params: Mapping[str, str]) -> list[DocumentFilter]:
+def document_filters(params: Mapping[str, str], name: str = "document") -> list[DocumentFilter]:
     """The document filters among a request's query parameters (`document[FIELD]=VALUE`, or
-    `document` as one JSON object), checked; 422 `invalid_parameter` naming the one that is
-    not a field name and value."""
+    `document` as one JSON object; `name` for another JSON column, a twin's `desired`, say),
+    checked; 422 `invalid_parameter` naming the one that is not a field name and value."""
     found = []
     for field, value in query_members(
-        "document", params, "a field: document[FIELD]=VALUE", '{"subtype": "player"}'
+        name, params, f"a field: {name}[FIELD]=VALUE", '{"subtype": "player"}'
     ):
-        key = f"document[{field}]"
+        key = f"{name}[{field}]"
         names = tuple(field.split("."))
         if len(names) > MAX_DEPTH or not all(_NAME.match(n) for n in names):
             raise invalid_parameter(
@@ -67,7 +67,7 @@ def document_filters(params: Mapping[str, str]) -> list[DocumentFilter]:
             raise invalid_parameter(key, f"is longer than {MAX_VALUE} characters")
         found.append(DocumentFilter(names, _matches(value)))
     if len(found) > MAX_FILTERS:
-        raise invalid_parameter("document", f"takes at most {MAX_FILTERS} fields")
+        raise invalid_parameter(name, f"takes at most {MAX_FILTERS} fields")
     return sorted(found, key=lambda f: (f.shape, f.path))
 
 
@@ -83,25 +83,29 @@ def _matches(value: str) -> tuple[str, ...]:
 
 
 def narrowed_by(
-    query: sa.Select[Any], column: sa.ColumnElement[str], shapes: tuple[tuple[str, int], ...]
+    query: sa.Select[Any],
+    column: sa.ColumnElement[str],
+    shapes: tuple[tuple[str, int], ...],
+    prefix: str = "doc",
 ) -> sa.Select[Any]:
-    """`query` narrowed by document filters of these shapes, bound by `bound()`."""
+    """`query` narrowed by document filters of these shapes, bound by `bound()` (with the
+    same `prefix` for each JSON column filtered in one statement)."""
     for position, (field, count) in enumerate(shapes):
         at = (
             indexed_field(column, field)
             if field
-            else document_at(column, sa.bindparam(f"doc_path_{position}"))
+            else document_at(column, sa.bindparam(f"{prefix}_path_{position}"))
         )
-        values: list[Any] = [sa.bindparam(f"doc_{position}_{n}") for n in range(count)]
+        values: list[Any] = [sa.bindparam(f"{prefix}_{position}_{n}") for n in range(count)]
         query = query.where(at == values[0] if count == 1 else at.in_(values))
     return query
 
 
-def bound(filters: list[DocumentFilter]) -> dict[str, str]:
+def bound(filters: list[DocumentFilter], prefix: str = "doc") -> dict[str, str]:
     """The bind parameters of `narrowed_by` for these filters."""
     params = {}
     for position, found in enumerate(filters):
-        params[f"doc_path_{position}"] = json_path(found.path)
+        params[f"{prefix}_path_{position}"] = json_path(found.path)
         for n in range(found.shape[1]):
-            params[f"doc_{position}_{n}"] = found.matches[min(n, len(found.matches) - 1)]
+            params[f"{prefix}_{position}_{n}"] = found.matches[min(n, len(found.matches) - 1)]
     return params

@@ -71,7 +71,7 @@ class Kind:
         if self.parented:
             names |= {"parent_id"}
         if self.name == "device":
-            names |= {"online", "installed"}
+            names |= {"online", "installed", "desired", "reported", "tags"}
         return frozenset(names)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.sql.functions import FunctionElement
 
 from tether.server.db.pages import BY_ID, Sort
 from tether.server.db.reads import Reads, fetch
-from tether.server.db.tables import installed_packages, resources, zone_members
+from tether.server.db.tables import installed_packages, resources, twins, zone_members
 from tether.server.identity.seen import online_since
 from tether.server.inputs import invalid_parameter, query_members
 from tether.server.problems import not_found
@@ -66,12 +66,14 @@ def scoped_resources(
     documents: tuple[tuple[str, int], ...] = (),
     online: bool | None = None,
     installed: int = 0,
+    twin: tuple[tuple[str, tuple[tuple[str, int], ...]], ...] = (),
 ) -> sa.Select[Any]:
     """Resources of one kind in the caller's scope, bound by `scope_params`, narrowed by
     `filters` (each bound as its own name), by document filters of the shapes `documents`
     (bound by `documents.bound`), by presence (`online_since`) and by `installed` packages
-    (`installed_filters`). Built once per shape: building and hashing a statement costs
-    more than running it on the hot path."""
+    (`installed_filters`) and by twin fields (per section, the shapes of its filters). Built
+    once per shape: building and hashing a statement costs more than running it on the hot
+    path."""
     query = select_resources().where(
         resources.c.org_id == sa.bindparam("org_id"), resources.c.kind == sa.bindparam("kind")
     )
@@ -99,9 +101,15 @@ def scoped_resources(
             installed_packages.c.version == sa.bindparam(f"installed_version_{i}"),
         )
         query = query.where(resources.c.id.in_(running))
+    for section, shapes in twin:
+        held = sa.select(twins.c.device_id).where(twins.c.org_id == sa.bindparam("org_id"))
+        held = narrowed_by(held, twins.c[section], shapes, prefix=section)
+        query = query.where(resources.c.id.in_(held))
     return narrowed_by(query, resources.c.document, documents)
 
 
+TWIN_SECTIONS = ("desired", "reported", "tags")
+"""A device's twin sections, each a filter of the device list shaped like `document`."""
 FILTERS = ("name", "location_id", "experience_id", "parent_id", "zone_id", "member_id")
 """The columns a list may be narrowed by, each a query parameter of the same name."""
 
@@ -123,15 +131,19 @@ def selection(kind: str, org_id: str, project_id: str | None, params: Any) -> Se
     online = presence_filter(params.get("online"))
     documents = document_filters(params)
     installed = installed_filters(params) if kind == "device" else {}
+    twin = {s: document_filters(params, s) for s in TWIN_SECTIONS} if kind == "device" else {}
     query = scoped_resources(
         project_id is not None,
         filters,
         tuple(d.shape for d in documents),
         online,
         len(installed) // 2,
+        tuple((s, tuple(f.shape for f in found)) for s, found in twin.items() if found),
     )
     bound: dict[str, Any] = {"org_id": org_id, "kind": kind, "project_id": project_id}
     bound |= {f: params[f] for f in filters} | documents_bound(documents) | installed
+    for section, found in twin.items():
+        bound |= documents_bound(found, section)
     if online is not None:
         bound["online_since"] = online_since()
     return Selection(query, bound)
