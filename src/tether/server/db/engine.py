@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sqlite3
+import threading
 import time
 import uuid
 import warnings
@@ -28,11 +29,26 @@ def _time_bits(millis: int) -> int:
     return (millis & ((1 << 48) - 1)) << 80
 
 
+_last = [0, 0]
+"""The millisecond and the 12-bit counter of the last id this process made."""
+_ids_lock = threading.Lock()
+
+
 def new_id() -> str:
-    """A time-ordered UUID (version 7 layout), so ids sort in creation order."""
-    millis = time.time_ns() // 1_000_000
+    """A time-ordered UUID (version 7 layout), so ids sort in creation order: within one
+    millisecond, this process's ids follow a counter (RFC 9562's method 1, seeded at random
+    each millisecond with room to count up), so a batch made at once keeps its order."""
     rand = int.from_bytes(os.urandom(10), "big")
-    value = _time_bits(millis) | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64
+    with _ids_lock:
+        millis = max(time.time_ns() // 1_000_000, _last[0])
+        if millis == _last[0] and _last[1] < 0xFFF:
+            counter = _last[1] + 1
+        else:
+            if millis == _last[0]:
+                millis += 1
+            counter = rand >> 69 & 0x7FF
+        _last[0], _last[1] = millis, counter
+    value = _time_bits(millis) | 0x7 << 76 | counter << 64
     value |= 0b10 << 62 | rand & ((1 << 62) - 1)
     return str(uuid.UUID(int=value))
 
