@@ -16,7 +16,7 @@ from msgspec import Meta
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tether.server.db.cascades import Gone, on_delete
-from tether.server.db.engine import new_id, run_on_sqlite_thread, utcnow
+from tether.server.db.engine import in_sqlite_transaction, new_id, utcnow
 from tether.server.db.prepared import prepare
 from tether.server.db.tables import command_groups, commands
 from tether.server.identity.credentials import Principal
@@ -449,25 +449,18 @@ async def apply(
     if engine.dialect.name == "sqlite":
         read, write = prepare(_ONE, engine.dialect), prepare(_APPLY, engine.dialect)
 
-        def transaction(db: sqlite3.Connection) -> list[tuple[Any, bool] | Problem]:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                current = {}
-                for command_id in ids:
-                    found = read.shape(db.execute(read.sql, [command_id]).fetchall())
-                    if found:
-                        current[command_id] = found[0]._asdict()
-                outcomes, changed = _decide(current, changes)
-                if changed:
-                    db.executemany(write.sql, [write.arguments(v) for v in _written(changed)])
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        def work(db: sqlite3.Connection) -> list[tuple[Any, bool] | Problem]:
+            current = {}
+            for command_id in ids:
+                found = read.shape(db.execute(read.sql, [command_id]).fetchall())
+                if found:
+                    current[command_id] = found[0]._asdict()
+            outcomes, changed = _decide(current, changes)
+            if changed:
+                db.executemany(write.sql, [write.arguments(v) for v in _written(changed)])
             return outcomes
 
-        async with engine.connect() as conn:
-            return await run_on_sqlite_thread(conn, transaction)
+        return await in_sqlite_transaction(engine, work)
     async with engine.begin() as conn:
         current = {}
         for start in range(0, len(ids), 500):

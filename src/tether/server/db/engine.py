@@ -176,6 +176,29 @@ async def run_on_sqlite_thread(conn: AsyncConnection, fn: Callable[[sqlite3.Conn
     return await driver._execute(fn, driver._conn)  # type: ignore[union-attr,no-any-return]
 
 
+async def in_sqlite_transaction(
+    engine: AsyncEngine,
+    work: Callable[[sqlite3.Connection], T],
+    keep: Callable[[T], bool] = lambda _: True,
+) -> T:
+    """`work(db)` between BEGIN IMMEDIATE and COMMIT (ROLLBACK when it raises, or when `keep`
+    says its result is not to be kept), all on the SQLite writer's own thread: one thread hop
+    for a whole transaction, holding the single writer no longer than the writing itself."""
+
+    def transaction(db: sqlite3.Connection) -> T:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(db)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT" if keep(result) else "ROLLBACK")
+        return result
+
+    async with engine.connect() as conn:
+        return await run_on_sqlite_thread(conn, transaction)
+
+
 def upsert(conn: AsyncConnection, table: sa.Table) -> Any:
     """The dialect's INSERT, which offers `on_conflict_do_nothing/do_update`."""
     return dialect_insert(conn.dialect.name)(table)

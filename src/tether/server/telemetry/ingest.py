@@ -19,7 +19,7 @@ from litestar.params import JSONBody
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tether._values import field_problem
-from tether.server.db.engine import bulk_insert, dialect_insert, run_on_sqlite_thread, utcnow
+from tether.server.db.engine import bulk_insert, dialect_insert, in_sqlite_transaction, utcnow
 from tether.server.db.prepared import prepare
 from tether.server.db.tables import resources, telemetry_batches, telemetry_latest, telemetry_points
 from tether.server.identity.policy import allow
@@ -230,18 +230,7 @@ async def store_batch(
                 )
             return True
 
-        def transaction(db: sqlite3.Connection) -> bool:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                stored = write(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT" if stored else "ROLLBACK")
-            return stored
-
-        async with engine.connect() as conn:
-            return await run_on_sqlite_thread(conn, transaction)
+        return await in_sqlite_transaction(engine, write, keep=bool)
     async with engine.begin() as conn:
         if (await conn.execute(statements.device, claim)).first() is None:
             raise not_found("device")
