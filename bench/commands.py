@@ -1,6 +1,6 @@
 """Commands beside broadcasts on the same `tether serve`, in one run.
 
-    .venv/bin/python bench/commands.py [--devices 1000] [--rounds 100]
+    .venv/bin/python bench/commands.py [--devices 1000] [--rounds 100] [--database-url URL]
 
 Devices are simulated as in `bench/realtime.py`: raw WebSocket clients in one asyncio process,
 here each with its own device credentials, taking its commands on its socket (it acknowledges
@@ -93,10 +93,10 @@ async def broadcast_round(caster: Any, number: int, expected: int) -> float:
             return time.perf_counter() - started
 
 
-async def main(devices_n: int, rounds: int) -> None:
+async def main(devices_n: int, rounds: int, database_url: str | None) -> None:
     work = Path(tempfile.mkdtemp(prefix="tether-commands-"))
     port = free_port()
-    process = start_tether(work, port)
+    process = start_tether(work, port, database_url)
     base = f"http://127.0.0.1:{port}"
     ws_url = f"ws://127.0.0.1:{port}/api/v1/realtime"
     try:
@@ -204,6 +204,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=100)
+    parser.add_argument("--database-url", help="PostgreSQL (an empty database); default SQLite")
     args = parser.parse_args()
-    print(f"Python {sys.version.split()[0]}; one tether serve worker on SQLite; loopback")
-    asyncio.run(main(args.devices, args.rounds))
+    backend = "PostgreSQL" if args.database_url else "SQLite"
+    print(f"Python {sys.version.split()[0]}; one tether serve worker on {backend}; loopback")
+    asyncio.run(main(args.devices, args.rounds, args.database_url))
