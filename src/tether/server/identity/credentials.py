@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import secrets
@@ -24,7 +25,13 @@ API_TOKEN_PREFIX = "tth_"
 REFRESH_TOKEN_PREFIX = "ttr_"
 _ISSUER = "tether"
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash("tether-dummy-password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against for an unknown user, made on first need: making it costs
+    0.1 s, which every process start paid at import."""
+    return _hasher.hash("tether-dummy-password")
 
 
 def new_secret() -> str:
@@ -64,7 +71,7 @@ async def verify_password(password: str, stored: str | None) -> bool:
 
     def check() -> bool:
         try:
-            return bool(_hasher.verify(stored or _DUMMY_HASH, password)) and stored is not None
+            return bool(_hasher.verify(stored or _dummy_hash(), password)) and stored is not None
         except (VerificationError, InvalidHashError):
             return False
 

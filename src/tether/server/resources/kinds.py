@@ -11,6 +11,7 @@ endpoints of the kind, mounted both organization-wide (`/api/v1/devices`) and in
 # Litestar reads their annotations at runtime, so they must be real objects, not strings.
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -49,9 +50,25 @@ Id = Annotated[str, msgspec.Meta(min_length=1, max_length=36)]
 API = "/api/v1"
 
 
+def _content_links(row_id: str, document: dict[str, Any]) -> dict[str, Any]:
+    base = f"{API}/content/{row_id}/data"
+    names = document.get("variants") or []
+    variants = {str(n): f"{base}?variant={n}" for n in names if isinstance(n, str)}
+    return {"url": base, "variants": variants}
+
+
+def _location_links(row_id: str, _document: dict[str, Any]) -> dict[str, Any]:
+    return {"layout_url": f"{API}/locations/{row_id}/layout"}
+
+
+DEVICE_FILTERS = frozenset({"online", "installed", "desired", "reported", "tags"})
+"""What only a device list filters by: presence, installed packages, twin fields."""
+
+
 @dataclass(frozen=True)
 class Kind:
-    """What distinguishes one resource kind from another."""
+    """What distinguishes one resource kind from another, as data: a new kind is a
+    declaration here (and, for what is its own, a module of its own)."""
 
     name: str
     plural: str
@@ -60,6 +77,19 @@ class Kind:
     parented: bool = False
     credential: bool = False
     in_projects: bool = True
+    own_filters: frozenset[str] = frozenset()
+    """List filters beyond the relations every kind of its shape has."""
+    own_fields: tuple[tuple[str, Any, Any], ...] = ()
+    """Fields of its create and update bodies beyond name, document and relations."""
+    presence: bool = False
+    """Whether it is seen online (`seen_at`, `online`): a device."""
+    actions: tuple[tuple[str, str], ...] = ()
+    """The policy action of each verb that is not `write` (list and get always read)."""
+    self_target: bool = False
+    """Whether its `id` path parameter is the target of a SELF reach (a device's own)."""
+    item_param: str = "id"
+    links: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None
+    """URLs its answers carry beside its fields (content's bytes, a location's layout)."""
 
     @property
     def filters(self) -> frozenset[str]:
@@ -70,23 +100,41 @@ class Kind:
             names |= {"location_id", "member_id"}
         if self.parented:
             names |= {"parent_id"}
-        if self.name == "device":
-            names |= {"online", "installed", "desired", "reported", "tags"}
-        return frozenset(names)
+        return frozenset(names) | self.own_filters
 
 
 KINDS: dict[str, Kind] = {
     kind.name: kind
     for kind in (
-        Kind("device", "devices", placed=True, credential=True),
+        Kind(
+            "device",
+            "devices",
+            placed=True,
+            credential=True,
+            own_filters=DEVICE_FILTERS,
+            presence=True,
+            actions=(
+                ("create", "manage"),
+                ("delete", "manage"),
+                ("update", "update"),
+                ("rotate", "rotate"),
+            ),
+            self_target=True,
+        ),
         Kind("thing", "things", placed=True),
-        Kind("location", "locations"),
+        Kind("location", "locations", links=_location_links),
         Kind("zone", "zones", located=True),
         Kind("experience", "experiences"),
         Kind("feed", "feeds"),
-        Kind("content", "content", parented=True),
-        Kind("app", "apps", credential=True),
-        Kind("project", "projects", in_projects=False),
+        Kind("content", "content", parented=True, links=_content_links),
+        Kind("app", "apps", credential=True, own_fields=(("read_only", bool, False),)),
+        Kind(
+            "project",
+            "projects",
+            in_projects=False,
+            actions=(("delete", "delete"),),
+            item_param="project_id",
+        ),
     )
 }
 
@@ -135,9 +183,7 @@ def _fields(kind: Kind) -> list[tuple[str, Any, Any]]:
         fields.append(("location_id", Id | None, None))
     if kind.parented:
         fields.append(("parent_id", Id | None, None))
-    if kind.name == "app":
-        fields.append(("read_only", bool, False))
-    return fields
+    return fields + list(kind.own_fields)
 
 
 def _title(kind: Kind) -> str:
@@ -153,17 +199,6 @@ def update_body(kind: Kind) -> type[msgspec.Struct]:
     return msgspec.defstruct(f"{_title(kind)}Update", fields, forbid_unknown_fields=True)
 
 
-def _links(kind: str, row_id: str, document: dict[str, Any]) -> dict[str, Any]:
-    if kind == "content":
-        base = f"{API}/content/{row_id}/data"
-        names = document.get("variants") or []
-        variants = {str(n): f"{base}?variant={n}" for n in names if isinstance(n, str)}
-        return {"url": base, "variants": variants}
-    if kind == "location":
-        return {"layout_url": f"{API}/locations/{row_id}/layout"}
-    return {}
-
-
 def to_out(row: Any, zone_ids: list[str] | None = None, secret: str | None = None) -> ResourceOut:
     """The API shape of a resource row (a result row, or a `RowView` of the values inserted)."""
     kind = KINDS[row.kind]
@@ -172,7 +207,7 @@ def to_out(row: Any, zone_ids: list[str] | None = None, secret: str | None = Non
         listed = row.zone_list
         zone_ids = sorted(listed.split(",")) if listed else []
     seen = {}
-    if kind.name == "device":
+    if kind.presence:
         seen_at = row.seen_at
         seen = {"seen_at": seen_at, "online": seen_at is not None and seen_at >= online_since()}
     return ResourceOut(
@@ -189,7 +224,7 @@ def to_out(row: Any, zone_ids: list[str] | None = None, secret: str | None = Non
         row.parent_id,
         row.read_only,
         secret=secret,
-        **_links(kind.name, row.id, document),
+        **(kind.links(row.id, document) if kind.links else {}),
         **seen,
     )
 
@@ -279,19 +314,12 @@ def rule_of(kind: Kind, verb: str) -> dict[str, Any]:
         if verb == "list"
         else {}
     )
-    if verb in ("list", "get"):
-        action = "read"
-    elif kind.name == "device":
-        action = {"create": "manage", "delete": "manage"}.get(verb, verb)
-    elif kind.name == "project" and verb == "delete":
-        action = "delete"
-    else:
-        action = "write"
-    return allow(kind.name, action, target="id" if kind.name == "device" else None, **query)
+    action = "read" if verb in ("list", "get") else dict(kind.actions).get(verb, "write")
+    return allow(kind.name, action, target="id" if kind.self_target else None, **query)
 
 
 def item_id(request: Request[Any, Any, Any], kind: Kind) -> str:
-    return str(request.path_params["project_id" if kind.name == "project" else "id"])
+    return str(request.path_params[kind.item_param])
 
 
 async def _forget(
@@ -322,11 +350,9 @@ async def _forget_held(gone: Gone) -> None:
 
 
 def _paths(kind: Kind, item: bool) -> list[str]:
-    if kind.name == "project":
-        return ["/projects/{project_id:str}"] if item else ["/projects"]
     base = f"/{kind.plural}"
-    paths = [base, f"/projects/{{project_id:str}}{base}"]
-    return [f"{p}/{{id:str}}" for p in paths] if item else paths
+    paths = [base, f"/projects/{{project_id:str}}{base}"] if kind.in_projects else [base]
+    return [f"{p}/{{{kind.item_param}:str}}" for p in paths] if item else paths
 
 
 def kind_handlers(kind: Kind) -> list[HTTPRouteHandler]:
