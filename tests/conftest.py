@@ -168,9 +168,14 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every test that uses a server runs on each back end; `blobs` tests on S3 too."""
+    """Every test that uses a server runs on each back end; `blobs` tests on S3 too. The
+    console's browser tests run on SQLite only: its pages are the same on both back ends, and
+    every API call under them is tested on both (running each browser flow twice cost three
+    minutes of CI for no new behaviour)."""
     if "server" in metafunc.fixturenames:
         backends = ["sqlite", "postgresql"]
+        if metafunc.module.__name__.startswith("tests.console."):
+            backends = ["sqlite"]
         if metafunc.definition.get_closest_marker("blobs"):
             backends.append("s3")
         metafunc.parametrize("server", backends, indirect=True, scope="session")

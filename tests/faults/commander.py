@@ -33,7 +33,7 @@ def main() -> None:
             except tether.TetherError:
                 time.sleep(0.2)
         while True:
-            time.sleep(0.2)
+            time.sleep(0.1)
             try:
                 page = client.get(f"devices/{device_id}/commands", {"state": "open", "limit": 1})
             except tether.TetherError:

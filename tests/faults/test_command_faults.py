@@ -59,7 +59,7 @@ def test_commands_survive_10_server_kills_and_20_device_kills(
     rng.shuffle(kills)
     try:
         for kill in kills:
-            time.sleep(rng.uniform(0.1, 0.4))
+            time.sleep(rng.uniform(0.05, 0.2))
             if kill == "server":
                 killable["process"].send_signal(signal.SIGKILL)
                 killable["process"].wait(30)
