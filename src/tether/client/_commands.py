@@ -23,13 +23,13 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tether._exceptions import CommandRejected
+from tether.client._local_db import open_local, transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS command_inbox (
@@ -86,17 +86,9 @@ class Inbox:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.path, timeout=30, isolation_level=None, check_same_thread=False
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db = open_local(self.path, _SCHEMA)
         with self._transaction() as db:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
             db.execute(
                 "UPDATE command_inbox SET stage = 'answered', answer = 'failed', error = ? "
                 "WHERE stage = 'running'",
@@ -107,16 +99,8 @@ class Inbox:
                 (time.time() - KEEP,),
             )
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._db, self._lock)
 
     def _move(self, command_id: str, source: str, values: dict[str, Any]) -> bool:
         sets = ", ".join(f"{name} = ?" for name in values)

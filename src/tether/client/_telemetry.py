@@ -21,13 +21,14 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from tether._exceptions import ConfigurationError, OutboxFullError
+from tether.client._local_db import open_local, transaction
 
 OnFull = Literal["error", "drop_oldest"]
 
@@ -168,47 +169,15 @@ class Outbox:
         if on_full not in ("error", "drop_oldest"):
             raise ConfigurationError('on_full must be "error" or "drop_oldest".')
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_entries = max_entries
         self.on_full = on_full
         self.dropped = 0
         self._lock = threading.Lock()
-        self._db: sqlite3.Connection | None = sqlite3.connect(
-            self.path, timeout=30, isolation_level=None, check_same_thread=False
-        )
-        self._use_wal(self._db)
-        self._db.execute("PRAGMA synchronous=FULL")
-        with self._transaction() as db:
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
+        self._db: sqlite3.Connection | None = open_local(self.path, _SCHEMA)
 
-    @staticmethod
-    def _use_wal(db: sqlite3.Connection, patience: float = 30.0) -> None:
-        """Switch a new file to WAL. The switch needs the file to itself and does not wait for
-        it, so when another process opens the same new file at that moment, try again."""
-        deadline = time.monotonic() + patience
-        while True:
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """One write transaction, taken up front so two processes never interleave."""
-        with self._lock:
-            db = self._connection()
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+        return transaction(self._connection(), self._lock)
 
     def add(self, ts: float, values: Mapping[str, Any]) -> int:
         """Commit one entry durably; returns its sequence number."""
