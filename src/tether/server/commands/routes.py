@@ -7,8 +7,8 @@ import asyncio
 import functools
 import json
 import time
-from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 import sqlalchemy as sa
@@ -30,6 +30,7 @@ from tether.server.problems import Problem, invalid, not_found
 from tether.server.resources.queries import device_in_scope, reads_installed, selection
 from tether.server.state import ServerState, Tether
 
+T = TypeVar("T")
 NEWEST_FIRST = Sort(None, descending=True)
 OLDEST_FIRST = Sort(None)
 MAX_WAIT = 60.0
@@ -299,16 +300,11 @@ async def get_command(
     id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
 ) -> store.CommandOut:
     principal = principal_of(request)
-    wait = float(request.query_params.get("wait") or 0)
-    deadline = time.monotonic() + wait
-    delivery = delivery_of(tether)
-    while True:
-        async with tether.reader.connect() as conn:
-            org_id, project_id = await resolve_scope(conn, request)
-            row = await _command(conn, principal, org_id, project_id, id)
-        left = deadline - time.monotonic()
-        if row.state in store.FINAL or left <= 0 or not await delivery.changes_of(id, left):
-            return store.out(row)
+
+    async def read(conn: Reads, org_id: str, project_id: str | None) -> store.CommandOut:
+        return store.out(await _command(conn, principal, org_id, project_id, id))
+
+    return await _long_poll(request, tether, id, read, lambda c: c.state in store.FINAL)
 
 
 @get(
@@ -321,23 +317,39 @@ async def get_command(
 async def get_group(
     id: FromPath[str], request: Request[Any, Any, Any], tether: Tether
 ) -> store.GroupOut:
-    wait = float(request.query_params.get("wait") or 0)
-    deadline = time.monotonic() + wait
+    async def read(conn: Reads, org_id: str, project_id: str | None) -> store.GroupOut:
+        query = sa.select(command_groups).where(
+            command_groups.c.id == id, command_groups.c.org_id == org_id
+        )
+        row = (await conn.execute(query)).first()
+        if row is None or (project_id is not None and row.project_id != project_id):
+            raise not_found("command group")
+        return store.group_out(row, await store.counts_of(conn, id))
+
+    return await _long_poll(request, tether, id, read, lambda g: g.done, settle=COALESCE)
+
+
+async def _long_poll(
+    request: Request[Any, Any, Any],
+    tether: ServerState,
+    key: str,
+    read: Callable[[Reads, str, str | None], Awaitable[T]],
+    done: Callable[[T], bool],
+    settle: float = 0.0,
+) -> T:
+    """What `read` finds, once `done` says it ended or the request's `wait` seconds passed;
+    read again after each change of `key` (and `settle` seconds for more to gather)."""
+    deadline = time.monotonic() + float(request.query_params.get("wait") or 0)
     delivery = delivery_of(tether)
     while True:
         async with tether.reader.connect() as conn:
             org_id, project_id = await resolve_scope(conn, request)
-            query = sa.select(command_groups).where(
-                command_groups.c.id == id, command_groups.c.org_id == org_id
-            )
-            row = (await conn.execute(query)).first()
-            if row is None or (project_id is not None and row.project_id != project_id):
-                raise not_found("command group")
-            group = store.group_out(row, await store.counts_of(conn, id))
+            found = await read(conn, org_id, project_id)
         left = deadline - time.monotonic()
-        if group.done or left <= 0 or not await delivery.changes_of(id, left):
-            return group
-        await asyncio.sleep(min(COALESCE, max(0.0, deadline - time.monotonic())))
+        if done(found) or left <= 0 or not await delivery.changes_of(key, left):
+            return found
+        if settle:
+            await asyncio.sleep(min(settle, max(0.0, deadline - time.monotonic())))
 
 
 @post(
